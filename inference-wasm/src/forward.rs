@@ -1,0 +1,267 @@
+//! The MLP forward pass in plain f32 loops: eval-mode BatchNorm folded into the next
+//! Linear at load, weights stored input-major so each step is a register-tiled GEMM that
+//! LLVM vectorises (SSE/AVX natively, simd128 on wasm32).
+
+use crate::bundle::{hidden_tensor_name, Tensor};
+use crate::metadata::{Activation, Architecture};
+use std::collections::BTreeMap;
+
+/// One dense layer y = act(x·Wᵀ + b), with W stored transposed (`wt[k * out + j]`).
+#[derive(Debug, Clone)]
+struct Dense {
+    in_dim: usize,
+    out_dim: usize,
+    wt: Vec<f32>,
+    b: Vec<f32>,
+    act: Option<Activation>,
+}
+
+/// A folded, inference-only MLP.
+#[derive(Debug, Clone)]
+pub struct Network {
+    layers: Vec<Dense>,
+    max_width: usize,
+}
+
+/// Rows per register tile of the batch kernel.
+const TILE_ROWS: usize = 4;
+/// Output columns per register tile (two 128-bit vectors).
+const TILE_COLS: usize = 8;
+/// Rows processed per pass through all layers, so intermediate activations stay in cache.
+const BLOCK_ROWS: usize = 64;
+
+impl Network {
+    /// Build from verified tensors, folding each hidden BatchNorm into the following Linear.
+    pub fn new(arch: &Architecture, tensors: &BTreeMap<String, Tensor>) -> Self {
+        let get = |name: &str| &tensors[name].data;
+        let mut layers = Vec::with_capacity(arch.hidden_dims.len() + 1);
+        // Affine step (s, t) left by the previous BatchNorm: z = s ⊙ a + t.
+        let mut pending: Option<(Vec<f64>, Vec<f64>)> = None;
+        let mut fan_in = arch.input_dim;
+        let mut dims: Vec<(String, String, usize, Option<Activation>)> = arch
+            .hidden_dims
+            .iter()
+            .enumerate()
+            .map(|(i, &h)| {
+                (
+                    hidden_tensor_name(i, "linear.weight"),
+                    hidden_tensor_name(i, "linear.bias"),
+                    h,
+                    Some(arch.activation),
+                )
+            })
+            .collect();
+        dims.push((
+            "out.weight".into(),
+            "out.bias".into(),
+            arch.output_dim,
+            None,
+        ));
+        for (li, (wname, bname, out_dim, act)) in dims.into_iter().enumerate() {
+            let w = get(&wname);
+            let b = get(&bname);
+            let mut wt = vec![0f32; fan_in * out_dim];
+            let mut bias = vec![0f32; out_dim];
+            for j in 0..out_dim {
+                let mut bj = f64::from(b[j]);
+                for k in 0..fan_in {
+                    let wjk = f64::from(w[j * fan_in + k]);
+                    let (s, t) = pending.as_ref().map_or((1.0, 0.0), |(s, t)| (s[k], t[k]));
+                    wt[k * out_dim + j] = (wjk * s) as f32;
+                    bj += wjk * t;
+                }
+                bias[j] = bj as f32;
+            }
+            layers.push(Dense {
+                in_dim: fan_in,
+                out_dim,
+                wt,
+                b: bias,
+                act,
+            });
+            pending = (li < arch.hidden_dims.len()).then(|| {
+                let bn = |part: &str| get(&hidden_tensor_name(li, part));
+                let (g, beta, mean, var) = (
+                    bn("bn.weight"),
+                    bn("bn.bias"),
+                    bn("bn.running_mean"),
+                    bn("bn.running_var"),
+                );
+                (0..out_dim)
+                    .map(|k| {
+                        let s = f64::from(g[k]) / (f64::from(var[k]) + arch.batch_norm_eps).sqrt();
+                        (s, f64::from(beta[k]) - f64::from(mean[k]) * s)
+                    })
+                    .unzip()
+            });
+            fan_in = out_dim;
+        }
+        let max_width = layers
+            .iter()
+            .map(|l| l.out_dim.max(l.in_dim))
+            .max()
+            .unwrap_or(0);
+        Self { layers, max_width }
+    }
+
+    /// Number of inputs.
+    pub fn input_dim(&self) -> usize {
+        self.layers.first().map_or(0, |l| l.in_dim)
+    }
+
+    /// Number of outputs.
+    pub fn output_dim(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.out_dim)
+    }
+
+    /// Scratch floats [`Network::forward`] needs for `rows` rows.
+    pub fn scratch_len(&self, rows: usize) -> usize {
+        2 * rows.min(BLOCK_ROWS) * self.max_width
+    }
+
+    /// Forward `rows` rows of `x` (row-major, `input_dim` wide) into `out` (`output_dim` wide).
+    /// `scratch` must hold [`Network::scratch_len`] floats.
+    pub fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], scratch: &mut [f32]) {
+        let (n_in, n_out) = (self.input_dim(), self.output_dim());
+        assert!(
+            x.len() >= rows * n_in && out.len() >= rows * n_out,
+            "forward: buffers too small"
+        );
+        let block_cap = rows.min(BLOCK_ROWS);
+        let (buf_a, buf_b) =
+            scratch[..2 * block_cap * self.max_width].split_at_mut(block_cap * self.max_width);
+        let mut r0 = 0;
+        while r0 < rows {
+            let r = (rows - r0).min(BLOCK_ROWS);
+            let x_block = &x[r0 * n_in..(r0 + r) * n_in];
+            let out_block = &mut out[r0 * n_out..(r0 + r) * n_out];
+            // Ping-pong between the two scratch halves; `in_a` says where the last output is.
+            let mut in_a = false;
+            let last = self.layers.len() - 1;
+            for (li, layer) in self.layers.iter().enumerate() {
+                let (k, m) = (layer.in_dim * r, layer.out_dim * r);
+                match (li == 0, li == last, in_a) {
+                    (true, true, _) => layer.apply(x_block, r, out_block),
+                    (true, false, _) => layer.apply(x_block, r, &mut buf_a[..m]),
+                    (false, true, true) => layer.apply(&buf_a[..k], r, out_block),
+                    (false, true, false) => layer.apply(&buf_b[..k], r, out_block),
+                    (false, false, true) => layer.apply(&buf_a[..k], r, &mut buf_b[..m]),
+                    (false, false, false) => layer.apply(&buf_b[..k], r, &mut buf_a[..m]),
+                }
+                in_a = if li == 0 { true } else { !in_a };
+            }
+            r0 += r;
+        }
+    }
+}
+
+impl Dense {
+    /// y (rows × out) = act(x (rows × in) · Wᵀ + b).
+    fn apply(&self, x: &[f32], rows: usize, y: &mut [f32]) {
+        let (k, m) = (self.in_dim, self.out_dim);
+        let mut r = 0;
+        while r + TILE_ROWS <= rows {
+            self.tile::<TILE_ROWS>(
+                &x[r * k..(r + TILE_ROWS) * k],
+                &mut y[r * m..(r + TILE_ROWS) * m],
+            );
+            r += TILE_ROWS;
+        }
+        while r < rows {
+            self.tile::<1>(&x[r * k..(r + 1) * k], &mut y[r * m..(r + 1) * m]);
+            r += 1;
+        }
+        if let Some(act) = self.act {
+            activate(act, &mut y[..rows * m]);
+        }
+    }
+
+    /// R rows at a time, TILE_COLS outputs held in registers across the whole k loop.
+    #[inline(always)]
+    fn tile<const R: usize>(&self, x: &[f32], y: &mut [f32]) {
+        let (k, m) = (self.in_dim, self.out_dim);
+        let wt = &self.wt[..k * m];
+        let xs: [&[f32]; R] = std::array::from_fn(|r| &x[r * k..(r + 1) * k]);
+        let mut j0 = 0;
+        while j0 + TILE_COLS <= m {
+            let bias: &[f32; TILE_COLS] =
+                self.b[j0..j0 + TILE_COLS].try_into().expect("tile width");
+            let mut acc = [*bias; R];
+            for kk in 0..k {
+                let w: &[f32; TILE_COLS] = wt[kk * m + j0..kk * m + j0 + TILE_COLS]
+                    .try_into()
+                    .expect("tile width");
+                for r in 0..R {
+                    let a = xs[r][kk];
+                    for c in 0..TILE_COLS {
+                        acc[r][c] += a * w[c];
+                    }
+                }
+            }
+            for r in 0..R {
+                y[r * m + j0..r * m + j0 + TILE_COLS].copy_from_slice(&acc[r]);
+            }
+            j0 += TILE_COLS;
+        }
+        for j in j0..m {
+            for r in 0..R {
+                let mut s = self.b[j];
+                for kk in 0..k {
+                    s += xs[r][kk] * wt[kk * m + j];
+                }
+                y[r * m + j] = s;
+            }
+        }
+    }
+}
+
+/// Apply a hidden activation in place.
+fn activate(act: Activation, y: &mut [f32]) {
+    match act {
+        Activation::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Activation::LeakyRelu => y
+            .iter_mut()
+            .for_each(|v| *v = if *v > 0.0 { *v } else { 0.01 * *v }),
+        Activation::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
+        Activation::Sigmoid => y.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+        Activation::Gelu => y
+            .iter_mut()
+            .for_each(|v| *v = 0.5 * *v * (1.0 + libm::erff(*v * std::f32::consts::FRAC_1_SQRT_2))),
+    }
+}
+
+/// Numerically stable softmax in place.
+pub fn softmax(v: &mut [f32]) {
+    let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for x in v.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    v.iter_mut().for_each(|x| *x /= sum);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_is_stable_and_normalised() {
+        let mut v = [1000.0, 1001.0, 999.0];
+        softmax(&mut v);
+        assert!((v.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(v[1] > v[0] && v[0] > v[2]);
+        assert!(v.iter().all(|x| x.is_finite()));
+    }
+
+    #[test]
+    fn gelu_matches_erf_form() {
+        let mut y = [-1.0f32, 0.0, 1.0, 2.5];
+        activate(Activation::Gelu, &mut y);
+        // 0.5·x·(1 + erf(x/√2)), from Python's math.erf
+        let expect = [-0.158_655_26f32, 0.0, 0.841_344_7, 2.484_475_8];
+        for (a, b) in y.iter().zip(expect) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+    }
+}

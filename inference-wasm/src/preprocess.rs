@@ -1,0 +1,360 @@
+//! Training-time preprocessing applied to a raw row: fill missing values, label-encode
+//! categories, standardise. The trainer encodes its splits with this same code.
+
+use std::collections::HashMap;
+
+use crate::error::PredictError;
+use crate::metadata::{FeatureKind, Preprocessing};
+use crate::value::{is_missing_token, number_as_category, parse_number, ValueRef};
+
+#[derive(Debug, Clone)]
+enum Encoder {
+    Numeric {
+        fill: Option<f32>,
+    },
+    Categorical {
+        codes: HashMap<String, u32>,
+        fill: Option<u32>,
+        known: String,
+    },
+}
+
+/// Compiled preprocessing: lookups built once at load, applied per row without allocation.
+#[derive(Debug, Clone)]
+pub struct Preprocessor {
+    names: Vec<String>,
+    encoders: Vec<Encoder>,
+    mean: Vec<f32>,
+    scale: Vec<f32>,
+    numeric_only: bool,
+}
+
+/// How many categories an unknown-category message lists before eliding.
+const KNOWN_PREVIEW: usize = 10;
+
+impl Preprocessor {
+    /// Compile fitted parameters (assumed consistent, as [`crate::Bundle`] checks).
+    pub fn new(p: &Preprocessing) -> Self {
+        let encoders = p
+            .features
+            .iter()
+            .map(|f| match &f.kind {
+                FeatureKind::Numeric { fill_value } => Encoder::Numeric { fill: *fill_value },
+                FeatureKind::Categorical {
+                    categories,
+                    fill_value,
+                } => {
+                    let codes: HashMap<String, u32> = categories
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| (c.clone(), i as u32))
+                        .collect();
+                    let fill = fill_value.as_ref().and_then(|v| codes.get(v).copied());
+                    let mut known = categories
+                        .iter()
+                        .take(KNOWN_PREVIEW)
+                        .map(|c| format!("{c:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    if categories.len() > KNOWN_PREVIEW {
+                        known.push_str(&format!(", … {} in all", categories.len()));
+                    }
+                    Encoder::Categorical { codes, fill, known }
+                }
+            })
+            .collect::<Vec<_>>();
+        let numeric_only = encoders
+            .iter()
+            .all(|e| matches!(e, Encoder::Numeric { .. }));
+        Self {
+            names: p.feature_names.clone(),
+            encoders,
+            mean: p.scaler.mean.clone(),
+            scale: p.scaler.scale.clone(),
+            numeric_only,
+        }
+    }
+
+    /// Number of model inputs.
+    pub fn num_features(&self) -> usize {
+        self.encoders.len()
+    }
+
+    /// Feature names in input order.
+    pub fn feature_names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Whether every feature is numeric (the fast `predict_batch` path needs this).
+    pub fn is_numeric_only(&self) -> bool {
+        self.numeric_only
+    }
+
+    /// Encode one feature value (fill + label-encode), before scaling.
+    pub fn encode_value(&self, index: usize, v: ValueRef<'_>) -> Result<f32, PredictError> {
+        let column = || self.names[index].clone();
+        match (&self.encoders[index], v) {
+            (Encoder::Numeric { fill }, ValueRef::Missing) => {
+                fill.ok_or_else(|| PredictError::MissingValue { column: column() })
+            }
+            (Encoder::Numeric { fill }, ValueRef::Number(x)) => {
+                if x.is_nan() {
+                    fill.ok_or_else(|| PredictError::MissingValue { column: column() })
+                } else if x.is_finite() {
+                    Ok(x as f32)
+                } else {
+                    Err(PredictError::NonFinite {
+                        column: column(),
+                        value: x,
+                    })
+                }
+            }
+            (Encoder::Numeric { .. }, ValueRef::Text(s)) => {
+                if is_missing_token(s) {
+                    return self.encode_value(index, ValueRef::Missing);
+                }
+                match parse_number(s) {
+                    Some(x) => self.encode_value(index, ValueRef::Number(x)),
+                    None => Err(PredictError::NotANumber {
+                        column: column(),
+                        value: s.to_owned(),
+                    }),
+                }
+            }
+            (Encoder::Categorical { fill, .. }, ValueRef::Missing) => fill
+                .map(|c| c as f32)
+                .ok_or_else(|| PredictError::MissingValue { column: column() }),
+            (Encoder::Categorical { .. }, ValueRef::Number(x)) => {
+                if x.is_nan() {
+                    self.encode_value(index, ValueRef::Missing)
+                } else {
+                    self.encode_category(index, &number_as_category(x))
+                }
+            }
+            (Encoder::Categorical { .. }, ValueRef::Text(s)) => {
+                if is_missing_token(s) {
+                    self.encode_value(index, ValueRef::Missing)
+                } else {
+                    self.encode_category(index, s)
+                }
+            }
+        }
+    }
+
+    fn encode_category(&self, index: usize, s: &str) -> Result<f32, PredictError> {
+        let Encoder::Categorical { codes, known, .. } = &self.encoders[index] else {
+            unreachable!("encode_category is only called for categorical features")
+        };
+        codes
+            .get(s)
+            .map(|&c| c as f32)
+            .ok_or_else(|| PredictError::UnknownCategory {
+                column: self.names[index].clone(),
+                value: s.to_owned(),
+                known: known.clone(),
+            })
+    }
+
+    /// Standardise an encoded value of feature `index`.
+    #[inline]
+    pub fn scale_value(&self, index: usize, encoded: f32) -> f32 {
+        (encoded - self.mean[index]) / self.scale[index]
+    }
+
+    /// Encode and scale a positional row into `out` (length = number of features).
+    pub fn transform_row<'v>(
+        &self,
+        row: impl ExactSizeIterator<Item = ValueRef<'v>>,
+        out: &mut [f32],
+    ) -> Result<(), PredictError> {
+        if row.len() != self.num_features() {
+            return Err(PredictError::WrongFeatureCount {
+                expected: self.num_features(),
+                got: row.len(),
+            });
+        }
+        for (i, (v, o)) in row.zip(out.iter_mut()).enumerate() {
+            *o = self.scale_value(i, self.encode_value(i, v)?);
+        }
+        Ok(())
+    }
+
+    /// Encode and scale a row given by column name; absent names are missing, extra names ignored.
+    pub fn transform_record<'v>(
+        &self,
+        lookup: impl Fn(&str) -> Option<ValueRef<'v>>,
+        out: &mut [f32],
+    ) -> Result<(), PredictError> {
+        for (i, o) in out.iter_mut().enumerate().take(self.num_features()) {
+            let v = lookup(&self.names[i]).unwrap_or(ValueRef::Missing);
+            *o = self.scale_value(i, self.encode_value(i, v)?);
+        }
+        Ok(())
+    }
+
+    /// Numeric-only fast path: NaN → fill, then scale, in place on a row-major block.
+    pub fn transform_numeric_in_place(&self, block: &mut [f32]) -> Result<(), PredictError> {
+        let n = self.num_features();
+        for row in block.chunks_exact_mut(n) {
+            for (i, x) in row.iter_mut().enumerate() {
+                let enc = self.encode_value(i, ValueRef::Number(f64::from(*x)))?;
+                *x = self.scale_value(i, enc);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{FeatureSpec, MissingStrategy, Scaler};
+
+    fn prep(strategy_fill: bool) -> Preprocessor {
+        Preprocessor::new(&Preprocessing {
+            feature_names: vec!["x".into(), "color".into()],
+            features: vec![
+                FeatureSpec {
+                    name: "x".into(),
+                    kind: FeatureKind::Numeric {
+                        fill_value: strategy_fill.then_some(2.0),
+                    },
+                },
+                FeatureSpec {
+                    name: "color".into(),
+                    kind: FeatureKind::Categorical {
+                        categories: vec!["blue".into(), "green".into(), "red".into()],
+                        fill_value: strategy_fill.then(|| "green".into()),
+                    },
+                },
+            ],
+            missing_strategy: if strategy_fill {
+                MissingStrategy::Mean
+            } else {
+                MissingStrategy::Drop
+            },
+            scaler: Scaler {
+                mean: vec![1.0, 1.0],
+                scale: vec![2.0, 0.5],
+            },
+            target_scaler: None,
+            dropped_columns: vec![],
+        })
+    }
+
+    #[test]
+    fn fills_encodes_and_scales() {
+        let p = prep(true);
+        let mut out = [0f32; 2];
+        p.transform_row(
+            [ValueRef::Number(5.0), ValueRef::Text("red")].into_iter(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, [2.0, 2.0]);
+        p.transform_row(
+            [ValueRef::Missing, ValueRef::Text("NA")].into_iter(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, [0.5, 0.0]);
+        p.transform_row(
+            [ValueRef::Text(" 3 "), ValueRef::Missing].into_iter(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, [1.0, 0.0]);
+        p.transform_row(
+            [ValueRef::Number(f64::NAN), ValueRef::Text("blue")].into_iter(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, [0.5, -2.0]);
+    }
+
+    #[test]
+    fn errors_name_column_and_value() {
+        let p = prep(true);
+        let mut out = [0f32; 2];
+        let e = p
+            .transform_row(
+                [ValueRef::Number(1.0), ValueRef::Text("purple")].into_iter(),
+                &mut out,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&e, PredictError::UnknownCategory { column, value, .. } if column == "color" && value == "purple")
+        );
+        assert!(e.to_string().contains("\"blue\""), "{e}");
+        let e = p
+            .transform_row(
+                [ValueRef::Text("abc"), ValueRef::Missing].into_iter(),
+                &mut out,
+            )
+            .unwrap_err();
+        assert_eq!(
+            e,
+            PredictError::NotANumber {
+                column: "x".into(),
+                value: "abc".into()
+            }
+        );
+        let e = p
+            .transform_row(
+                [ValueRef::Number(f64::INFINITY), ValueRef::Missing].into_iter(),
+                &mut out,
+            )
+            .unwrap_err();
+        assert!(matches!(e, PredictError::NonFinite { .. }));
+        let e = p
+            .transform_row([ValueRef::Number(1.0)].into_iter(), &mut out)
+            .unwrap_err();
+        assert_eq!(
+            e,
+            PredictError::WrongFeatureCount {
+                expected: 2,
+                got: 1
+            }
+        );
+    }
+
+    #[test]
+    fn drop_strategy_requires_values() {
+        let p = prep(false);
+        let mut out = [0f32; 2];
+        let e = p
+            .transform_row(
+                [ValueRef::Missing, ValueRef::Text("red")].into_iter(),
+                &mut out,
+            )
+            .unwrap_err();
+        assert_eq!(e, PredictError::MissingValue { column: "x".into() });
+    }
+
+    #[test]
+    fn records_match_by_name() {
+        let p = prep(true);
+        let mut out = [0f32; 2];
+        let lookup = |name: &str| match name {
+            "color" => Some(ValueRef::Text("blue")),
+            _ => None,
+        };
+        p.transform_record(lookup, &mut out).unwrap();
+        assert_eq!(out, [0.5, -2.0]);
+    }
+
+    #[test]
+    fn numbers_match_numeric_looking_categories() {
+        let mut pp = prep(true);
+        if let Encoder::Categorical { codes, .. } = &mut pp.encoders[1] {
+            codes.insert("3".into(), 1);
+        }
+        let mut out = [0f32; 2];
+        pp.transform_row(
+            [ValueRef::Number(1.0), ValueRef::Number(3.0)].into_iter(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, [0.0, 0.0]);
+    }
+}

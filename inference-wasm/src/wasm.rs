@@ -1,0 +1,173 @@
+//! wasm-bindgen bindings (wasm32 only): the JS `Model` class over the core [`crate::Model`].
+//! Errors become JS `Error`s with the same messages as native.
+
+use js_sys::{Array, Object, Reflect};
+use wasm_bindgen::prelude::*;
+
+use crate::error::PredictError;
+use crate::model::{Model as CoreModel, Prediction};
+use crate::value::Value;
+
+/// A loaded bundle, ready to predict.
+#[wasm_bindgen(js_name = Model)]
+pub struct WasmModel {
+    inner: CoreModel,
+}
+
+fn js_err(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// Read one JS feature value: number, string, null/undefined (missing).
+fn read_value(v: &JsValue, column: &str) -> Result<Value, PredictError> {
+    if let Some(x) = v.as_f64() {
+        Ok(Value::Number(x))
+    } else if let Some(s) = v.as_string() {
+        Ok(Value::Text(s))
+    } else if v.is_null() || v.is_undefined() {
+        Ok(Value::Missing)
+    } else {
+        Err(PredictError::InvalidValue {
+            column: column.to_owned(),
+            value: format!("{v:?}"),
+        })
+    }
+}
+
+fn set(obj: &Object, key: &str, value: &JsValue) {
+    // Reflect::set on a fresh plain object cannot fail.
+    let _ = Reflect::set(obj, &JsValue::from_str(key), value);
+}
+
+/// Build the `{predicted_class, …}` / `{predicted_value}` object directly (faster than serde).
+fn to_js(p: &Prediction) -> JsValue {
+    let obj = Object::new();
+    match p {
+        Prediction::Class {
+            predicted_class,
+            predicted_label,
+            confidence,
+            probabilities,
+        } => {
+            set(
+                &obj,
+                "predicted_class",
+                &JsValue::from(*predicted_class as u32),
+            );
+            set(&obj, "predicted_label", &JsValue::from_str(predicted_label));
+            set(&obj, "confidence", &JsValue::from(f64::from(*confidence)));
+            let probs: Array = probabilities
+                .iter()
+                .map(|p| JsValue::from(f64::from(*p)))
+                .collect();
+            set(&obj, "probabilities", &probs);
+        }
+        Prediction::Value { predicted_value } => {
+            set(&obj, "predicted_value", &JsValue::from(*predicted_value))
+        }
+    }
+    obj.into()
+}
+
+#[wasm_bindgen(js_class = Model)]
+impl WasmModel {
+    /// Load a self-contained `model.safetensors`.
+    #[wasm_bindgen(js_name = fromBundle)]
+    pub fn from_bundle(bytes: &[u8]) -> Result<WasmModel, JsError> {
+        CoreModel::from_bytes(bytes)
+            .map(|inner| WasmModel { inner })
+            .map_err(js_err)
+    }
+
+    /// Load weights plus the `metadata.json` text.
+    #[wasm_bindgen(js_name = fromParts)]
+    pub fn from_parts(weights: &[u8], metadata_json: &str) -> Result<WasmModel, JsError> {
+        CoreModel::from_parts(weights, metadata_json)
+            .map(|inner| WasmModel { inner })
+            .map_err(js_err)
+    }
+
+    /// Predict one row: an array of numbers, strings and nulls in `featureNames` order.
+    pub fn predict(&self, features: &Array) -> Result<JsValue, JsError> {
+        let names = self.inner.feature_names();
+        let len = features.length() as usize;
+        if len != names.len() {
+            return Err(js_err(PredictError::WrongFeatureCount {
+                expected: names.len(),
+                got: len,
+            }));
+        }
+        let row = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| read_value(&features.get(i as u32), name))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(js_err)?;
+        let p = self
+            .inner
+            .predict(row.iter().map(Value::as_ref))
+            .map_err(js_err)?;
+        Ok(to_js(&p))
+    }
+
+    /// Predict rows given as objects keyed by column name; returns an array of predictions.
+    #[wasm_bindgen(js_name = predictRecords)]
+    pub fn predict_records(&self, records: &Array) -> Result<Array, JsError> {
+        let names = self.inner.feature_names();
+        let out = Array::new();
+        for (i, rec) in records.iter().enumerate() {
+            if !rec.is_object() {
+                return Err(js_err(format!(
+                    "record {i}: expected an object keyed by column name"
+                )));
+            }
+            let row = names
+                .iter()
+                .map(|name| {
+                    let v =
+                        Reflect::get(&rec, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED);
+                    read_value(&v, name)
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| js_err(format!("record {i}: {e}")))?;
+            let p = self
+                .inner
+                .predict(row.iter().map(Value::as_ref))
+                .map_err(|e| js_err(format!("record {i}: {e}")))?;
+            out.push(&to_js(&p));
+        }
+        Ok(out)
+    }
+
+    /// Fast path for numeric-only models: `nRows` rows, row-major, NaN = missing.
+    /// Returns probabilities (row-major) or predicted values.
+    #[wasm_bindgen(js_name = predictBatch)]
+    pub fn predict_batch(&self, features: &[f64], n_rows: usize) -> Result<Vec<f32>, JsError> {
+        let x: Vec<f32> = features.iter().map(|&v| v as f32).collect();
+        self.inner.predict_dense(x, n_rows).map_err(js_err)
+    }
+
+    /// The bundle metadata as a plain object.
+    pub fn metadata(&self) -> Result<JsValue, JsError> {
+        let json = serde_json::to_string(self.inner.metadata()).map_err(js_err)?;
+        js_sys::JSON::parse(&json).map_err(|_| js_err("metadata is not valid JSON"))
+    }
+
+    /// Feature names in input order.
+    #[wasm_bindgen(getter, js_name = featureNames)]
+    pub fn feature_names(&self) -> Vec<String> {
+        self.inner.feature_names().to_vec()
+    }
+
+    /// Number of features a row must have.
+    #[wasm_bindgen(getter, js_name = numFeatures)]
+    pub fn num_features(&self) -> usize {
+        self.inner.num_features()
+    }
+
+    /// `"classification"` or `"regression"`.
+    #[wasm_bindgen(getter, js_name = taskType)]
+    pub fn task_type(&self) -> String {
+        self.inner.task_type().as_str().to_owned()
+    }
+}

@@ -1,0 +1,195 @@
+//! `redis:KEY` datasets. The key may hold a string (JSON records or CSV text), a list of JSON
+//! records, or a hash of column → JSON array; each becomes the same table as the file would.
+
+use std::time::Duration;
+
+use redis::{Commands, Value};
+
+use super::Table;
+use crate::error::DataLoadError;
+
+/// Connection settings for Redis datasets.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// `redis://[:password@]host:port[/db]`.
+    pub url: String,
+    /// Connect, read and write timeout.
+    pub timeout: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            url: std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How `redis-put` stores a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisLayout {
+    /// One string: a JSON array of records.
+    String,
+    /// A list of JSON records.
+    List,
+    /// A hash of column → JSON array.
+    Hash,
+}
+
+fn connect(key: &str, opts: &RedisOptions) -> Result<redis::Connection, DataLoadError> {
+    let err = |message: String| DataLoadError::Redis {
+        key: key.to_owned(),
+        message,
+    };
+    let client = redis::Client::open(opts.url.as_str())
+        .map_err(|e| err(format!("bad REDIS_URL {}: {e}", redact(&opts.url))))?;
+    let con = client
+        .get_connection_with_timeout(opts.timeout)
+        .map_err(|e| err(format!("cannot connect to {}: {e}", redact(&opts.url))))?;
+    con.set_read_timeout(Some(opts.timeout))
+        .map_err(|e| err(e.to_string()))?;
+    con.set_write_timeout(Some(opts.timeout))
+        .map_err(|e| err(e.to_string()))?;
+    Ok(con)
+}
+
+/// Hide a password in a URL for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// Load the table stored at `key`.
+pub fn load(key: &str, opts: &RedisOptions) -> Result<Table, DataLoadError> {
+    let err = |message: String| DataLoadError::Redis {
+        key: key.to_owned(),
+        message,
+    };
+    if key.is_empty() {
+        return Err(err("empty key (use redis:KEY)".into()));
+    }
+    let mut con = connect(key, opts)?;
+    let kind: String = redis::cmd("TYPE")
+        .arg(key)
+        .query(&mut con)
+        .map_err(|e| err(e.to_string()))?;
+    let name = format!("redis:{key}");
+    match kind.as_str() {
+        "none" => Err(err("no such key".into())),
+        "string" => {
+            let bytes: Vec<u8> = con.get(key).map_err(|e| err(e.to_string()))?;
+            super::parse_bytes(&name, &bytes)
+        }
+        "list" => {
+            let items: Vec<Vec<u8>> = con.lrange(key, 0, -1).map_err(|e| err(e.to_string()))?;
+            let mut json = Vec::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 2);
+            json.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    json.push(b',');
+                }
+                json.extend_from_slice(item);
+            }
+            json.push(b']');
+            super::json::read(&name, &json)
+        }
+        "hash" => {
+            let fields: Vec<(String, Vec<u8>)> =
+                con.hgetall(key).map_err(|e| err(e.to_string()))?;
+            let mut obj = serde_json::Map::new();
+            for (col, raw) in fields {
+                let v: serde_json::Value = serde_json::from_slice(&raw)
+                    .map_err(|e| err(format!("hash field `{col}` is not a JSON array: {e}")))?;
+                obj.insert(col, v);
+            }
+            let bytes = serde_json::to_vec(&obj).map_err(|e| err(e.to_string()))?;
+            super::json::read(&name, &bytes)
+        }
+        other => Err(err(format!(
+            "holds a {other}; expected a string, list or hash"
+        ))),
+    }
+}
+
+/// Store a table read from `bytes` (CSV or JSON) at `key`, replacing what was there.
+pub fn put(
+    key: &str,
+    table: &Table,
+    layout: RedisLayout,
+    opts: &RedisOptions,
+) -> Result<usize, DataLoadError> {
+    let err = |message: String| DataLoadError::Redis {
+        key: key.to_owned(),
+        message,
+    };
+    let mut con = connect(key, opts)?;
+    let records: Vec<serde_json::Value> = (0..table.n_rows())
+        .map(|r| {
+            let obj = table
+                .columns
+                .iter()
+                .map(|c| (c.name.clone(), cell_json(c, r)))
+                .collect::<serde_json::Map<_, _>>();
+            serde_json::Value::Object(obj)
+        })
+        .collect();
+    let _: Value = redis::cmd("DEL")
+        .arg(key)
+        .query(&mut con)
+        .map_err(|e| err(e.to_string()))?;
+    match layout {
+        RedisLayout::String => {
+            let text = serde_json::to_string(&records).map_err(|e| err(e.to_string()))?;
+            let _: () = con.set(key, text).map_err(|e| err(e.to_string()))?;
+        }
+        RedisLayout::List => {
+            for chunk in records.chunks(1000) {
+                let items: Vec<String> = chunk.iter().map(|r| r.to_string()).collect();
+                let _: () = con.rpush(key, items).map_err(|e| err(e.to_string()))?;
+            }
+        }
+        RedisLayout::Hash => {
+            let fields: Vec<(String, String)> = table
+                .columns
+                .iter()
+                .map(|c| {
+                    let vals: Vec<serde_json::Value> =
+                        (0..table.n_rows()).map(|r| cell_json(c, r)).collect();
+                    (c.name.clone(), serde_json::Value::Array(vals).to_string())
+                })
+                .collect();
+            let _: () = con
+                .hset_multiple(key, &fields)
+                .map_err(|e| err(e.to_string()))?;
+        }
+    }
+    Ok(table.n_rows())
+}
+
+fn cell_json(c: &super::Column, r: usize) -> serde_json::Value {
+    match &c.data {
+        super::ColumnData::Numeric(v) if v[r].is_nan() => serde_json::Value::Null,
+        // f32 → f64 keeps the exact f32 value, so reloading gives the same f32.
+        super::ColumnData::Numeric(v) => serde_json::json!(f64::from(v[r])),
+        super::ColumnData::Text(v) => v[r]
+            .as_ref()
+            .map_or(serde_json::Value::Null, |s| serde_json::json!(s)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("redis://:secret@127.0.0.1:6379/2"),
+            "redis://***@127.0.0.1:6379/2"
+        );
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+}

@@ -1,0 +1,89 @@
+//! `training_curves.svg`: train and validation loss per epoch (plotters' SVG backend).
+
+use inference::metadata::EpochRecord;
+use plotters::prelude::*;
+
+/// Render the loss curves as an SVG document.
+pub fn training_curves_svg(history: &[EpochRecord], title: &str) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let losses = history
+            .iter()
+            .flat_map(|r| std::iter::once(r.train_loss).chain(r.val_loss));
+        let (lo, hi) = losses.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+        let (lo, hi) = if lo.is_finite() && hi > lo {
+            (lo, hi)
+        } else {
+            (0.0, 1.0)
+        };
+        let pad = (hi - lo) * 0.05;
+        let epochs = history.len().max(2);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(1usize..epochs, (lo - pad)..(hi + pad))
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc("loss")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(LineSeries::new(
+                history.iter().map(|r| (r.epoch, r.train_loss)),
+                &BLUE,
+            ))
+            .map_err(|e| e.to_string())?
+            .label("train loss")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE));
+        if history.iter().any(|r| r.val_loss.is_some()) {
+            chart
+                .draw_series(LineSeries::new(
+                    history
+                        .iter()
+                        .filter_map(|r| r.val_loss.map(|v| (r.epoch, v))),
+                    &RED,
+                ))
+                .map_err(|e| e.to_string())?
+                .label("validation loss")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_both_curves() {
+        let h: Vec<EpochRecord> = (1..=5)
+            .map(|e| EpochRecord {
+                epoch: e,
+                train_loss: 1.0 / e as f64,
+                val_loss: Some(1.2 / e as f64),
+                val_accuracy: Some(0.5),
+                val_r2: None,
+            })
+            .collect();
+        let svg = training_curves_svg(&h, "t").unwrap();
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.contains("validation loss") && svg.contains("train loss"));
+        assert!(svg.matches("<polyline").count() >= 2, "{svg}");
+    }
+}
