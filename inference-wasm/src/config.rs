@@ -7,6 +7,7 @@ use crate::error::ConfigError;
 
 /// Classification or regression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TaskType {
     /// Predict one of a fixed set of labels.
@@ -27,6 +28,7 @@ impl TaskType {
 
 /// Hidden-layer activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
     /// max(0, x)
@@ -44,6 +46,7 @@ pub enum Activation {
 
 /// How missing feature values are handled; fill values are fitted on the train split only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MissingStrategy {
     /// Numeric: train mean; categorical: train mode.
@@ -59,6 +62,7 @@ pub enum MissingStrategy {
 
 /// Optimizer choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OptimizerKind {
     /// Adam; `weight_decay` adds an L2 term to the gradient, as torch.optim.Adam.
@@ -72,6 +76,7 @@ pub enum OptimizerKind {
 
 /// Where training runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceChoice {
     /// The CPU.
@@ -85,6 +90,7 @@ pub enum DeviceChoice {
 
 /// Network shape (`model_config` in the documented request body).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
     /// Width of each hidden layer.
@@ -107,6 +113,7 @@ impl Default for ModelConfig {
 
 /// Optimisation settings (`train_config` in the documented request body).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainOptions {
     /// Maximum number of epochs.
@@ -145,6 +152,7 @@ impl Default for TrainOptions {
 
 /// The whole training request, as the documented Python service takes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
     /// `path.csv`, `path.json` or `redis:KEY`; absent means the embedded default dataset.

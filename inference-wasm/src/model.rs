@@ -13,6 +13,7 @@ use crate::value::ValueRef;
 
 /// One prediction, serialised with the HTTP API's field names.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum Prediction {
     /// Classification result.

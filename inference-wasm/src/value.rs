@@ -67,12 +67,14 @@ pub fn number_as_category(x: f64) -> String {
 }
 
 impl<'a> ValueRef<'a> {
-    /// Read a JSON value: null → missing, number, string; bool/array/object → `None`.
+    /// Read a JSON value: null → missing, number, string, bool (as the text `true`/`false`,
+    /// as the loader reads it); arrays and objects → `None`.
     pub fn from_json(v: &'a serde_json::Value) -> Option<ValueRef<'a>> {
         match v {
             serde_json::Value::Null => Some(ValueRef::Missing),
             serde_json::Value::Number(n) => n.as_f64().map(ValueRef::Number),
             serde_json::Value::String(s) => Some(ValueRef::Text(s)),
+            serde_json::Value::Bool(b) => Some(ValueRef::Text(if *b { "true" } else { "false" })),
             _ => None,
         }
     }

@@ -14,4 +14,5 @@ pub mod plot;
 pub mod predict;
 pub mod prep;
 pub mod registry;
+pub mod server;
 pub mod train;

@@ -18,6 +18,7 @@ use inference::Prediction;
 use trainer::data::redis::{RedisLayout, RedisOptions};
 use trainer::error::{ConfigError, DataLoadError, PredictionError, TrainingError};
 use trainer::pipeline::{self, Event, RunOptions};
+use trainer::server::ServerConfig;
 use trainer::{data, predict};
 
 #[derive(Parser)]
@@ -37,6 +38,8 @@ enum Command {
     Train(TrainArgs),
     /// Predict with a saved model (through the same inference core as the server and wasm).
     Predict(PredictArgs),
+    /// Serve the HTTP API (train, status, predict, models, metrics) and the web page.
+    Serve(ServeArgs),
     /// Load a CSV or JSON file into Redis, for `--data redis:KEY`.
     RedisPut(RedisPutArgs),
 }
@@ -187,6 +190,31 @@ struct PredictArgs {
     /// One JSON object per row, with the HTTP API's field names.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to bind; binding beyond loopback without --api-key prints a warning.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port (0 picks a free one and prints it).
+    #[arg(long, default_value_t = 9003)]
+    port: u16,
+    /// Where models are saved and loaded.
+    #[arg(long, default_value = "models")]
+    models_dir: PathBuf,
+    /// Relative dataset_path values of train requests resolve inside this directory.
+    #[arg(long, default_value = ".")]
+    data_dir: PathBuf,
+    /// Trainings running at once; more requests wait as pending.
+    #[arg(long, default_value_t = 1)]
+    max_concurrent_trainings: usize,
+    /// Require `Authorization: Bearer KEY` for train and delete (delete is disabled without it).
+    #[arg(long, env = "TRAINER_API_KEY")]
+    api_key: Option<String>,
+    /// Static files served at / (the prediction page).
+    #[arg(long, default_value = "web")]
+    web_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -410,6 +438,17 @@ fn main() -> ExitCode {
             };
             (code, format!("{kind}: {e}"))
         }),
+        Command::Serve(a) => trainer::server::run(ServerConfig {
+            host: a.host.clone(),
+            port: a.port,
+            models_dir: a.models_dir.clone(),
+            data_dir: a.data_dir.clone(),
+            max_concurrent_trainings: a.max_concurrent_trainings,
+            api_key: a.api_key.clone(),
+            web_dir: Some(a.web_dir.clone()),
+            redis: RedisOptions::default(),
+        })
+        .map_err(|e| (1, format!("server error: {e}"))),
         Command::RedisPut(a) => run_redis_put(a).map_err(|e| (3, format!("DataLoadError: {e}"))),
     };
     match outcome {
