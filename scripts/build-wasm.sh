@@ -44,6 +44,8 @@ for t in web:web/pkg nodejs:inference-wasm/pkg-node; do
   wasm-bindgen --target "${t%%:*}" --out-dir "${t#*:}" --out-name inference \
     --remove-name-section --remove-producers-section "$wasm"
 done
+# The nodejs glue is CommonJS; the repo's package.json says "type": "module", so mark the folder.
+echo '{"type": "commonjs"}' > inference-wasm/pkg-node/package.json
 raw=$(stat -c %s web/pkg/inference_bg.wasm)
 gz=$(gzip -9 -c web/pkg/inference_bg.wasm | wc -c)
 echo "build-wasm: web/pkg/inference_bg.wasm $raw bytes ($gz gzip)"

@@ -40,8 +40,20 @@ enum Command {
     Predict(PredictArgs),
     /// Serve the HTTP API (train, status, predict, models, metrics) and the web page.
     Serve(ServeArgs),
+    /// Load a dataset and describe its columns (types, missing cells, categories) without training.
+    Inspect(InspectArgs),
     /// Load a CSV or JSON file into Redis, for `--data redis:KEY`.
     RedisPut(RedisPutArgs),
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// Dataset: a .csv or .json file, or redis:KEY. Default: the embedded dataset.
+    #[arg(long, value_name = "PATH")]
+    data: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Parse a value the way the JSON config spells it (e.g. `leaky_relu`).
@@ -389,6 +401,27 @@ fn run_predict(args: &PredictArgs) -> Result<(), PredictionError> {
     Ok(())
 }
 
+fn run_inspect(args: &InspectArgs) -> Result<(), DataLoadError> {
+    let table = data::load(args.data.as_deref(), &RedisOptions::default())?;
+    let summary = data::describe(&table);
+    if args.json {
+        println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+    } else {
+        println!("{} rows, {} columns", table.n_rows(), table.columns.len());
+        for c in &summary.columns {
+            let distinct = c
+                .distinct
+                .map(|d| format!(", {d} distinct"))
+                .unwrap_or_default();
+            println!(
+                "  {:<32} {:<11} {} missing{distinct}",
+                c.name, c.kind, c.missing
+            );
+        }
+    }
+    Ok(())
+}
+
 fn run_redis_put(args: &RedisPutArgs) -> Result<(), DataLoadError> {
     let table = data::load_file(&args.file)?;
     let layout = match args.layout.as_str() {
@@ -449,6 +482,7 @@ fn main() -> ExitCode {
             redis: RedisOptions::default(),
         })
         .map_err(|e| (1, format!("server error: {e}"))),
+        Command::Inspect(a) => run_inspect(a).map_err(|e| (3, format!("DataLoadError: {e}"))),
         Command::RedisPut(a) => run_redis_put(a).map_err(|e| (3, format!("DataLoadError: {e}"))),
     };
     match outcome {

@@ -84,6 +84,24 @@ impl Mlp {
         })
     }
 
+    /// A network holding a bundle's tensors (for reference outputs and fine-tuning).
+    pub fn from_bundle(bundle: &inference::Bundle, device: &Device) -> candle_core::Result<Self> {
+        let arch = &bundle.metadata.architecture;
+        let m = Self::new(
+            arch,
+            &mut <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0),
+            device,
+        )?;
+        for (name, var) in m.named_vars() {
+            let t = bundle
+                .tensors
+                .get(&name)
+                .ok_or_else(|| candle_core::Error::Msg(format!("bundle lacks tensor {name}")))?;
+            var.set(&Tensor::from_slice(&t.data, t.shape.as_slice(), device)?)?;
+        }
+        Ok(m)
+    }
+
     /// The architecture.
     pub fn architecture(&self) -> &Architecture {
         &self.arch

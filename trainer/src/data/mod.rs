@@ -138,6 +138,61 @@ pub(crate) fn check_header(names: &[String], source: &str) -> Result<(), DataLoa
     Ok(())
 }
 
+/// Per-column summary for `trainer inspect`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ColumnSummary {
+    /// Name.
+    pub name: String,
+    /// `numeric` or `categorical`.
+    pub kind: &'static str,
+    /// Missing cells.
+    pub missing: usize,
+    /// Distinct values (text columns).
+    pub distinct: Option<usize>,
+}
+
+/// Table summary for `trainer inspect`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TableSummary {
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub columns: Vec<ColumnSummary>,
+}
+
+/// Describe a table's columns.
+pub fn describe(table: &Table) -> TableSummary {
+    let columns = table
+        .columns
+        .iter()
+        .map(|c| {
+            let missing = (0..c.len()).filter(|&r| c.is_missing(r)).count();
+            let (kind, distinct) = match &c.data {
+                ColumnData::Numeric(_) => ("numeric", None),
+                ColumnData::Text(v) => (
+                    "categorical",
+                    Some(
+                        v.iter()
+                            .flatten()
+                            .collect::<std::collections::HashSet<_>>()
+                            .len(),
+                    ),
+                ),
+            };
+            ColumnSummary {
+                name: c.name.clone(),
+                kind,
+                missing,
+                distinct,
+            }
+        })
+        .collect();
+    TableSummary {
+        rows: table.n_rows(),
+        columns,
+    }
+}
+
 /// Load `path.csv`, `path.json`, `redis:KEY`, or (None) the embedded default dataset.
 pub fn load(source: Option<&str>, redis: &redis::RedisOptions) -> Result<Table, DataLoadError> {
     match source {

@@ -30,7 +30,11 @@ pub struct ApiError {
 impl ApiError {
     /// Build one.
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self { status, kind, message: message.into() }
+        Self {
+            status,
+            kind,
+            message: message.into(),
+        }
     }
 
     /// 404.
@@ -51,7 +55,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody { error: self.kind.to_owned(), message: self.message })).into_response()
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.kind.to_owned(),
+                message: self.message,
+            }),
+        )
+            .into_response()
     }
 }
 
