@@ -20,42 +20,17 @@ fn train_writes_a_complete_verifiable_bundle() {
     let models = tempfile::tempdir().unwrap();
     let s = train(
         models.path(),
-        &[
-            "--data",
-            &fixture("iris.csv"),
-            "--target",
-            "species",
-            "--epochs",
-            "40",
-            "--save-test-rows",
-        ],
+        &["--data", &fixture("iris.csv"), "--target", "species", "--epochs", "40", "--save-test-rows"],
     );
     let id = s["model_id"].as_str().unwrap();
-    assert!(
-        id.starts_with("model_") && id.len() == "model_2026_11_26_001".len(),
-        "{id}"
-    );
+    assert!(id.starts_with("model_") && id.len() == "model_2026_11_26_001".len(), "{id}");
     let dir = models.path().join(id);
     let mut files = entries(&dir);
     files.sort();
-    assert_eq!(
-        files,
-        [
-            "metadata.json",
-            "model.safetensors",
-            "test_rows.csv",
-            "training_curves.svg"
-        ]
-    );
-    assert!(
-        entries(models.path())
-            .iter()
-            .all(|e| !e.starts_with(".tmp")),
-        "temp dir left behind"
-    );
+    assert_eq!(files, ["metadata.json", "model.safetensors", "test_rows.csv", "training_curves.svg"]);
+    assert!(entries(models.path()).iter().all(|e| !e.starts_with(".tmp")), "temp dir left behind");
 
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("metadata.json")).unwrap()).unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("metadata.json")).unwrap()).unwrap();
     for key in [
         "format_version",
         "model_id",
@@ -77,21 +52,9 @@ fn train_writes_a_complete_verifiable_bundle() {
     assert_eq!(meta["format_version"], 1);
     assert_eq!(meta["model_id"], id);
     assert_eq!(meta["task_type"], "classification");
-    assert_eq!(
-        meta["classes"],
-        serde_json::json!(["setosa", "versicolor", "virginica"])
-    );
-    for key in [
-        "input_dim",
-        "hidden_dims",
-        "output_dim",
-        "dropout_rate",
-        "activation",
-    ] {
-        assert!(
-            !meta["architecture"][key].is_null(),
-            "architecture lacks {key}"
-        );
+    assert_eq!(meta["classes"], serde_json::json!(["setosa", "versicolor", "virginica"]));
+    for key in ["input_dim", "hidden_dims", "output_dim", "dropout_rate", "activation"] {
+        assert!(!meta["architecture"][key].is_null(), "architecture lacks {key}");
     }
     for key in [
         "accuracy",
@@ -103,10 +66,7 @@ fn train_writes_a_complete_verifiable_bundle() {
         "f1_macro",
         "confusion_matrix",
     ] {
-        assert!(
-            !meta["test_metrics"][key].is_null(),
-            "test_metrics lacks {key}"
-        );
+        assert!(!meta["test_metrics"][key].is_null(), "test_metrics lacks {key}");
     }
     let pre = &meta["preprocessing"];
     assert_eq!(pre["feature_names"].as_array().unwrap().len(), 4);
@@ -117,45 +77,28 @@ fn train_writes_a_complete_verifiable_bundle() {
         assert!(!meta["dataset"][key].is_null(), "dataset lacks {key}");
     }
     let h = &meta["history"][0];
-    assert!(
-        h["train_loss"].is_f64() && h["val_loss"].is_f64() && h["val_accuracy"].is_f64(),
-        "{h}"
-    );
-    assert_eq!(
-        meta["history"].as_array().unwrap().len() as u64,
-        meta["epochs_run"].as_u64().unwrap()
-    );
+    assert!(h["train_loss"].is_f64() && h["val_loss"].is_f64() && h["val_accuracy"].is_f64(), "{h}");
+    assert_eq!(meta["history"].as_array().unwrap().len() as u64, meta["epochs_run"].as_u64().unwrap());
 
     // The safetensors header embeds the same metadata; the hash covers the tensors in name order.
     let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
     let (header, data) = read_safetensors(&bytes);
-    let embedded: serde_json::Value =
-        serde_json::from_str(header["__metadata__"]["bundle"].as_str().unwrap()).unwrap();
+    let embedded: serde_json::Value = serde_json::from_str(header["__metadata__"]["bundle"].as_str().unwrap()).unwrap();
     assert_eq!(embedded, meta);
-    let tensors: BTreeMap<&String, &serde_json::Value> = header
-        .iter()
-        .filter(|(k, _)| *k != "__metadata__")
-        .collect();
+    let tensors: BTreeMap<&String, &serde_json::Value> = header.iter().filter(|(k, _)| *k != "__metadata__").collect();
     let mut hasher = Sha256::new();
     for t in tensors.values() {
         let off = t["data_offsets"].as_array().unwrap();
         hasher.update(&data[off[0].as_u64().unwrap() as usize..off[1].as_u64().unwrap() as usize]);
         assert_eq!(t["dtype"], "F32");
     }
-    let sha: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(meta["weights_sha256"], sha);
 
     // Shapes follow the architecture: 4 → 128 → 64 → 32 → 3.
     let shape = |n: &str| tensors[&n.to_owned()]["shape"].clone();
     assert_eq!(shape("hidden.0.linear.weight"), serde_json::json!([128, 4]));
-    assert_eq!(
-        shape("hidden.1.linear.weight"),
-        serde_json::json!([64, 128])
-    );
+    assert_eq!(shape("hidden.1.linear.weight"), serde_json::json!([64, 128]));
     assert_eq!(shape("hidden.2.bn.running_var"), serde_json::json!([32]));
     assert_eq!(shape("out.weight"), serde_json::json!([3, 32]));
     assert_eq!(shape("out.bias"), serde_json::json!([3]));
@@ -182,16 +125,9 @@ fn predict_on_the_test_rows_reproduces_the_reported_accuracy() {
         .deserialize::<BTreeMap<String, String>>()
         .map(|r| r.unwrap()["esg_rating"].clone())
         .collect();
-    let preds: Vec<serde_json::Value> = stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let preds: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(preds.len(), labels.len());
-    let correct = preds
-        .iter()
-        .zip(&labels)
-        .filter(|(p, l)| p["predicted_label"] == **l)
-        .count();
+    let correct = preds.iter().zip(&labels).filter(|(p, l)| p["predicted_label"] == **l).count();
     let acc = correct as f64 / labels.len() as f64;
     assert_eq!(acc, s["test_metrics"]["accuracy"].as_f64().unwrap());
     for p in &preds {
@@ -206,18 +142,10 @@ fn predict_on_the_test_rows_reproduces_the_reported_accuracy() {
 #[test]
 fn same_seed_same_weights_other_seed_other_weights() {
     let models = tempfile::tempdir().unwrap();
-    let args = [
-        "--data",
-        &fixture("wine.csv"),
-        "--target",
-        "class",
-        "--epochs",
-        "8",
-    ];
+    let args = ["--data", &fixture("wine.csv"), "--target", "class", "--epochs", "8"];
     let sha = |s: &serde_json::Value| {
         let dir = models.path().join(s["model_id"].as_str().unwrap());
-        let m: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join("metadata.json")).unwrap()).unwrap();
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("metadata.json")).unwrap()).unwrap();
         m["weights_sha256"].as_str().unwrap().to_owned()
     };
     let a = sha(&train(models.path(), &args));
@@ -232,27 +160,12 @@ fn same_seed_same_weights_other_seed_other_weights() {
 #[test]
 fn public_datasets_meet_the_quality_bar() {
     let models = tempfile::tempdir().unwrap();
-    for (file, target) in [
-        ("iris.csv", "species"),
-        ("wine.csv", "class"),
-        ("breast_cancer.csv", "diagnosis"),
-    ] {
-        let s = train(
-            models.path(),
-            &["--data", &fixture(file), "--target", target],
-        );
+    for (file, target) in [("iris.csv", "species"), ("wine.csv", "class"), ("breast_cancer.csv", "diagnosis")] {
+        let s = train(models.path(), &["--data", &fixture(file), "--target", target]);
         let acc = s["test_metrics"]["accuracy"].as_f64().unwrap();
         assert!(acc >= 0.93, "{file}: accuracy {acc}");
     }
-    let s = train(
-        models.path(),
-        &[
-            "--data",
-            &fixture("diabetes.csv"),
-            "--target",
-            "progression",
-        ],
-    );
+    let s = train(models.path(), &["--data", &fixture("diabetes.csv"), "--target", "progression"]);
     assert_eq!(s["task_type"], "regression");
     let r2 = s["test_metrics"]["r2"].as_f64().unwrap();
     assert!(r2 >= 0.35, "diabetes: r2 {r2}");
@@ -273,35 +186,16 @@ fn config_file_is_overridden_by_flags() {
         .to_string(),
     )
     .unwrap();
-    let s = train(
-        models.path(),
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--epochs",
-            "3",
-            "--activation",
-            "gelu",
-        ],
-    );
+    let s = train(models.path(), &["--config", cfg.to_str().unwrap(), "--epochs", "3", "--activation", "gelu"]);
     let meta: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
-            models
-                .path()
-                .join(s["model_id"].as_str().unwrap())
-                .join("metadata.json"),
-        )
-        .unwrap(),
+        &std::fs::read(models.path().join(s["model_id"].as_str().unwrap()).join("metadata.json")).unwrap(),
     )
     .unwrap();
     let tc = &meta["train_config"];
     assert_eq!(tc["train_config"]["epochs"], 3);
     assert_eq!(tc["train_config"]["learning_rate"], 0.01);
     assert_eq!(tc["train_config"]["optimizer"], "sgd");
-    assert_eq!(
-        tc["model_config"]["hidden_dims"],
-        serde_json::json!([16, 8])
-    );
+    assert_eq!(tc["model_config"]["hidden_dims"], serde_json::json!([16, 8]));
     assert_eq!(tc["model_config"]["activation"], "gelu");
     assert_eq!(tc["missing_strategy"], "median");
     assert_eq!(meta["architecture"]["activation"], "gelu");
@@ -311,13 +205,7 @@ fn config_file_is_overridden_by_flags() {
 /// Run `trainer ARGS`, expect failure with `code`, and return stderr.
 fn fails(args: &[&str], code: i32) -> String {
     let o = run(trainer().args(args));
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert_eq!(o.status.code(), Some(code), "stdout: {}\nstderr: {}", stdout(&o), stderr(&o));
     let e = stderr(&o);
     assert!(!e.contains("panicked"), "{e}");
     e
@@ -327,108 +215,33 @@ fn fails(args: &[&str], code: i32) -> String {
 fn errors_are_one_clear_line_with_distinct_exit_codes() {
     let models = tempfile::tempdir().unwrap();
     let m = models.path().to_str().unwrap();
-    let e = fails(
-        &[
-            "train",
-            "--data",
-            "nope.csv",
-            "--target",
-            "y",
-            "--models-dir",
-            m,
-        ],
-        3,
-    );
+    let e = fails(&["train", "--data", "nope.csv", "--target", "y", "--models-dir", m], 3);
     assert!(e.contains("DataLoadError") && e.contains("nope.csv"), "{e}");
-    let e = fails(
-        &[
-            "train",
-            "--data",
-            &fixture("iris.csv"),
-            "--target",
-            "kind",
-            "--models-dir",
-            m,
-        ],
-        3,
-    );
+    let e = fails(&["train", "--data", &fixture("iris.csv"), "--target", "kind", "--models-dir", m], 3);
     assert!(
-        e.contains("`kind` not found")
-            && e.contains("sepal_length, sepal_width, petal_length, petal_width, species"),
+        e.contains("`kind` not found") && e.contains("sepal_length, sepal_width, petal_length, petal_width, species"),
         "{e}"
     );
     let e = fails(
-        &[
-            "train",
-            "--data",
-            &fixture("iris.csv"),
-            "--target",
-            "species",
-            "--dropout",
-            "1.5",
-            "--models-dir",
-            m,
-        ],
+        &["train", "--data", &fixture("iris.csv"), "--target", "species", "--dropout", "1.5", "--models-dir", m],
         2,
     );
     assert!(e.contains("model_config.dropout_rate"), "{e}");
-    let e = fails(
-        &["train", "--data", &fixture("iris.csv"), "--models-dir", m],
-        2,
-    );
+    let e = fails(&["train", "--data", &fixture("iris.csv"), "--models-dir", m], 2);
     assert!(e.contains("target_column"), "{e}");
     let e = fails(
-        &[
-            "train",
-            "--data",
-            &fixture("iris.csv"),
-            "--target",
-            "species",
-            "--device",
-            "cuda",
-            "--models-dir",
-            m,
-        ],
+        &["train", "--data", &fixture("iris.csv"), "--target", "species", "--device", "cuda", "--models-dir", m],
         5,
     );
-    assert!(
-        e.contains("without CUDA support") || e.contains("CUDA device"),
-        "{e}"
-    );
+    assert!(e.contains("without CUDA support") || e.contains("CUDA device"), "{e}");
 
     let small = models.path().join("small.csv");
     std::fs::write(&small, "x,y\n1,a\n2,b\n3,a\n4,b\n").unwrap();
-    let e = fails(
-        &[
-            "train",
-            "--data",
-            small.to_str().unwrap(),
-            "--target",
-            "y",
-            "--models-dir",
-            m,
-        ],
-        5,
-    );
+    let e = fails(&["train", "--data", small.to_str().unwrap(), "--target", "y", "--models-dir", m], 5);
     assert!(e.contains("at least 10"), "{e}");
     let one = models.path().join("one.csv");
-    std::fs::write(
-        &one,
-        (0..20).fold("x,y\n".to_owned(), |s, i| s + &format!("{i},a\n")),
-    )
-    .unwrap();
-    let e = fails(
-        &[
-            "train",
-            "--data",
-            one.to_str().unwrap(),
-            "--target",
-            "y",
-            "--models-dir",
-            m,
-        ],
-        5,
-    );
+    std::fs::write(&one, (0..20).fold("x,y\n".to_owned(), |s, i| s + &format!("{i},a\n"))).unwrap();
+    let e = fails(&["train", "--data", one.to_str().unwrap(), "--target", "y", "--models-dir", m], 5);
     assert!(e.contains("single class"), "{e}");
     let diverge = [
         "train",
@@ -445,25 +258,9 @@ fn errors_are_one_clear_line_with_distinct_exit_codes() {
     ];
     let e = fails(&diverge, 5);
     assert!(e.contains("diverged"), "{e}");
-    assert!(
-        entries(models.path())
-            .iter()
-            .all(|e| !e.starts_with("model_")),
-        "a failed run left a model"
-    );
+    assert!(entries(models.path()).iter().all(|e| !e.starts_with("model_")), "a failed run left a model");
 
-    let e = fails(
-        &[
-            "predict",
-            "--model",
-            "model_1999_01_01_001",
-            "--models-dir",
-            m,
-            "--features",
-            "1,2,3,4",
-        ],
-        4,
-    );
+    let e = fails(&["predict", "--model", "model_1999_01_01_001", "--models-dir", m, "--features", "1,2,3,4"], 4);
     assert!(e.contains("ModelNotFoundError"), "{e}");
 }
 
@@ -473,48 +270,14 @@ fn predict_features_errors_name_the_problem() {
     let s = train(models.path(), &["--epochs", "3"]);
     let id = s["model_id"].as_str().unwrap();
     let m = models.path().to_str().unwrap();
-    let e = fails(
-        &[
-            "predict",
-            "--model",
-            id,
-            "--models-dir",
-            m,
-            "--features",
-            "1,2,3",
-        ],
-        6,
-    );
+    let e = fails(&["predict", "--model", id, "--models-dir", m, "--features", "1,2,3"], 6);
     assert!(e.contains("expected 15, got 3"), "{e}");
     let row = "38.9,60.2,1.83,59.8,16.6,31.3,82.4,3.8,58.0,Mars,Europe,Small,794.4,3689,9";
-    let e = fails(
-        &[
-            "predict",
-            "--model",
-            id,
-            "--models-dir",
-            m,
-            "--features",
-            row,
-        ],
-        6,
-    );
-    assert!(
-        e.contains("unknown category \"Mars\" for column `sector`"),
-        "{e}"
-    );
+    let e = fails(&["predict", "--model", id, "--models-dir", m, "--features", row], 6);
+    assert!(e.contains("unknown category \"Mars\" for column `sector`"), "{e}");
     // Empty cells are missing values and get the training fill.
     let row = "38.9,,1.83,59.8,16.6,31.3,82.4,3.8,58.0,Energy,,Small,794.4,3689,9";
-    let o = run(trainer().args([
-        "predict",
-        "--model",
-        id,
-        "--models-dir",
-        m,
-        "--features",
-        row,
-        "--json",
-    ]));
+    let o = run(trainer().args(["predict", "--model", id, "--models-dir", m, "--features", row, "--json"]));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(last_json(&o)["predicted_label"].is_string());
 }

@@ -21,10 +21,11 @@ The steps, in order:
    BatchNorm1d``, then ``Linear`` to K classes (or 1 output for regression).
 8. Adam (``--lr``), ``CrossEntropyLoss`` / ``MSELoss``, mini-batches shuffled
    every epoch; a trailing batch of a single row is skipped (BatchNorm cannot
-   train on it). Early stopping on validation loss with ``--patience``,
-   restoring the best weights. With ``--standardize-target`` a regression
-   target is standardized with train statistics for training (the val loss is
-   measured on that scale too) and predictions are mapped back.
+   train on it). Early stopping on validation loss with ``--patience``
+   (``--patience 0`` turns it off, as in the trainer), restoring the best
+   weights. With ``--standardize-target`` a regression target is standardized
+   with train statistics for training (the val loss is measured on that scale
+   too) and predictions are mapped back.
 9. Test metrics: accuracy and weighted precision/recall/F1 (scikit-learn,
    ``zero_division=0``) for classification; MAE, RMSE and R^2 on the original
    target scale for regression.
@@ -226,7 +227,7 @@ def train_model(args, X, y, train, val, classes):
         if args.verbose:
             log(f"epoch {epoch:3d} train_loss {total / n:.4f} val_loss {val_loss:.4f}"
                 + (" *" if improved else ""))
-        if bad >= args.patience:
+        if args.patience > 0 and bad >= args.patience:
             log(f"early stop at epoch {epoch} (best epoch {best_epoch}, val_loss {best_loss:.4f})")
             break
     train_seconds = time.perf_counter() - t0
@@ -276,7 +277,8 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--patience", type=int, default=10,
+                   help="early-stopping patience in epochs; 0 = off (best weights still restored)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--impute", choices=["mean", "median", "mode", "drop"], default="mean")

@@ -69,44 +69,26 @@ pub fn weights_sha256(tensors: &BTreeMap<String, Tensor>) -> String {
 impl Bundle {
     /// Load a single `model.safetensors` whose header carries the metadata.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, BundleError> {
-        let (_, header) = SafeTensors::read_metadata(bytes)
-            .map_err(|e| BundleError::Safetensors(e.to_string()))?;
-        let json = header
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(METADATA_KEY))
-            .ok_or(BundleError::MissingMetadata)?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| BundleError::Safetensors(e.to_string()))?;
+        let json = header.metadata().as_ref().and_then(|m| m.get(METADATA_KEY)).ok_or(BundleError::MissingMetadata)?;
         Self::from_parts(bytes, json)
     }
 
     /// Load the two-file layout: safetensors weights and `metadata.json`.
     pub fn from_parts(weights: &[u8], metadata_json: &str) -> Result<Self, BundleError> {
         let metadata = parse_metadata(metadata_json)?;
-        let st = SafeTensors::deserialize(weights)
-            .map_err(|e| BundleError::Safetensors(e.to_string()))?;
+        let st = SafeTensors::deserialize(weights).map_err(|e| BundleError::Safetensors(e.to_string()))?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::F32 {
-                return Err(BundleError::Dtype {
-                    name,
-                    dtype: format!("{:?}", view.dtype()),
-                });
+                return Err(BundleError::Dtype { name, dtype: format!("{:?}", view.dtype()) });
             }
-            let data: Vec<f32> = view
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
+            let data: Vec<f32> =
+                view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
             if let Some(index) = data.iter().position(|v| !v.is_finite()) {
                 return Err(BundleError::NonFinite { name, index });
             }
-            tensors.insert(
-                name,
-                Tensor {
-                    shape: view.shape().to_vec(),
-                    data,
-                },
-            );
+            tensors.insert(name, Tensor { shape: view.shape().to_vec(), data });
         }
         let bundle = Bundle { metadata, tensors };
         bundle.check()?;
@@ -115,8 +97,7 @@ impl Bundle {
 
     /// Serialise as one self-contained `model.safetensors` (metadata embedded in the header).
     pub fn to_safetensors(&self) -> Result<Vec<u8>, BundleError> {
-        let json = serde_json::to_string(&self.metadata)
-            .map_err(|e| BundleError::Metadata(e.to_string()))?;
+        let json = serde_json::to_string(&self.metadata).map_err(|e| BundleError::Metadata(e.to_string()))?;
         let bytes: Vec<(&String, Vec<u8>)> = self
             .tensors
             .iter()
@@ -132,8 +113,7 @@ impl Bundle {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let info = HashMap::from([(METADATA_KEY.to_owned(), json)]);
-        safetensors::serialize(views, Some(info))
-            .map_err(|e| BundleError::Safetensors(e.to_string()))
+        safetensors::serialize(views, Some(info)).map_err(|e| BundleError::Safetensors(e.to_string()))
     }
 
     /// Every cross-check between metadata and tensors.
@@ -141,17 +121,11 @@ impl Bundle {
         let m = &self.metadata;
         let actual = weights_sha256(&self.tensors);
         if actual != m.weights_sha256 {
-            return Err(BundleError::HashMismatch {
-                expected: m.weights_sha256.clone(),
-                actual,
-            });
+            return Err(BundleError::HashMismatch { expected: m.weights_sha256.clone(), actual });
         }
         let expected = expected_tensors(&m.architecture);
         for (name, shape) in &expected {
-            let t = self
-                .tensors
-                .get(name)
-                .ok_or_else(|| BundleError::MissingTensor(name.clone()))?;
+            let t = self.tensors.get(name).ok_or_else(|| BundleError::MissingTensor(name.clone()))?;
             if &t.shape != shape {
                 return Err(BundleError::ShapeMismatch {
                     name: name.clone(),
@@ -160,11 +134,7 @@ impl Bundle {
                 });
             }
         }
-        if let Some(extra) = self
-            .tensors
-            .keys()
-            .find(|k| !expected.iter().any(|(n, _)| n == *k))
-        {
+        if let Some(extra) = self.tensors.keys().find(|k| !expected.iter().any(|(n, _)| n == *k)) {
             return Err(BundleError::UnexpectedTensor(extra.clone()));
         }
         check_metadata(m)
@@ -178,13 +148,9 @@ fn parse_metadata(json: &str) -> Result<Metadata, BundleError> {
     struct Version {
         format_version: u32,
     }
-    let v: Version =
-        serde_json::from_str(json).map_err(|e| BundleError::Metadata(e.to_string()))?;
+    let v: Version = serde_json::from_str(json).map_err(|e| BundleError::Metadata(e.to_string()))?;
     if v.format_version != FORMAT_VERSION {
-        return Err(BundleError::UnsupportedVersion {
-            found: v.format_version,
-            supported: FORMAT_VERSION,
-        });
+        return Err(BundleError::UnsupportedVersion { found: v.format_version, supported: FORMAT_VERSION });
     }
     serde_json::from_str(json).map_err(|e| BundleError::Metadata(e.to_string()))
 }
@@ -199,10 +165,7 @@ fn check_metadata(m: &Metadata) -> Result<(), BundleError> {
         return bad("architecture has a zero dimension".into());
     }
     if !(a.batch_norm_eps.is_finite() && a.batch_norm_eps > 0.0) {
-        return bad(format!(
-            "batch_norm_eps must be positive, got {}",
-            a.batch_norm_eps
-        ));
+        return bad(format!("batch_norm_eps must be positive, got {}", a.batch_norm_eps));
     }
     if p.feature_names.len() != n || p.features.len() != n {
         return bad(format!(
@@ -211,16 +174,8 @@ fn check_metadata(m: &Metadata) -> Result<(), BundleError> {
             p.features.len()
         ));
     }
-    if let Some((name, spec)) = p
-        .feature_names
-        .iter()
-        .zip(&p.features)
-        .find(|(name, spec)| *name != &spec.name)
-    {
-        return bad(format!(
-            "feature_names has `{name}` where features has `{}`",
-            spec.name
-        ));
+    if let Some((name, spec)) = p.feature_names.iter().zip(&p.features).find(|(name, spec)| *name != &spec.name) {
+        return bad(format!("feature_names has `{name}` where features has `{}`", spec.name));
     }
     if p.scaler.mean.len() != n || p.scaler.scale.len() != n {
         return bad(format!(
@@ -229,34 +184,21 @@ fn check_metadata(m: &Metadata) -> Result<(), BundleError> {
             p.scaler.scale.len()
         ));
     }
-    if p.scaler.mean.iter().any(|v| !v.is_finite())
-        || p.scaler.scale.iter().any(|s| !(s.is_finite() && *s > 0.0))
-    {
+    if p.scaler.mean.iter().any(|v| !v.is_finite()) || p.scaler.scale.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
         return bad("scaler means must be finite and scales finite and positive".into());
     }
     for f in &p.features {
         match &f.kind {
-            FeatureKind::Numeric {
-                fill_value: Some(v),
-            } if !v.is_finite() => {
+            FeatureKind::Numeric { fill_value: Some(v) } if !v.is_finite() => {
                 return bad(format!("feature `{}` has a non-finite fill value", f.name));
             }
-            FeatureKind::Categorical {
-                categories,
-                fill_value,
-            } => {
+            FeatureKind::Categorical { categories, fill_value } => {
                 if categories.is_empty() {
-                    return bad(format!(
-                        "categorical feature `{}` has no categories",
-                        f.name
-                    ));
+                    return bad(format!("categorical feature `{}` has no categories", f.name));
                 }
                 if let Some(fill) = fill_value {
                     if !categories.contains(fill) {
-                        return bad(format!(
-                            "feature `{}` fills with `{fill}`, which is not a category",
-                            f.name
-                        ));
+                        return bad(format!("feature `{}` fills with `{fill}`, which is not a category", f.name));
                     }
                 }
             }
@@ -264,8 +206,7 @@ fn check_metadata(m: &Metadata) -> Result<(), BundleError> {
         }
     }
     match (m.task_type, &m.classes) {
-        (TaskType::Classification, Some(classes))
-            if classes.len() == a.output_dim && classes.len() >= 2 => {}
+        (TaskType::Classification, Some(classes)) if classes.len() == a.output_dim && classes.len() >= 2 => {}
         (TaskType::Classification, classes) => {
             return bad(format!(
                 "classification with output_dim {} needs that many (≥ 2) class labels, metadata has {}",
@@ -274,10 +215,7 @@ fn check_metadata(m: &Metadata) -> Result<(), BundleError> {
             ));
         }
         (TaskType::Regression, _) if a.output_dim != 1 => {
-            return bad(format!(
-                "regression needs output_dim 1, got {}",
-                a.output_dim
-            ));
+            return bad(format!("regression needs output_dim 1, got {}", a.output_dim));
         }
         (TaskType::Regression, _) => match p.target_scaler {
             Some(t) if !(t.mean.is_finite() && t.scale.is_finite() && t.scale > 0.0) => {

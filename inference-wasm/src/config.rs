@@ -103,11 +103,7 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        Self {
-            hidden_dims: vec![128, 64, 32],
-            dropout_rate: 0.2,
-            activation: Activation::Relu,
-        }
+        Self { hidden_dims: vec![128, 64, 32], dropout_rate: 0.2, activation: Activation::Relu }
     }
 }
 
@@ -204,10 +200,7 @@ impl TrainConfig {
             if v.is_finite() && (0.0..1.0).contains(&v) {
                 Ok(())
             } else {
-                Err(ConfigError::new(
-                    field,
-                    format!("must be in [0, 1), got {v}"),
-                ))
+                Err(ConfigError::new(field, format!("must be in [0, 1), got {v}")))
             }
         };
         frac("test_size", self.test_size)?;
@@ -232,16 +225,9 @@ impl TrainConfig {
         }
         let m = &self.model_config;
         if m.hidden_dims.is_empty() {
-            return Err(ConfigError::new(
-                "model_config.hidden_dims",
-                "must name at least one hidden layer",
-            ));
+            return Err(ConfigError::new("model_config.hidden_dims", "must name at least one hidden layer"));
         }
-        if let Some(d) = m
-            .hidden_dims
-            .iter()
-            .find(|&&d| d == 0 || d > MAX_HIDDEN_DIM)
-        {
+        if let Some(d) = m.hidden_dims.iter().find(|&&d| d == 0 || d > MAX_HIDDEN_DIM) {
             return Err(ConfigError::new(
                 "model_config.hidden_dims",
                 format!("each width must be in 1..={MAX_HIDDEN_DIM}, got {d}"),
@@ -250,18 +236,12 @@ impl TrainConfig {
         frac("model_config.dropout_rate", m.dropout_rate)?;
         let t = &self.train_config;
         if t.epochs == 0 || t.epochs > 100_000 {
-            return Err(ConfigError::new(
-                "train_config.epochs",
-                format!("must be in 1..=100000, got {}", t.epochs),
-            ));
+            return Err(ConfigError::new("train_config.epochs", format!("must be in 1..=100000, got {}", t.epochs)));
         }
         if t.batch_size < 2 || t.batch_size > 1 << 20 {
             return Err(ConfigError::new(
                 "train_config.batch_size",
-                format!(
-                    "must be in 2..=1048576 (BatchNorm needs two rows), got {}",
-                    t.batch_size
-                ),
+                format!("must be in 2..=1048576 (BatchNorm needs two rows), got {}", t.batch_size),
             ));
         }
         if !(t.learning_rate.is_finite() && t.learning_rate > 0.0 && t.learning_rate <= 10.0) {
@@ -271,16 +251,10 @@ impl TrainConfig {
             ));
         }
         if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
-            return Err(ConfigError::new(
-                "train_config.weight_decay",
-                format!("must be ≥ 0, got {}", t.weight_decay),
-            ));
+            return Err(ConfigError::new("train_config.weight_decay", format!("must be ≥ 0, got {}", t.weight_decay)));
         }
         if !(t.min_delta.is_finite() && t.min_delta >= 0.0) {
-            return Err(ConfigError::new(
-                "train_config.min_delta",
-                format!("must be ≥ 0, got {}", t.min_delta),
-            ));
+            return Err(ConfigError::new("train_config.min_delta", format!("must be ≥ 0, got {}", t.min_delta)));
         }
         Ok(())
     }
@@ -307,13 +281,9 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_named() {
-        let err = serde_json::from_str::<TrainConfig>(r#"{"target": "y"}"#)
-            .unwrap_err()
-            .to_string();
+        let err = serde_json::from_str::<TrainConfig>(r#"{"target": "y"}"#).unwrap_err().to_string();
         assert!(err.contains("unknown field `target`"), "{err}");
-        let err = serde_json::from_str::<TrainConfig>(r#"{"model_config": {"layers": [3]}}"#)
-            .unwrap_err()
-            .to_string();
+        let err = serde_json::from_str::<TrainConfig>(r#"{"model_config": {"layers": [3]}}"#).unwrap_err().to_string();
         assert!(err.contains("unknown field `layers`"), "{err}");
     }
 
@@ -334,10 +304,7 @@ mod tests {
         assert_eq!(c.validate().unwrap_err().field, "val_size");
         let mut c = TrainConfig::default();
         c.train_config.learning_rate = f64::NAN;
-        assert_eq!(
-            c.validate().unwrap_err().field,
-            "train_config.learning_rate"
-        );
+        assert_eq!(c.validate().unwrap_err().field, "train_config.learning_rate");
         assert!(TrainConfig::default().validate().is_ok());
     }
 }

@@ -14,10 +14,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub(crate) fn new(field: &str, message: impl Into<String>) -> Self {
-        Self {
-            field: field.to_owned(),
-            message: message.into(),
-        }
+        Self { field: field.to_owned(), message: message.into() }
     }
 }
 
@@ -37,7 +34,9 @@ pub enum BundleError {
     #[error("unsupported bundle format_version {found}: this build reads version {supported}")]
     UnsupportedVersion { found: u32, supported: u32 },
     /// The tensors do not hash to `weights_sha256`.
-    #[error("weights_sha256 mismatch: metadata says {expected}, the tensors hash to {actual} (corrupt or edited weights)")]
+    #[error(
+        "weights_sha256 mismatch: metadata says {expected}, the tensors hash to {actual} (corrupt or edited weights)"
+    )]
     HashMismatch { expected: String, actual: String },
     /// A tensor the architecture needs is absent.
     #[error("tensor `{0}` is missing from the weights")]
@@ -47,11 +46,7 @@ pub enum BundleError {
     UnexpectedTensor(String),
     /// A tensor's shape disagrees with the architecture.
     #[error("tensor `{name}` has shape {actual:?}, the architecture needs {expected:?}")]
-    ShapeMismatch {
-        name: String,
-        expected: Vec<usize>,
-        actual: Vec<usize>,
-    },
+    ShapeMismatch { name: String, expected: Vec<usize>, actual: Vec<usize> },
     /// A tensor is not f32.
     #[error("tensor `{name}` has dtype {dtype}, expected F32")]
     Dtype { name: String, dtype: String },
@@ -71,11 +66,7 @@ pub enum PredictError {
     WrongFeatureCount { expected: usize, got: usize },
     /// A categorical value that the training data never had.
     #[error("unknown category {value:?} for column `{column}` (known: {known})")]
-    UnknownCategory {
-        column: String,
-        value: String,
-        known: String,
-    },
+    UnknownCategory { column: String, value: String, known: String },
     /// Text where a number is expected.
     #[error("column `{column}` expects a number, got {value:?}")]
     NotANumber { column: String, value: String },
@@ -83,20 +74,16 @@ pub enum PredictError {
     #[error("column `{column}` got a non-finite number ({value})")]
     NonFinite { column: String, value: f64 },
     /// A missing value where the model has no fill value (trained with `missing_strategy = drop`).
-    #[error("column `{column}` is missing and the model has no fill value (it was trained with missing_strategy \"drop\")")]
+    #[error(
+        "column `{column}` is missing and the model has no fill value (it was trained with missing_strategy \"drop\")"
+    )]
     MissingValue { column: String },
     /// A JSON value of a type that is no feature value (bool, array, object).
-    #[error(
-        "column `{column}` got an unsupported value {value} (expected a number, a string or null)"
-    )]
+    #[error("column `{column}` got an unsupported value {value} (expected a number, a string or null)")]
     InvalidValue { column: String, value: String },
     /// A batch whose flat buffer does not divide into rows.
     #[error("batch of {len} values does not hold {rows} rows of {features} features")]
-    BatchShape {
-        len: usize,
-        rows: usize,
-        features: usize,
-    },
+    BatchShape { len: usize, rows: usize, features: usize },
     /// The request is not of a shape the API knows.
     #[error("{0}")]
     BadRequest(String),

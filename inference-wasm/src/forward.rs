@@ -43,20 +43,10 @@ impl Network {
             .iter()
             .enumerate()
             .map(|(i, &h)| {
-                (
-                    hidden_tensor_name(i, "linear.weight"),
-                    hidden_tensor_name(i, "linear.bias"),
-                    h,
-                    Some(arch.activation),
-                )
+                (hidden_tensor_name(i, "linear.weight"), hidden_tensor_name(i, "linear.bias"), h, Some(arch.activation))
             })
             .collect();
-        dims.push((
-            "out.weight".into(),
-            "out.bias".into(),
-            arch.output_dim,
-            None,
-        ));
+        dims.push(("out.weight".into(), "out.bias".into(), arch.output_dim, None));
         for (li, (wname, bname, out_dim, act)) in dims.into_iter().enumerate() {
             let w = get(&wname);
             let b = get(&bname);
@@ -72,21 +62,11 @@ impl Network {
                 }
                 bias[j] = bj as f32;
             }
-            layers.push(Dense {
-                in_dim: fan_in,
-                out_dim,
-                wt,
-                b: bias,
-                act,
-            });
+            layers.push(Dense { in_dim: fan_in, out_dim, wt, b: bias, act });
             pending = (li < arch.hidden_dims.len()).then(|| {
                 let bn = |part: &str| get(&hidden_tensor_name(li, part));
-                let (g, beta, mean, var) = (
-                    bn("bn.weight"),
-                    bn("bn.bias"),
-                    bn("bn.running_mean"),
-                    bn("bn.running_var"),
-                );
+                let (g, beta, mean, var) =
+                    (bn("bn.weight"), bn("bn.bias"), bn("bn.running_mean"), bn("bn.running_var"));
                 (0..out_dim)
                     .map(|k| {
                         let s = f64::from(g[k]) / (f64::from(var[k]) + arch.batch_norm_eps).sqrt();
@@ -96,11 +76,7 @@ impl Network {
             });
             fan_in = out_dim;
         }
-        let max_width = layers
-            .iter()
-            .map(|l| l.out_dim.max(l.in_dim))
-            .max()
-            .unwrap_or(0);
+        let max_width = layers.iter().map(|l| l.out_dim.max(l.in_dim)).max().unwrap_or(0);
         Self { layers, max_width }
     }
 
@@ -123,13 +99,9 @@ impl Network {
     /// `scratch` must hold [`Network::scratch_len`] floats.
     pub fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], scratch: &mut [f32]) {
         let (n_in, n_out) = (self.input_dim(), self.output_dim());
-        assert!(
-            x.len() >= rows * n_in && out.len() >= rows * n_out,
-            "forward: buffers too small"
-        );
+        assert!(x.len() >= rows * n_in && out.len() >= rows * n_out, "forward: buffers too small");
         let block_cap = rows.min(BLOCK_ROWS);
-        let (buf_a, buf_b) =
-            scratch[..2 * block_cap * self.max_width].split_at_mut(block_cap * self.max_width);
+        let (buf_a, buf_b) = scratch[..2 * block_cap * self.max_width].split_at_mut(block_cap * self.max_width);
         let mut r0 = 0;
         while r0 < rows {
             let r = (rows - r0).min(BLOCK_ROWS);
@@ -161,10 +133,7 @@ impl Dense {
         let (k, m) = (self.in_dim, self.out_dim);
         let mut r = 0;
         while r + TILE_ROWS <= rows {
-            self.tile::<TILE_ROWS>(
-                &x[r * k..(r + TILE_ROWS) * k],
-                &mut y[r * m..(r + TILE_ROWS) * m],
-            );
+            self.tile::<TILE_ROWS>(&x[r * k..(r + TILE_ROWS) * k], &mut y[r * m..(r + TILE_ROWS) * m]);
             r += TILE_ROWS;
         }
         while r < rows {
@@ -184,13 +153,10 @@ impl Dense {
         let xs: [&[f32]; R] = std::array::from_fn(|r| &x[r * k..(r + 1) * k]);
         let mut j0 = 0;
         while j0 + TILE_COLS <= m {
-            let bias: &[f32; TILE_COLS] =
-                self.b[j0..j0 + TILE_COLS].try_into().expect("tile width");
+            let bias: &[f32; TILE_COLS] = self.b[j0..j0 + TILE_COLS].try_into().expect("tile width");
             let mut acc = [*bias; R];
             for kk in 0..k {
-                let w: &[f32; TILE_COLS] = wt[kk * m + j0..kk * m + j0 + TILE_COLS]
-                    .try_into()
-                    .expect("tile width");
+                let w: &[f32; TILE_COLS] = wt[kk * m + j0..kk * m + j0 + TILE_COLS].try_into().expect("tile width");
                 for r in 0..R {
                     let a = xs[r][kk];
                     for c in 0..TILE_COLS {
@@ -219,14 +185,12 @@ impl Dense {
 fn activate(act: Activation, y: &mut [f32]) {
     match act {
         Activation::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
-        Activation::LeakyRelu => y
-            .iter_mut()
-            .for_each(|v| *v = if *v > 0.0 { *v } else { 0.01 * *v }),
+        Activation::LeakyRelu => y.iter_mut().for_each(|v| *v = if *v > 0.0 { *v } else { 0.01 * *v }),
         Activation::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
         Activation::Sigmoid => y.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
-        Activation::Gelu => y
-            .iter_mut()
-            .for_each(|v| *v = 0.5 * *v * (1.0 + libm::erff(*v * std::f32::consts::FRAC_1_SQRT_2))),
+        Activation::Gelu => {
+            y.iter_mut().for_each(|v| *v = 0.5 * *v * (1.0 + libm::erff(*v * std::f32::consts::FRAC_1_SQRT_2)))
+        }
     }
 }
 

@@ -52,11 +52,7 @@ impl Model {
     pub fn from_bundle(bundle: Bundle) -> Self {
         let preprocessor = Preprocessor::new(&bundle.metadata.preprocessing);
         let network = Network::new(&bundle.metadata.architecture, &bundle.tensors);
-        Self {
-            metadata: bundle.metadata,
-            preprocessor,
-            network,
-        }
+        Self { metadata: bundle.metadata, preprocessor, network }
     }
 
     /// Load a self-contained `model.safetensors`.
@@ -100,10 +96,7 @@ impl Model {
     }
 
     /// Predict one positional row of raw values.
-    pub fn predict<'v>(
-        &self,
-        row: impl ExactSizeIterator<Item = ValueRef<'v>>,
-    ) -> Result<Prediction, PredictError> {
+    pub fn predict<'v>(&self, row: impl ExactSizeIterator<Item = ValueRef<'v>>) -> Result<Prediction, PredictError> {
         self.predict_with(|p, x| p.transform_row(row, x))
     }
 
@@ -129,9 +122,7 @@ impl Model {
         let mut count = 0;
         for (i, row) in rows.into_iter().enumerate() {
             x.resize((i + 1) * n, 0.0);
-            self.preprocessor
-                .transform_row(row.into_iter(), &mut x[i * n..])
-                .map_err(|e| (i, e))?;
+            self.preprocessor.transform_row(row.into_iter(), &mut x[i * n..]).map_err(|e| (i, e))?;
             count += 1;
         }
         Ok(self.finish_batch(&x, count))
@@ -142,11 +133,7 @@ impl Model {
     pub fn predict_dense(&self, mut x: Vec<f32>, rows: usize) -> Result<Vec<f32>, PredictError> {
         let n = self.num_features();
         if x.len() != rows * n {
-            return Err(PredictError::BatchShape {
-                len: x.len(),
-                rows,
-                features: n,
-            });
+            return Err(PredictError::BatchShape { len: x.len(), rows, features: n });
         }
         if !self.preprocessor.is_numeric_only() {
             return Err(PredictError::BadRequest(
@@ -189,9 +176,7 @@ impl Model {
         let mut out = vec![0f32; rows * width];
         let mut scratch = vec![0f32; self.network.scratch_len(rows)];
         self.network.forward(x, rows, &mut out, &mut scratch);
-        out.chunks_exact(width)
-            .map(|o| self.head(o.to_vec()))
-            .collect()
+        out.chunks_exact(width).map(|o| self.head(o.to_vec())).collect()
     }
 
     fn unscale(&self, v: f32) -> f64 {
@@ -202,32 +187,23 @@ impl Model {
     /// Turn raw network outputs into a prediction.
     fn head(&self, mut out: Vec<f32>) -> Prediction {
         match self.metadata.task_type {
-            TaskType::Regression => Prediction::Value {
-                predicted_value: self.unscale(out[0]),
-            },
+            TaskType::Regression => Prediction::Value { predicted_value: self.unscale(out[0]) },
             TaskType::Classification => {
                 softmax(&mut out);
                 let (best, &confidence) =
-                    out.iter()
-                        .enumerate()
-                        .fold((0, &f32::NEG_INFINITY), |acc, (i, p)| {
+                    out.iter().enumerate().fold(
+                        (0, &f32::NEG_INFINITY),
+                        |acc, (i, p)| {
                             if *p > *acc.1 {
                                 (i, p)
                             } else {
                                 acc
                             }
-                        });
-                let predicted_label = self
-                    .metadata
-                    .classes
-                    .as_ref()
-                    .map_or_else(|| best.to_string(), |c| c[best].clone());
-                Prediction::Class {
-                    predicted_class: best,
-                    predicted_label,
-                    confidence,
-                    probabilities: out,
-                }
+                        },
+                    );
+                let predicted_label =
+                    self.metadata.classes.as_ref().map_or_else(|| best.to_string(), |c| c[best].clone());
+                Prediction::Class { predicted_class: best, predicted_label, confidence, probabilities: out }
             }
         }
     }

@@ -9,14 +9,8 @@ use crate::value::{is_missing_token, number_as_category, parse_number, ValueRef}
 
 #[derive(Debug, Clone)]
 enum Encoder {
-    Numeric {
-        fill: Option<f32>,
-    },
-    Categorical {
-        codes: HashMap<String, u32>,
-        fill: Option<u32>,
-        known: String,
-    },
+    Numeric { fill: Option<f32> },
+    Categorical { codes: HashMap<String, u32>, fill: Option<u32>, known: String },
 }
 
 /// Compiled preprocessing: lookups built once at load, applied per row without allocation.
@@ -40,22 +34,12 @@ impl Preprocessor {
             .iter()
             .map(|f| match &f.kind {
                 FeatureKind::Numeric { fill_value } => Encoder::Numeric { fill: *fill_value },
-                FeatureKind::Categorical {
-                    categories,
-                    fill_value,
-                } => {
-                    let codes: HashMap<String, u32> = categories
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| (c.clone(), i as u32))
-                        .collect();
+                FeatureKind::Categorical { categories, fill_value } => {
+                    let codes: HashMap<String, u32> =
+                        categories.iter().enumerate().map(|(i, c)| (c.clone(), i as u32)).collect();
                     let fill = fill_value.as_ref().and_then(|v| codes.get(v).copied());
-                    let mut known = categories
-                        .iter()
-                        .take(KNOWN_PREVIEW)
-                        .map(|c| format!("{c:?}"))
-                        .collect::<Vec<_>>()
-                        .join(", ");
+                    let mut known =
+                        categories.iter().take(KNOWN_PREVIEW).map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", ");
                     if categories.len() > KNOWN_PREVIEW {
                         known.push_str(&format!(", … {} in all", categories.len()));
                     }
@@ -63,9 +47,7 @@ impl Preprocessor {
                 }
             })
             .collect::<Vec<_>>();
-        let numeric_only = encoders
-            .iter()
-            .all(|e| matches!(e, Encoder::Numeric { .. }));
+        let numeric_only = encoders.iter().all(|e| matches!(e, Encoder::Numeric { .. }));
         Self {
             names: p.feature_names.clone(),
             encoders,
@@ -103,10 +85,7 @@ impl Preprocessor {
                 } else if x.is_finite() {
                     Ok(x as f32)
                 } else {
-                    Err(PredictError::NonFinite {
-                        column: column(),
-                        value: x,
-                    })
+                    Err(PredictError::NonFinite { column: column(), value: x })
                 }
             }
             (Encoder::Numeric { .. }, ValueRef::Text(s)) => {
@@ -115,15 +94,12 @@ impl Preprocessor {
                 }
                 match parse_number(s) {
                     Some(x) => self.encode_value(index, ValueRef::Number(x)),
-                    None => Err(PredictError::NotANumber {
-                        column: column(),
-                        value: s.to_owned(),
-                    }),
+                    None => Err(PredictError::NotANumber { column: column(), value: s.to_owned() }),
                 }
             }
-            (Encoder::Categorical { fill, .. }, ValueRef::Missing) => fill
-                .map(|c| c as f32)
-                .ok_or_else(|| PredictError::MissingValue { column: column() }),
+            (Encoder::Categorical { fill, .. }, ValueRef::Missing) => {
+                fill.map(|c| c as f32).ok_or_else(|| PredictError::MissingValue { column: column() })
+            }
             (Encoder::Categorical { .. }, ValueRef::Number(x)) => {
                 if x.is_nan() {
                     self.encode_value(index, ValueRef::Missing)
@@ -145,14 +121,11 @@ impl Preprocessor {
         let Encoder::Categorical { codes, known, .. } = &self.encoders[index] else {
             unreachable!("encode_category is only called for categorical features")
         };
-        codes
-            .get(s)
-            .map(|&c| c as f32)
-            .ok_or_else(|| PredictError::UnknownCategory {
-                column: self.names[index].clone(),
-                value: s.to_owned(),
-                known: known.clone(),
-            })
+        codes.get(s).map(|&c| c as f32).ok_or_else(|| PredictError::UnknownCategory {
+            column: self.names[index].clone(),
+            value: s.to_owned(),
+            known: known.clone(),
+        })
     }
 
     /// Standardise an encoded value of feature `index`.
@@ -168,10 +141,7 @@ impl Preprocessor {
         out: &mut [f32],
     ) -> Result<(), PredictError> {
         if row.len() != self.num_features() {
-            return Err(PredictError::WrongFeatureCount {
-                expected: self.num_features(),
-                got: row.len(),
-            });
+            return Err(PredictError::WrongFeatureCount { expected: self.num_features(), got: row.len() });
         }
         for (i, (v, o)) in row.zip(out.iter_mut()).enumerate() {
             *o = self.scale_value(i, self.encode_value(i, v)?);
@@ -216,9 +186,7 @@ mod tests {
             features: vec![
                 FeatureSpec {
                     name: "x".into(),
-                    kind: FeatureKind::Numeric {
-                        fill_value: strategy_fill.then_some(2.0),
-                    },
+                    kind: FeatureKind::Numeric { fill_value: strategy_fill.then_some(2.0) },
                 },
                 FeatureSpec {
                     name: "color".into(),
@@ -228,15 +196,8 @@ mod tests {
                     },
                 },
             ],
-            missing_strategy: if strategy_fill {
-                MissingStrategy::Mean
-            } else {
-                MissingStrategy::Drop
-            },
-            scaler: Scaler {
-                mean: vec![1.0, 1.0],
-                scale: vec![2.0, 0.5],
-            },
+            missing_strategy: if strategy_fill { MissingStrategy::Mean } else { MissingStrategy::Drop },
+            scaler: Scaler { mean: vec![1.0, 1.0], scale: vec![2.0, 0.5] },
             target_scaler: None,
             dropped_columns: vec![],
         })
@@ -246,29 +207,13 @@ mod tests {
     fn fills_encodes_and_scales() {
         let p = prep(true);
         let mut out = [0f32; 2];
-        p.transform_row(
-            [ValueRef::Number(5.0), ValueRef::Text("red")].into_iter(),
-            &mut out,
-        )
-        .unwrap();
+        p.transform_row([ValueRef::Number(5.0), ValueRef::Text("red")].into_iter(), &mut out).unwrap();
         assert_eq!(out, [2.0, 2.0]);
-        p.transform_row(
-            [ValueRef::Missing, ValueRef::Text("NA")].into_iter(),
-            &mut out,
-        )
-        .unwrap();
+        p.transform_row([ValueRef::Missing, ValueRef::Text("NA")].into_iter(), &mut out).unwrap();
         assert_eq!(out, [0.5, 0.0]);
-        p.transform_row(
-            [ValueRef::Text(" 3 "), ValueRef::Missing].into_iter(),
-            &mut out,
-        )
-        .unwrap();
+        p.transform_row([ValueRef::Text(" 3 "), ValueRef::Missing].into_iter(), &mut out).unwrap();
         assert_eq!(out, [1.0, 0.0]);
-        p.transform_row(
-            [ValueRef::Number(f64::NAN), ValueRef::Text("blue")].into_iter(),
-            &mut out,
-        )
-        .unwrap();
+        p.transform_row([ValueRef::Number(f64::NAN), ValueRef::Text("blue")].into_iter(), &mut out).unwrap();
         assert_eq!(out, [0.5, -2.0]);
     }
 
@@ -276,58 +221,25 @@ mod tests {
     fn errors_name_column_and_value() {
         let p = prep(true);
         let mut out = [0f32; 2];
-        let e = p
-            .transform_row(
-                [ValueRef::Number(1.0), ValueRef::Text("purple")].into_iter(),
-                &mut out,
-            )
-            .unwrap_err();
+        let e = p.transform_row([ValueRef::Number(1.0), ValueRef::Text("purple")].into_iter(), &mut out).unwrap_err();
         assert!(
             matches!(&e, PredictError::UnknownCategory { column, value, .. } if column == "color" && value == "purple")
         );
         assert!(e.to_string().contains("\"blue\""), "{e}");
-        let e = p
-            .transform_row(
-                [ValueRef::Text("abc"), ValueRef::Missing].into_iter(),
-                &mut out,
-            )
-            .unwrap_err();
-        assert_eq!(
-            e,
-            PredictError::NotANumber {
-                column: "x".into(),
-                value: "abc".into()
-            }
-        );
-        let e = p
-            .transform_row(
-                [ValueRef::Number(f64::INFINITY), ValueRef::Missing].into_iter(),
-                &mut out,
-            )
-            .unwrap_err();
+        let e = p.transform_row([ValueRef::Text("abc"), ValueRef::Missing].into_iter(), &mut out).unwrap_err();
+        assert_eq!(e, PredictError::NotANumber { column: "x".into(), value: "abc".into() });
+        let e =
+            p.transform_row([ValueRef::Number(f64::INFINITY), ValueRef::Missing].into_iter(), &mut out).unwrap_err();
         assert!(matches!(e, PredictError::NonFinite { .. }));
-        let e = p
-            .transform_row([ValueRef::Number(1.0)].into_iter(), &mut out)
-            .unwrap_err();
-        assert_eq!(
-            e,
-            PredictError::WrongFeatureCount {
-                expected: 2,
-                got: 1
-            }
-        );
+        let e = p.transform_row([ValueRef::Number(1.0)].into_iter(), &mut out).unwrap_err();
+        assert_eq!(e, PredictError::WrongFeatureCount { expected: 2, got: 1 });
     }
 
     #[test]
     fn drop_strategy_requires_values() {
         let p = prep(false);
         let mut out = [0f32; 2];
-        let e = p
-            .transform_row(
-                [ValueRef::Missing, ValueRef::Text("red")].into_iter(),
-                &mut out,
-            )
-            .unwrap_err();
+        let e = p.transform_row([ValueRef::Missing, ValueRef::Text("red")].into_iter(), &mut out).unwrap_err();
         assert_eq!(e, PredictError::MissingValue { column: "x".into() });
     }
 
@@ -350,11 +262,7 @@ mod tests {
             codes.insert("3".into(), 1);
         }
         let mut out = [0f32; 2];
-        pp.transform_row(
-            [ValueRef::Number(1.0), ValueRef::Number(3.0)].into_iter(),
-            &mut out,
-        )
-        .unwrap();
+        pp.transform_row([ValueRef::Number(1.0), ValueRef::Number(3.0)].into_iter(), &mut out).unwrap();
         assert_eq!(out, [0.0, 0.0]);
     }
 }

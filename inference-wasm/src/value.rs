@@ -35,9 +35,7 @@ impl Value {
 }
 
 /// Tokens (compared case-insensitively, after trimming) that mean "missing", as pandas reads them.
-const MISSING_TOKENS: [&str; 9] = [
-    "", "na", "n/a", "nan", "-nan", "null", "none", "#n/a", "<na>",
-];
+const MISSING_TOKENS: [&str; 9] = ["", "na", "n/a", "nan", "-nan", "null", "none", "#n/a", "<na>"];
 
 /// Whether a text cell means "missing".
 pub fn is_missing_token(cell: &str) -> bool {
@@ -86,9 +84,7 @@ mod tests {
 
     #[test]
     fn missing_tokens_match_pandas_defaults() {
-        for t in [
-            "", " ", "NA", "na", "NaN", "nan", "null", "NULL", "None", "N/A", "#N/A", "<NA>",
-        ] {
+        for t in ["", " ", "NA", "na", "NaN", "nan", "null", "NULL", "None", "N/A", "#N/A", "<NA>"] {
             assert!(is_missing_token(t), "{t:?} should be missing");
         }
         for t in ["0", "A", "nano", "none of them", "-"] {

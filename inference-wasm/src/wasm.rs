@@ -27,10 +27,7 @@ fn read_value(v: &JsValue, column: &str) -> Result<Value, PredictError> {
     } else if v.is_null() || v.is_undefined() {
         Ok(Value::Missing)
     } else {
-        Err(PredictError::InvalidValue {
-            column: column.to_owned(),
-            value: format!("{v:?}"),
-        })
+        Err(PredictError::InvalidValue { column: column.to_owned(), value: format!("{v:?}") })
     }
 }
 
@@ -43,28 +40,14 @@ fn set(obj: &Object, key: &str, value: &JsValue) {
 fn to_js(p: &Prediction) -> JsValue {
     let obj = Object::new();
     match p {
-        Prediction::Class {
-            predicted_class,
-            predicted_label,
-            confidence,
-            probabilities,
-        } => {
-            set(
-                &obj,
-                "predicted_class",
-                &JsValue::from(*predicted_class as u32),
-            );
+        Prediction::Class { predicted_class, predicted_label, confidence, probabilities } => {
+            set(&obj, "predicted_class", &JsValue::from(*predicted_class as u32));
             set(&obj, "predicted_label", &JsValue::from_str(predicted_label));
             set(&obj, "confidence", &JsValue::from(f64::from(*confidence)));
-            let probs: Array = probabilities
-                .iter()
-                .map(|p| JsValue::from(f64::from(*p)))
-                .collect();
+            let probs: Array = probabilities.iter().map(|p| JsValue::from(f64::from(*p))).collect();
             set(&obj, "probabilities", &probs);
         }
-        Prediction::Value { predicted_value } => {
-            set(&obj, "predicted_value", &JsValue::from(*predicted_value))
-        }
+        Prediction::Value { predicted_value } => set(&obj, "predicted_value", &JsValue::from(*predicted_value)),
     }
     obj.into()
 }
@@ -74,17 +57,13 @@ impl WasmModel {
     /// Load a self-contained `model.safetensors`.
     #[wasm_bindgen(js_name = fromBundle)]
     pub fn from_bundle(bytes: &[u8]) -> Result<WasmModel, JsError> {
-        CoreModel::from_bytes(bytes)
-            .map(|inner| WasmModel { inner })
-            .map_err(js_err)
+        CoreModel::from_bytes(bytes).map(|inner| WasmModel { inner }).map_err(js_err)
     }
 
     /// Load weights plus the `metadata.json` text.
     #[wasm_bindgen(js_name = fromParts)]
     pub fn from_parts(weights: &[u8], metadata_json: &str) -> Result<WasmModel, JsError> {
-        CoreModel::from_parts(weights, metadata_json)
-            .map(|inner| WasmModel { inner })
-            .map_err(js_err)
+        CoreModel::from_parts(weights, metadata_json).map(|inner| WasmModel { inner }).map_err(js_err)
     }
 
     /// Predict one row: an array of numbers, strings and nulls in `featureNames` order.
@@ -92,10 +71,7 @@ impl WasmModel {
         let names = self.inner.feature_names();
         let len = features.length() as usize;
         if len != names.len() {
-            return Err(js_err(PredictError::WrongFeatureCount {
-                expected: names.len(),
-                got: len,
-            }));
+            return Err(js_err(PredictError::WrongFeatureCount { expected: names.len(), got: len }));
         }
         let row = names
             .iter()
@@ -103,10 +79,7 @@ impl WasmModel {
             .map(|(i, name)| read_value(&features.get(i as u32), name))
             .collect::<Result<Vec<_>, _>>()
             .map_err(js_err)?;
-        let p = self
-            .inner
-            .predict(row.iter().map(Value::as_ref))
-            .map_err(js_err)?;
+        let p = self.inner.predict(row.iter().map(Value::as_ref)).map_err(js_err)?;
         Ok(to_js(&p))
     }
 
@@ -117,23 +90,18 @@ impl WasmModel {
         let out = Array::new();
         for (i, rec) in records.iter().enumerate() {
             if !rec.is_object() {
-                return Err(js_err(format!(
-                    "record {i}: expected an object keyed by column name"
-                )));
+                return Err(js_err(format!("record {i}: expected an object keyed by column name")));
             }
             let row = names
                 .iter()
                 .map(|name| {
-                    let v =
-                        Reflect::get(&rec, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED);
+                    let v = Reflect::get(&rec, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED);
                     read_value(&v, name)
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| js_err(format!("record {i}: {e}")))?;
-            let p = self
-                .inner
-                .predict(row.iter().map(Value::as_ref))
-                .map_err(|e| js_err(format!("record {i}: {e}")))?;
+            let p =
+                self.inner.predict(row.iter().map(Value::as_ref)).map_err(|e| js_err(format!("record {i}: {e}")))?;
             out.push(&to_js(&p));
         }
         Ok(out)

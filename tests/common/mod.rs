@@ -18,11 +18,7 @@ pub fn root() -> PathBuf {
 
 /// A fixture file path.
 pub fn fixture(name: &str) -> String {
-    root()
-        .join("tests/fixtures")
-        .join(name)
-        .display()
-        .to_string()
+    root().join("tests/fixtures").join(name).display().to_string()
 }
 
 /// Run and capture; panics only if the process cannot start.
@@ -43,22 +39,13 @@ pub fn stderr(o: &Output) -> String {
 /// The JSON object on the last stdout line.
 pub fn last_json(o: &Output) -> serde_json::Value {
     let out = stdout(o);
-    let line = out
-        .lines()
-        .last()
-        .unwrap_or_else(|| panic!("no stdout; stderr: {}", stderr(o)));
-    serde_json::from_str(line)
-        .unwrap_or_else(|e| panic!("last line is not JSON ({e}): {line}\nstderr: {}", stderr(o)))
+    let line = out.lines().last().unwrap_or_else(|| panic!("no stdout; stderr: {}", stderr(o)));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {line}\nstderr: {}", stderr(o)))
 }
 
 /// Train with `args` into `models`, asserting success; returns the `--json` summary.
 pub fn train(models: &Path, args: &[&str]) -> serde_json::Value {
-    let o = run(trainer()
-        .arg("train")
-        .args(args)
-        .arg("--models-dir")
-        .arg(models)
-        .arg("--json"));
+    let o = run(trainer().arg("train").args(args).arg("--models-dir").arg(models).arg("--json"));
     assert!(o.status.success(), "train failed: {}", stderr(&o));
     last_json(&o)
 }
@@ -66,10 +53,6 @@ pub fn train(models: &Path, args: &[&str]) -> serde_json::Value {
 /// Entries under a directory (empty if it does not exist).
 pub fn entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
+        .map(|rd| rd.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default()
 }

@@ -30,36 +30,11 @@ struct Case {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let cases = [
-        Case {
-            name: "esg_relu",
-            data: None,
-            target: None,
-            activation: Activation::Relu,
-        },
-        Case {
-            name: "esg_gelu",
-            data: None,
-            target: None,
-            activation: Activation::Gelu,
-        },
-        Case {
-            name: "esg_tanh",
-            data: None,
-            target: None,
-            activation: Activation::Tanh,
-        },
-        Case {
-            name: "esg_leaky_relu",
-            data: None,
-            target: None,
-            activation: Activation::LeakyRelu,
-        },
-        Case {
-            name: "esg_sigmoid",
-            data: None,
-            target: None,
-            activation: Activation::Sigmoid,
-        },
+        Case { name: "esg_relu", data: None, target: None, activation: Activation::Relu },
+        Case { name: "esg_gelu", data: None, target: None, activation: Activation::Gelu },
+        Case { name: "esg_tanh", data: None, target: None, activation: Activation::Tanh },
+        Case { name: "esg_leaky_relu", data: None, target: None, activation: Activation::LeakyRelu },
+        Case { name: "esg_sigmoid", data: None, target: None, activation: Activation::Sigmoid },
         Case {
             name: "diabetes_regression",
             data: Some("tests/fixtures/diabetes.csv"),
@@ -75,22 +50,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg.model_config.activation = case.activation;
         cfg.model_config.hidden_dims = vec![32, 16];
         cfg.train_config.epochs = 15;
-        let opts = RunOptions {
-            models_dir: work.clone(),
-            redis: RedisOptions::default(),
-            save_test_rows: false,
-        };
+        let opts = RunOptions { models_dir: work.clone(), redis: RedisOptions::default(), save_test_rows: false };
         let r = pipeline::run(&cfg, &opts, &mut |_| {}, &AtomicBool::new(false))?;
         let bundle_bytes = std::fs::read(r.model_dir.join("model.safetensors"))?;
         let bundle = Bundle::from_bytes(&bundle_bytes)?;
 
         // Inputs: rows of the data (features only), cycled to ROWS, with cells blanked at random.
         let table = data::load(cfg.dataset_path.as_deref(), &RedisOptions::default())?;
-        let inputs = blanked_inputs(
-            &table,
-            &bundle.metadata.preprocessing.feature_names,
-            case.name,
-        )?;
+        let inputs = blanked_inputs(&table, &bundle.metadata.preprocessing.feature_names, case.name)?;
         let csv = rows_csv(&inputs, &(0..inputs.n_rows()).collect::<Vec<_>>())?;
 
         // Expected: candle eval-mode outputs on the core-preprocessed rows.
@@ -125,31 +92,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::fs::write(dir.join("model.safetensors"), &bundle_bytes)?;
         std::fs::write(dir.join("inputs.csv"), csv)?;
         std::fs::write(dir.join("expected.json"), serde_json::to_vec(&expected)?)?;
-        println!(
-            "{}: {} rows, model {}",
-            case.name,
-            inputs.n_rows(),
-            bundle.metadata.model_id
-        );
+        println!("{}: {} rows, model {}", case.name, inputs.n_rows(), bundle.metadata.model_id);
     }
     std::fs::remove_dir_all(&work)?;
     Ok(())
 }
 
 fn tempfile_dir(root: &Path) -> std::io::Result<PathBuf> {
-    let d = root
-        .join("target")
-        .join(format!("parity-models-{}", std::process::id()));
+    let d = root.join("target").join(format!("parity-models-{}", std::process::id()));
     std::fs::create_dir_all(&d)?;
     Ok(d)
 }
 
 /// The feature columns of `table`, cycled to ROWS rows, with about BLANK of the cells missing.
-fn blanked_inputs(
-    table: &Table,
-    features: &[String],
-    seed: &str,
-) -> Result<Table, Box<dyn std::error::Error>> {
+fn blanked_inputs(table: &Table, features: &[String], seed: &str) -> Result<Table, Box<dyn std::error::Error>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed.bytes().map(u64::from).sum());
     let rows: Vec<usize> = (0..ROWS).map(|i| i % table.n_rows()).collect();
     let mut columns = Vec::new();

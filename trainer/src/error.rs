@@ -12,10 +12,7 @@ pub use inference::{BundleError, ConfigError, PredictError};
 pub enum DataLoadError {
     /// File-system error, with the path.
     #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// The path is a directory.
     #[error("{0} is a directory, not a data file")]
     IsDirectory(PathBuf),
@@ -30,18 +27,10 @@ pub enum DataLoadError {
     NoRows(String),
     /// Malformed CSV (ragged row, bad quoting), with its line.
     #[error("{source_name}, line {line}: {message}")]
-    Csv {
-        source_name: String,
-        line: u64,
-        message: String,
-    },
+    Csv { source_name: String, line: u64, message: String },
     /// Bytes that are not UTF-8.
     #[error("{source_name}, line {line}: invalid UTF-8 in column `{column}`")]
-    InvalidUtf8 {
-        source_name: String,
-        line: u64,
-        column: String,
-    },
+    InvalidUtf8 { source_name: String, line: u64, column: String },
     /// Two columns of the same name.
     #[error("{source_name}: duplicate column name `{0}`", source_name = .1)]
     DuplicateColumn(String, String),
@@ -50,24 +39,13 @@ pub enum DataLoadError {
     BlankColumn(usize, String),
     /// An infinite number in a numeric column.
     #[error("{source_name}, row {row}: column `{column}` holds a non-finite number {value:?}")]
-    NonFinite {
-        source_name: String,
-        row: u64,
-        column: String,
-        value: String,
-    },
+    NonFinite { source_name: String, row: u64, column: String, value: String },
     /// JSON that is neither an array of records nor an object of column arrays.
     #[error("{source_name}: {message}")]
-    JsonShape {
-        source_name: String,
-        message: String,
-    },
+    JsonShape { source_name: String, message: String },
     /// Invalid JSON syntax.
     #[error("{source_name}: invalid JSON: {message}")]
-    Json {
-        source_name: String,
-        message: String,
-    },
+    Json { source_name: String, message: String },
     /// The target column is absent.
     #[error("target column `{target}` not found; the columns are: {columns}")]
     TargetNotFound { target: String, columns: String },

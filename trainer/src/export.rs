@@ -29,25 +29,18 @@ pub fn save(
     tensors: BTreeMap<String, Tensor>,
     extra: &[(&str, Vec<u8>)],
 ) -> Result<(Metadata, PathBuf), TrainingError> {
-    let fail = |path: &Path, message: String| TrainingError::Export {
-        path: path.to_owned(),
-        message,
-    };
+    let fail = |path: &Path, message: String| TrainingError::Export { path: path.to_owned(), message };
     let now = chrono::Utc::now();
-    let id = allocate_id(models_dir, &now.format("%Y_%m_%d").to_string())
-        .map_err(|e| fail(models_dir, e.to_string()))?;
+    let id =
+        allocate_id(models_dir, &now.format("%Y_%m_%d").to_string()).map_err(|e| fail(models_dir, e.to_string()))?;
     metadata.model_id = id.clone();
     metadata.saved_at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     metadata.weights_sha256 = weights_sha256(&tensors);
     let bundle = Bundle { metadata, tensors };
-    let bytes = bundle
-        .to_safetensors()
-        .map_err(|e| fail(models_dir, e.to_string()))?;
+    let bytes = bundle.to_safetensors().map_err(|e| fail(models_dir, e.to_string()))?;
     // Never publish a bundle the inference core would refuse.
-    Bundle::from_bytes(&bytes)
-        .map_err(|e| fail(models_dir, format!("bundle failed verification: {e}")))?;
-    let pretty =
-        serde_json::to_vec_pretty(&bundle.metadata).map_err(|e| fail(models_dir, e.to_string()))?;
+    Bundle::from_bytes(&bytes).map_err(|e| fail(models_dir, format!("bundle failed verification: {e}")))?;
+    let pretty = serde_json::to_vec_pretty(&bundle.metadata).map_err(|e| fail(models_dir, e.to_string()))?;
 
     let final_dir = models_dir.join(&id);
     let tmp = models_dir.join(format!(".tmp-{id}-{}", std::process::id()));
@@ -81,10 +74,7 @@ pub fn clean_stale_temp_dirs(models_dir: &Path) {
         return;
     };
     for e in rd.filter_map(Result::ok) {
-        if e.file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(".tmp-"))
-        {
+        if e.file_name().to_str().is_some_and(|n| n.starts_with(".tmp-")) {
             let _ = fs::remove_dir_all(e.path());
         }
     }

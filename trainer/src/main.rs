@@ -11,9 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::de::DeserializeOwned;
 
-use inference::config::{
-    Activation, DeviceChoice, MissingStrategy, OptimizerKind, TaskType, TrainConfig,
-};
+use inference::config::{Activation, DeviceChoice, MissingStrategy, OptimizerKind, TaskType, TrainConfig};
 use inference::Prediction;
 use trainer::data::redis::{RedisLayout, RedisOptions};
 use trainer::error::{ConfigError, DataLoadError, PredictionError, TrainingError};
@@ -139,16 +137,10 @@ impl TrainArgs {
     fn config(&self) -> Result<TrainConfig, TrainingError> {
         let mut c = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| {
-                    TrainingError::Data(DataLoadError::Io {
-                        path: path.clone(),
-                        source,
-                    })
-                })?;
-                serde_json::from_str(&text).map_err(|e| ConfigError {
-                    field: path.display().to_string(),
-                    message: e.to_string(),
-                })?
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| TrainingError::Data(DataLoadError::Io { path: path.clone(), source }))?;
+                serde_json::from_str(&text)
+                    .map_err(|e| ConfigError { field: path.display().to_string(), message: e.to_string() })?
             }
             None => TrainConfig::default(),
         };
@@ -288,11 +280,7 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainingError> {
         &cfg,
         &opts,
         &mut |event| match event {
-            Event::Prepared {
-                prepared,
-                task_guessed,
-                device,
-            } => {
+            Event::Prepared { prepared, task_guessed, device } => {
                 let d = &prepared.dataset;
                 eprintln!(
                     "data: {} ({} rows, {} features; train {} / val {} / test {}; dropped {} rows)",
@@ -304,16 +292,8 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainingError> {
                     d.test_rows,
                     d.dropped_rows
                 );
-                let how = if task_guessed {
-                    " (guessed from the target; set --task to override)"
-                } else {
-                    ""
-                };
-                eprintln!(
-                    "task: {}{how}; target: {}; device: {device}",
-                    prepared.task.as_str(),
-                    d.target_column
-                );
+                let how = if task_guessed { " (guessed from the target; set --task to override)" } else { "" };
+                eprintln!("task: {}{how}; target: {}; device: {device}", prepared.task.as_str(), d.target_column);
                 for w in &prepared.warnings {
                     eprintln!("warning: {w}");
                 }
@@ -321,19 +301,12 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainingError> {
                     bar = Some(progress_bar(cfg.train_config.epochs));
                 }
             }
-            Event::Epoch {
-                record,
-                total_epochs,
-            } => match &bar {
+            Event::Epoch { record, total_epochs } => match &bar {
                 Some(b) => {
                     b.set_position(record.epoch as u64);
                     b.set_message(epoch_message(record));
                 }
-                None => eprintln!(
-                    "epoch {}/{total_epochs}: {}",
-                    record.epoch,
-                    epoch_message(record)
-                ),
+                None => eprintln!("epoch {}/{total_epochs}: {}", record.epoch, epoch_message(record)),
             },
         },
         &cancel,
@@ -348,10 +321,7 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainingError> {
         "epochs run: {} (best {}), {:.1} s, {:.0} samples/s",
         m.epochs_run, m.best_epoch, m.train_seconds, r.samples_per_second
     );
-    println!(
-        "test metrics: {}",
-        serde_json::to_string(&m.test_metrics).unwrap_or_default()
-    );
+    println!("test metrics: {}", serde_json::to_string(&m.test_metrics).unwrap_or_default());
     if args.json {
         let summary = serde_json::json!({
             "model_id": m.model_id,
@@ -375,11 +345,9 @@ fn print_prediction(p: &Prediction, json: bool, row: Option<usize>) {
     }
     let prefix = row.map(|r| format!("row {r}: ")).unwrap_or_default();
     match p {
-        Prediction::Class {
-            predicted_label,
-            confidence,
-            ..
-        } => println!("{prefix}{predicted_label} (confidence {confidence:.4})"),
+        Prediction::Class { predicted_label, confidence, .. } => {
+            println!("{prefix}{predicted_label} (confidence {confidence:.4})")
+        }
         Prediction::Value { predicted_value } => println!("{prefix}{predicted_value}"),
     }
 }
@@ -388,11 +356,7 @@ fn run_predict(args: &PredictArgs) -> Result<(), PredictionError> {
     let model = predict::load_model(&args.models_dir, &args.model)?;
     if let Some(line) = &args.features {
         let values = predict::parse_feature_line(line)?;
-        print_prediction(
-            &predict::predict_features(&model, &values)?,
-            args.json,
-            None,
-        );
+        print_prediction(&predict::predict_features(&model, &values)?, args.json, None);
     } else if let Some(path) = &args.input {
         for (i, p) in predict::predict_csv(&model, path)?.iter().enumerate() {
             print_prediction(p, args.json, Some(i + 1));
@@ -409,14 +373,8 @@ fn run_inspect(args: &InspectArgs) -> Result<(), DataLoadError> {
     } else {
         println!("{} rows, {} columns", table.n_rows(), table.columns.len());
         for c in &summary.columns {
-            let distinct = c
-                .distinct
-                .map(|d| format!(", {d} distinct"))
-                .unwrap_or_default();
-            println!(
-                "  {:<32} {:<11} {} missing{distinct}",
-                c.name, c.kind, c.missing
-            );
+            let distinct = c.distinct.map(|d| format!(", {d} distinct")).unwrap_or_default();
+            println!("  {:<32} {:<11} {} missing{distinct}", c.name, c.kind, c.missing);
         }
     }
     Ok(())
@@ -430,10 +388,7 @@ fn run_redis_put(args: &RedisPutArgs) -> Result<(), DataLoadError> {
         _ => RedisLayout::String,
     };
     let rows = data::redis::put(&args.key, &table, layout, &RedisOptions::default())?;
-    println!(
-        "stored {rows} rows at redis key {} as a {}",
-        args.key, args.layout
-    );
+    println!("stored {rows} rows at redis key {} as a {}", args.key, args.layout);
     Ok(())
 }
 
@@ -443,9 +398,7 @@ fn main() -> ExitCode {
         std::env::set_var("RAYON_NUM_THREADS", "1");
     }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -459,16 +412,8 @@ fn main() -> ExitCode {
             (exit_code(&e), format!("{kind}: {e}"))
         }),
         Command::Predict(a) => run_predict(a).map_err(|e| {
-            let code = if matches!(e, PredictionError::ModelNotFound(_)) {
-                4
-            } else {
-                6
-            };
-            let kind = if code == 4 {
-                "ModelNotFoundError"
-            } else {
-                "PredictionError"
-            };
+            let code = if matches!(e, PredictionError::ModelNotFound(_)) { 4 } else { 6 };
+            let kind = if code == 4 { "ModelNotFoundError" } else { "PredictionError" };
             (code, format!("{kind}: {e}"))
         }),
         Command::Serve(a) => trainer::server::run(ServerConfig {

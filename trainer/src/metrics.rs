@@ -55,17 +55,8 @@ pub fn classification(y_true: &[u32], y_pred: &[u32], k: usize) -> Classificatio
 /// Regression metrics.
 pub fn regression(y_true: &[f64], y_pred: &[f64]) -> RegressionMetrics {
     let n = y_true.len().max(1) as f64;
-    let mae = y_true
-        .iter()
-        .zip(y_pred)
-        .map(|(t, p)| (t - p).abs())
-        .sum::<f64>()
-        / n;
-    let ss_res = y_true
-        .iter()
-        .zip(y_pred)
-        .map(|(t, p)| (t - p).powi(2))
-        .sum::<f64>();
+    let mae = y_true.iter().zip(y_pred).map(|(t, p)| (t - p).abs()).sum::<f64>() / n;
+    let ss_res = y_true.iter().zip(y_pred).map(|(t, p)| (t - p).powi(2)).sum::<f64>();
     let mean = y_true.iter().sum::<f64>() / n;
     let ss_tot = y_true.iter().map(|t| (t - mean).powi(2)).sum::<f64>();
     let r2 = if ss_tot > 0.0 {
@@ -75,24 +66,14 @@ pub fn regression(y_true: &[f64], y_pred: &[f64]) -> RegressionMetrics {
     } else {
         0.0
     };
-    RegressionMetrics {
-        mae,
-        rmse: (ss_res / n).sqrt(),
-        r2,
-    }
+    RegressionMetrics { mae, rmse: (ss_res / n).sqrt(), r2 }
 }
 
 /// Index of the largest value of each `k`-wide row.
 pub fn argmax_rows(x: &[f32], k: usize) -> Vec<u32> {
     x.chunks_exact(k)
         .map(|r| {
-            r.iter()
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-                )
-                .0 as u32
+            r.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as u32
         })
         .collect()
 }
@@ -114,10 +95,7 @@ mod tests {
         close(m.recall, (0.5 + 1.0 + 0.5) / 3.0);
         close(m.f1_score, (0.5 + 0.8 + 2.0 / 3.0) / 3.0);
         close(m.f1_macro, (0.5 + 0.8 + 2.0 / 3.0) / 3.0);
-        assert_eq!(
-            m.confusion_matrix,
-            vec![vec![1, 1, 0], vec![0, 2, 0], vec![1, 0, 1]]
-        );
+        assert_eq!(m.confusion_matrix, vec![vec![1, 1, 0], vec![0, 2, 0], vec![1, 0, 1]]);
     }
 
     #[test]

@@ -45,9 +45,7 @@ fn uniform<S: Into<candle_core::Shape>>(
 ) -> candle_core::Result<Var> {
     let shape = shape.into();
     let bound = 1.0 / (fan_in as f32).sqrt();
-    let data: Vec<f32> = (0..shape.elem_count())
-        .map(|_| rng.random_range(-bound..bound))
-        .collect();
+    let data: Vec<f32> = (0..shape.elem_count()).map(|_| rng.random_range(-bound..bound)).collect();
     Var::from_tensor(&Tensor::from_vec(data, shape, device)?)
 }
 
@@ -57,11 +55,7 @@ fn filled(n: usize, v: f32, device: &Device) -> candle_core::Result<Var> {
 
 impl Mlp {
     /// A freshly initialised network for `arch`.
-    pub fn new(
-        arch: &Architecture,
-        rng: &mut ChaCha8Rng,
-        device: &Device,
-    ) -> candle_core::Result<Self> {
+    pub fn new(arch: &Architecture, rng: &mut ChaCha8Rng, device: &Device) -> candle_core::Result<Self> {
         let mut hidden = Vec::with_capacity(arch.hidden_dims.len());
         let mut fan_in = arch.input_dim;
         for &h in &arch.hidden_dims {
@@ -87,11 +81,7 @@ impl Mlp {
     /// A network holding a bundle's tensors (for reference outputs and fine-tuning).
     pub fn from_bundle(bundle: &inference::Bundle, device: &Device) -> candle_core::Result<Self> {
         let arch = &bundle.metadata.architecture;
-        let m = Self::new(
-            arch,
-            &mut <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0),
-            device,
-        )?;
+        let m = Self::new(arch, &mut <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0), device)?;
         for (name, var) in m.named_vars() {
             let t = bundle
                 .tensors
@@ -138,24 +128,20 @@ impl Mlp {
             if p > 0.0 {
                 let width = h.dim(1)?;
                 let keep = 1.0 / (1.0 - p);
-                let mask: Vec<f32> = (0..rows * width)
-                    .map(|_| if rng.random::<f32>() < p { 0.0 } else { keep })
-                    .collect();
+                let mask: Vec<f32> =
+                    (0..rows * width).map(|_| if rng.random::<f32>() < p { 0.0 } else { keep }).collect();
                 h = (h * Tensor::from_vec(mask, (rows, width), &self.device)?)?;
             }
             let mean = h.mean_keepdim(0)?;
             let centered = h.broadcast_sub(&mean)?;
             let var = centered.sqr()?.mean_keepdim(0)?;
             let inv_std = var.affine(1.0, BN_EPS)?.sqrt()?.recip()?;
-            h = centered
-                .broadcast_mul(&inv_std)?
-                .broadcast_mul(&layer.gamma)?
-                .broadcast_add(&layer.beta)?;
+            h = centered.broadcast_mul(&inv_std)?.broadcast_mul(&layer.gamma)?.broadcast_add(&layer.beta)?;
             // Running statistics use the unbiased variance, as torch.nn.BatchNorm1d.
             let unbias = rows as f64 / (rows as f64 - 1.0);
             let m = BN_MOMENTUM;
-            let rm = (layer.running_mean.as_tensor().affine(1.0 - m, 0.0)?
-                + mean.detach().squeeze(0)?.affine(m, 0.0)?)?;
+            let rm =
+                (layer.running_mean.as_tensor().affine(1.0 - m, 0.0)? + mean.detach().squeeze(0)?.affine(m, 0.0)?)?;
             let rv = (layer.running_var.as_tensor().affine(1.0 - m, 0.0)?
                 + var.detach().squeeze(0)?.affine(m * unbias, 0.0)?)?;
             layer.running_mean.set(&rm)?;
@@ -169,12 +155,7 @@ impl Mlp {
         let mut h = x.clone();
         for layer in &self.hidden {
             h = self.activate(&h.matmul(&layer.w.t()?)?.broadcast_add(&layer.b)?)?;
-            let inv_std = layer
-                .running_var
-                .as_tensor()
-                .affine(1.0, BN_EPS)?
-                .sqrt()?
-                .recip()?;
+            let inv_std = layer.running_var.as_tensor().affine(1.0, BN_EPS)?.sqrt()?.recip()?;
             h = h
                 .broadcast_sub(layer.running_mean.as_tensor())?
                 .broadcast_mul(&inv_std)?
@@ -192,12 +173,7 @@ impl Mlp {
         for start in (0..rows).step_by(CHUNK) {
             let r = CHUNK.min(rows - start);
             let t = Tensor::from_slice(&x[start * n..(start + r) * n], (r, n), &self.device)?;
-            out.extend(
-                self.forward_eval(&t)?
-                    .to_dtype(DType::F32)?
-                    .flatten_all()?
-                    .to_vec1::<f32>()?,
-            );
+            out.extend(self.forward_eval(&t)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
         }
         Ok(out)
     }
@@ -220,10 +196,7 @@ impl Mlp {
 
     /// A deep copy of all state (a `clone` would share storage with later updates).
     pub fn snapshot(&self) -> candle_core::Result<Vec<Tensor>> {
-        self.named_vars()
-            .iter()
-            .map(|(_, v)| v.as_tensor().copy())
-            .collect()
+        self.named_vars().iter().map(|(_, v)| v.as_tensor().copy()).collect()
     }
 
     /// Restore state taken by [`Mlp::snapshot`].
@@ -241,13 +214,7 @@ impl Mlp {
             .map(|(name, var)| {
                 let t = var.as_tensor();
                 let data = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-                Ok((
-                    name,
-                    inference::Tensor {
-                        shape: t.dims().to_vec(),
-                        data,
-                    },
-                ))
+                Ok((name, inference::Tensor { shape: t.dims().to_vec(), data }))
             })
             .collect()
     }
@@ -282,10 +249,7 @@ mod tests {
     #[test]
     fn shapes_and_names_match_the_bundle_definition() {
         for output_dim in [1, 2] {
-            let a = Architecture {
-                output_dim,
-                ..arch()
-            };
+            let a = Architecture { output_dim, ..arch() };
             let m = Mlp::new(&a, &mut ChaCha8Rng::seed_from_u64(0), &Device::Cpu).unwrap();
             let t = m.export().unwrap();
             let expected = inference::bundle::expected_tensors(&a);
@@ -301,13 +265,8 @@ mod tests {
         let a = Mlp::new(&arch(), &mut ChaCha8Rng::seed_from_u64(1), &Device::Cpu).unwrap();
         let b = Mlp::new(&arch(), &mut ChaCha8Rng::seed_from_u64(1), &Device::Cpu).unwrap();
         assert_eq!(a.export().unwrap(), b.export().unwrap());
-        let x = Tensor::new(
-            &[[1f32, 2., 3.], [0., -1., 4.], [2., 2., 2.], [5., 0., 1.]],
-            &Device::Cpu,
-        )
-        .unwrap();
-        a.forward_train(&x, &mut ChaCha8Rng::seed_from_u64(2))
-            .unwrap();
+        let x = Tensor::new(&[[1f32, 2., 3.], [0., -1., 4.], [2., 2., 2.], [5., 0., 1.]], &Device::Cpu).unwrap();
+        a.forward_train(&x, &mut ChaCha8Rng::seed_from_u64(2)).unwrap();
         let rm = &a.export().unwrap()["hidden.0.bn.running_mean"].data;
         assert!(rm.iter().any(|v| *v != 0.0));
         let out = a.forward_eval(&x).unwrap();

@@ -26,15 +26,7 @@ impl Optimizer {
     /// New optimizer over `params`.
     pub fn new(kind: OptimizerKind, params: Vec<Var>, lr: f64, weight_decay: f64) -> Self {
         let n = params.len();
-        Self {
-            kind,
-            lr,
-            weight_decay,
-            params,
-            first: vec![None; n],
-            second: vec![None; n],
-            step: 0,
-        }
+        Self { kind, lr, weight_decay, params, first: vec![None; n], second: vec![None; n], step: 0 }
     }
 
     /// Apply one update from `grads`.
@@ -47,11 +39,7 @@ impl Optimizer {
             };
             let w = p.as_tensor();
             let coupled_decay = wd > 0.0 && self.kind != OptimizerKind::Adamw;
-            let g = if coupled_decay {
-                (g + w.affine(wd, 0.0)?)?
-            } else {
-                g.clone()
-            };
+            let g = if coupled_decay { (g + w.affine(wd, 0.0)?)? } else { g.clone() };
             let updated = match self.kind {
                 OptimizerKind::Sgd => {
                     let buf = match &self.first[i] {
@@ -102,14 +90,7 @@ mod tests {
         let w = Var::new(&[0f32], &Device::Cpu).unwrap();
         let mut opt = Optimizer::new(kind, vec![w.clone()], lr, 0.0);
         for _ in 0..500 {
-            let loss = w
-                .as_tensor()
-                .affine(1.0, -3.0)
-                .unwrap()
-                .sqr()
-                .unwrap()
-                .sum_all()
-                .unwrap();
+            let loss = w.as_tensor().affine(1.0, -3.0).unwrap().sqr().unwrap().sum_all().unwrap();
             opt.step(&loss.backward().unwrap()).unwrap();
         }
         w.as_tensor().to_vec1::<f32>().unwrap()[0]
@@ -117,11 +98,7 @@ mod tests {
 
     #[test]
     fn all_optimizers_minimise_a_quadratic() {
-        for (kind, lr) in [
-            (OptimizerKind::Adam, 0.05),
-            (OptimizerKind::Adamw, 0.05),
-            (OptimizerKind::Sgd, 0.01),
-        ] {
+        for (kind, lr) in [(OptimizerKind::Adam, 0.05), (OptimizerKind::Adamw, 0.05), (OptimizerKind::Sgd, 0.01)] {
             let w = converge(kind, lr);
             assert!((w - 3.0).abs() < 0.05, "{kind:?} ended at {w}");
         }

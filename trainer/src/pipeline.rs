@@ -28,16 +28,9 @@ pub struct RunOptions {
 #[derive(Debug)]
 pub enum Event<'a> {
     /// The data is loaded and split.
-    Prepared {
-        prepared: &'a Prepared,
-        task_guessed: bool,
-        device: &'a str,
-    },
+    Prepared { prepared: &'a Prepared, task_guessed: bool, device: &'a str },
     /// An epoch finished.
-    Epoch {
-        record: &'a EpochRecord,
-        total_epochs: usize,
-    },
+    Epoch { record: &'a EpochRecord, total_epochs: usize },
 }
 
 /// What a run produced.
@@ -62,10 +55,7 @@ pub fn run(
     cancel: &AtomicBool,
 ) -> Result<RunResult, TrainingError> {
     cfg.validate()?;
-    let source = cfg
-        .dataset_path
-        .clone()
-        .unwrap_or_else(|| EMBEDDED_SOURCE.to_owned());
+    let source = cfg.dataset_path.clone().unwrap_or_else(|| EMBEDDED_SOURCE.to_owned());
     let target = match (&cfg.target_column, &cfg.dataset_path) {
         (Some(t), _) => t.clone(),
         (None, None) => EMBEDDED_TARGET.to_owned(),
@@ -80,22 +70,13 @@ pub fn run(
     let table = data::load(cfg.dataset_path.as_deref(), &opts.redis)?;
     let prepared = prep::prepare(&table, cfg, &target, &source)?;
     let (device, device_name) = device::select(cfg.train_config.device)?;
-    on_event(Event::Prepared {
-        prepared: &prepared,
-        task_guessed: cfg.task_type.is_none(),
-        device: &device_name,
-    });
+    on_event(Event::Prepared { prepared: &prepared, task_guessed: cfg.task_type.is_none(), device: &device_name });
 
     let trained = train::train(
         &prepared,
         cfg,
         &device,
-        &mut |record, total_epochs| {
-            on_event(Event::Epoch {
-                record,
-                total_epochs,
-            })
-        },
+        &mut |record, total_epochs| on_event(Event::Epoch { record, total_epochs }),
         cancel,
     )?;
     let test_metrics = test_metrics(&trained.model, &prepared)?;
@@ -134,13 +115,8 @@ pub fn run(
     if opts.save_test_rows {
         extra.push((TEST_ROWS_FILE, rows_csv(&table, &prepared.test.table_rows)?));
     }
-    let (metadata, model_dir) =
-        export::save(&opts.models_dir, metadata, trained.model.export()?, &extra)?;
-    Ok(RunResult {
-        metadata,
-        model_dir,
-        samples_per_second: trained.samples_per_second,
-    })
+    let (metadata, model_dir) = export::save(&opts.models_dir, metadata, trained.model.export()?, &extra)?;
+    Ok(RunResult { metadata, model_dir, samples_per_second: trained.samples_per_second })
 }
 
 /// Test-split metrics from the trained network's eval-mode outputs.
@@ -149,18 +125,12 @@ fn test_metrics(m: &crate::model::Mlp, p: &Prepared) -> Result<TestMetrics, Trai
     Ok(match p.task {
         TaskType::Classification => {
             let k = p.output_dim();
-            TestMetrics::Classification(metrics::classification(
-                &p.test.class_ids,
-                &metrics::argmax_rows(&out, k),
-                k,
-            ))
+            TestMetrics::Classification(metrics::classification(&p.test.class_ids, &metrics::argmax_rows(&out, k), k))
         }
         TaskType::Regression => {
             let t = p.preprocessing.target_scaler;
-            let pred: Vec<f64> = out
-                .iter()
-                .map(|&v| t.map_or(f64::from(v), |t| f64::from(v) * t.scale + t.mean))
-                .collect();
+            let pred: Vec<f64> =
+                out.iter().map(|&v| t.map_or(f64::from(v), |t| f64::from(v) * t.scale + t.mean)).collect();
             TestMetrics::Regression(metrics::regression(&p.test.values, &pred))
         }
     })
@@ -168,13 +138,9 @@ fn test_metrics(m: &crate::model::Mlp, p: &Prepared) -> Result<TestMetrics, Trai
 
 /// The given table rows as CSV text (missing cells empty).
 pub fn rows_csv(table: &Table, rows: &[usize]) -> Result<Vec<u8>, TrainingError> {
-    let err = |e: csv::Error| TrainingError::Export {
-        path: TEST_ROWS_FILE.into(),
-        message: e.to_string(),
-    };
+    let err = |e: csv::Error| TrainingError::Export { path: TEST_ROWS_FILE.into(), message: e.to_string() };
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(table.columns.iter().map(|c| c.name.as_str()))
-        .map_err(err)?;
+    w.write_record(table.columns.iter().map(|c| c.name.as_str())).map_err(err)?;
     for &r in rows {
         w.write_record(table.columns.iter().map(|c| match &c.data {
             ColumnData::Numeric(v) if v[r].is_nan() => String::new(),
@@ -183,8 +149,5 @@ pub fn rows_csv(table: &Table, rows: &[usize]) -> Result<Vec<u8>, TrainingError>
         }))
         .map_err(err)?;
     }
-    w.into_inner().map_err(|e| TrainingError::Export {
-        path: TEST_ROWS_FILE.into(),
-        message: e.to_string(),
-    })
+    w.into_inner().map_err(|e| TrainingError::Export { path: TEST_ROWS_FILE.into(), message: e.to_string() })
 }

@@ -9,17 +9,9 @@ pub fn training_curves_svg(history: &[EpochRecord], title: &str) -> Result<Strin
     {
         let root = SVGBackend::with_string(&mut svg, (720, 420)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let losses = history
-            .iter()
-            .flat_map(|r| std::iter::once(r.train_loss).chain(r.val_loss));
-        let (lo, hi) = losses.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-            (lo.min(v), hi.max(v))
-        });
-        let (lo, hi) = if lo.is_finite() && hi > lo {
-            (lo, hi)
-        } else {
-            (0.0, 1.0)
-        };
+        let losses = history.iter().flat_map(|r| std::iter::once(r.train_loss).chain(r.val_loss));
+        let (lo, hi) = losses.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let (lo, hi) = if lo.is_finite() && hi > lo { (lo, hi) } else { (0.0, 1.0) };
         let pad = (hi - lo) * 0.05;
         let epochs = history.len().max(2);
         let mut chart = ChartBuilder::on(&root)
@@ -29,28 +21,15 @@ pub fn training_curves_svg(history: &[EpochRecord], title: &str) -> Result<Strin
             .y_label_area_size(56)
             .build_cartesian_2d(1usize..epochs, (lo - pad)..(hi + pad))
             .map_err(|e| e.to_string())?;
+        chart.configure_mesh().x_desc("epoch").y_desc("loss").draw().map_err(|e| e.to_string())?;
         chart
-            .configure_mesh()
-            .x_desc("epoch")
-            .y_desc("loss")
-            .draw()
-            .map_err(|e| e.to_string())?;
-        chart
-            .draw_series(LineSeries::new(
-                history.iter().map(|r| (r.epoch, r.train_loss)),
-                &BLUE,
-            ))
+            .draw_series(LineSeries::new(history.iter().map(|r| (r.epoch, r.train_loss)), &BLUE))
             .map_err(|e| e.to_string())?
             .label("train loss")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE));
         if history.iter().any(|r| r.val_loss.is_some()) {
             chart
-                .draw_series(LineSeries::new(
-                    history
-                        .iter()
-                        .filter_map(|r| r.val_loss.map(|v| (r.epoch, v))),
-                    &RED,
-                ))
+                .draw_series(LineSeries::new(history.iter().filter_map(|r| r.val_loss.map(|v| (r.epoch, v))), &RED))
                 .map_err(|e| e.to_string())?
                 .label("validation loss")
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED));

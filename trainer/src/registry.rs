@@ -35,12 +35,8 @@ fn sequence(id: &str, prefix: &str) -> Option<u32> {
 /// serialises concurrent trainers, across processes too.
 pub fn allocate_id(models_dir: &Path, date: &str) -> std::io::Result<String> {
     fs::create_dir_all(models_dir)?;
-    let mut f: File = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(models_dir.join(LAST_ID_FILE))?;
+    let mut f: File =
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).open(models_dir.join(LAST_ID_FILE))?;
     f.lock()?;
     let mut last = String::new();
     f.read_to_string(&mut last)?;
@@ -70,15 +66,8 @@ pub fn list(models_dir: &Path) -> Vec<ModelEntry> {
             if id.starts_with('.') {
                 return None;
             }
-            let modified = fs::metadata(e.path().join(BUNDLE_FILE))
-                .ok()?
-                .modified()
-                .ok()?;
-            Some(ModelEntry {
-                id,
-                dir: e.path(),
-                modified,
-            })
+            let modified = fs::metadata(e.path().join(BUNDLE_FILE)).ok()?.modified().ok()?;
+            Some(ModelEntry { id, dir: e.path(), modified })
         })
         .collect();
     v.sort_by(|a, b| b.id.cmp(&a.id).then(b.modified.cmp(&a.modified)));
@@ -95,19 +84,11 @@ pub fn resolve(models_dir: &Path, model: &str) -> Result<PathBuf, ModelNotFoundE
     if valid_id && models_dir.join(model).join(BUNDLE_FILE).is_file() {
         return Ok(models_dir.join(model));
     }
-    let ids: Vec<String> = list(models_dir)
-        .into_iter()
-        .take(10)
-        .map(|e| e.id)
-        .collect();
+    let ids: Vec<String> = list(models_dir).into_iter().take(10).map(|e| e.id).collect();
     Err(ModelNotFoundError {
         model: model.to_owned(),
         models_dir: models_dir.to_owned(),
-        hint: if ids.is_empty() {
-            " (it holds no models)".into()
-        } else {
-            format!(" (available: {})", ids.join(", "))
-        },
+        hint: if ids.is_empty() { " (it holds no models)".into() } else { format!(" (available: {})", ids.join(", ")) },
     })
 }
 
@@ -126,14 +107,8 @@ mod tests {
         assert_eq!(b, "model_2026_11_26_002");
         // Deleting the newest model must not hand its id out again.
         fs::remove_dir_all(d.path().join(&a)).unwrap();
-        assert_eq!(
-            allocate_id(d.path(), "2026_11_26").unwrap(),
-            "model_2026_11_26_003"
-        );
-        assert_eq!(
-            allocate_id(d.path(), "2026_11_27").unwrap(),
-            "model_2026_11_27_001"
-        );
+        assert_eq!(allocate_id(d.path(), "2026_11_26").unwrap(), "model_2026_11_26_003");
+        assert_eq!(allocate_id(d.path(), "2026_11_27").unwrap(), "model_2026_11_27_001");
     }
 
     #[test]
@@ -149,10 +124,7 @@ mod tests {
         let dir = d.path().join("model_2026_01_01_001");
         assert_eq!(resolve(d.path(), dir.to_str().unwrap()).unwrap(), dir);
         let e = resolve(d.path(), "nope").unwrap_err();
-        assert!(
-            e.to_string().contains("available: model_2026_01_02_001"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("available: model_2026_01_02_001"), "{e}");
         assert!(resolve(d.path(), "../x").is_err());
         assert!(resolve(d.path(), ".tmp-x").is_err());
     }

@@ -35,12 +35,7 @@ pub struct Trained {
 }
 
 /// Targets of a split as a tensor: u32 class ids or standardised f32 values.
-fn targets(
-    split: &Split,
-    idx: &[usize],
-    p: &Prepared,
-    device: &Device,
-) -> candle_core::Result<Tensor> {
+fn targets(split: &Split, idx: &[usize], p: &Prepared, device: &Device) -> candle_core::Result<Tensor> {
     match p.task {
         TaskType::Classification => {
             let y: Vec<u32> = idx.iter().map(|&i| split.class_ids[i]).collect();
@@ -48,11 +43,7 @@ fn targets(
         }
         TaskType::Regression => {
             let v: Vec<f64> = idx.iter().map(|&i| split.values[i]).collect();
-            Tensor::from_vec(
-                scaled_targets(&v, p.preprocessing.target_scaler),
-                idx.len(),
-                device,
-            )
+            Tensor::from_vec(scaled_targets(&v, p.preprocessing.target_scaler), idx.len(), device)
         }
     }
 }
@@ -67,10 +58,7 @@ fn loss_of(task: TaskType, out: &Tensor, y: &Tensor) -> candle_core::Result<Tens
 /// Batch boundaries over `n` rows; a trailing batch of one row is merged into the previous
 /// one (BatchNorm cannot normalise a single row).
 pub fn batch_ranges(n: usize, batch: usize) -> Vec<(usize, usize)> {
-    let mut r: Vec<(usize, usize)> = (0..n)
-        .step_by(batch)
-        .map(|s| (s, (s + batch).min(n)))
-        .collect();
+    let mut r: Vec<(usize, usize)> = (0..n).step_by(batch).map(|s| (s, (s + batch).min(n))).collect();
     if r.len() > 1 && r.last().is_some_and(|&(s, e)| e - s == 1) {
         let (_, e) = r.pop().unwrap_or((0, 0));
         if let Some(last) = r.last_mut() {
@@ -93,12 +81,7 @@ pub fn architecture(p: &Prepared, cfg: &TrainConfig) -> Architecture {
 }
 
 /// Validation loss and metric (accuracy or R²) in eval mode.
-fn evaluate(
-    m: &Mlp,
-    split: &Split,
-    p: &Prepared,
-    device: &Device,
-) -> Result<(f64, f64), TrainingError> {
+fn evaluate(m: &Mlp, split: &Split, p: &Prepared, device: &Device) -> Result<(f64, f64), TrainingError> {
     let out = m.predict_raw(&split.x, split.rows)?;
     let k = p.output_dim();
     let outputs = Tensor::from_slice(&out, (split.rows, k), device)?;
@@ -106,9 +89,7 @@ fn evaluate(
     let y = targets(split, &all, p, device)?;
     let loss = f64::from(loss_of(p.task, &outputs, &y)?.to_scalar::<f32>()?);
     let metric = match p.task {
-        TaskType::Classification => {
-            metrics::accuracy(&split.class_ids, &metrics::argmax_rows(&out, k))
-        }
+        TaskType::Classification => metrics::accuracy(&split.class_ids, &metrics::argmax_rows(&out, k)),
         TaskType::Regression => {
             let pred: Vec<f64> = out.iter().map(|&v| f64::from(v)).collect();
             metrics::regression(&scaled(&split.values, p), &pred).r2
@@ -118,10 +99,7 @@ fn evaluate(
 }
 
 fn scaled(values: &[f64], p: &Prepared) -> Vec<f64> {
-    scaled_targets(values, p.preprocessing.target_scaler)
-        .into_iter()
-        .map(f64::from)
-        .collect()
+    scaled_targets(values, p.preprocessing.target_scaler).into_iter().map(f64::from).collect()
 }
 
 /// Train on `p.train`, early-stopping on `p.val`. `on_epoch` sees each record and the epoch
@@ -137,12 +115,7 @@ pub fn train(
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let arch = architecture(p, cfg);
     let m = Mlp::new(&arch, &mut rng, device)?;
-    let mut opt = Optimizer::new(
-        tc.optimizer,
-        m.parameters(),
-        tc.learning_rate,
-        tc.weight_decay,
-    );
+    let mut opt = Optimizer::new(tc.optimizer, m.parameters(), tc.learning_rate, tc.weight_decay);
     let n = p.n_features();
     let mut order: Vec<usize> = (0..p.train.rows).collect();
     let batch = tc.batch_size.min(p.train.rows);
@@ -177,13 +150,7 @@ pub fn train(
         }
         samples += seen;
         let train_loss = loss_sum / seen.max(1) as f64;
-        let mut record = EpochRecord {
-            epoch,
-            train_loss,
-            val_loss: None,
-            val_accuracy: None,
-            val_r2: None,
-        };
+        let mut record = EpochRecord { epoch, train_loss, val_loss: None, val_accuracy: None, val_r2: None };
         // Without a validation split, the training loss drives early stopping.
         let monitored = if p.val.rows > 0 {
             let (loss, metric) = evaluate(&m, &p.val, p, device)?;
@@ -197,10 +164,7 @@ pub fn train(
             train_loss
         };
         if !monitored.is_finite() {
-            return Err(TrainingError::NonFiniteLoss {
-                epoch,
-                loss: monitored,
-            });
+            return Err(TrainingError::NonFiniteLoss { epoch, loss: monitored });
         }
         on_epoch(&record, tc.epochs);
         history.push(record);

@@ -26,13 +26,7 @@ mod tests {
         assert!(t.n_rows() >= 1900, "{}", t.n_rows());
         let target = t.column(EMBEDDED_TARGET).unwrap();
         assert!(matches!(target.data, ColumnData::Text(_)));
-        assert!(t
-            .columns
-            .iter()
-            .any(|c| matches!(c.data, ColumnData::Text(_)) && c.name != EMBEDDED_TARGET));
-        assert!(t
-            .columns
-            .iter()
-            .any(|c| (0..t.n_rows()).any(|r| c.is_missing(r))));
+        assert!(t.columns.iter().any(|c| matches!(c.data, ColumnData::Text(_)) && c.name != EMBEDDED_TARGET));
+        assert!(t.columns.iter().any(|c| (0..t.n_rows()).any(|r| c.is_missing(r))));
     }
 }

@@ -8,14 +8,9 @@ use inference::value::number_as_category;
 
 /// Parse JSON bytes into a table.
 pub(super) fn read(source_name: &str, bytes: &[u8]) -> Result<Table, DataLoadError> {
-    let shape = |message: String| DataLoadError::JsonShape {
-        source_name: source_name.to_owned(),
-        message,
-    };
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| DataLoadError::Json {
-        source_name: source_name.to_owned(),
-        message: e.to_string(),
-    })?;
+    let shape = |message: String| DataLoadError::JsonShape { source_name: source_name.to_owned(), message };
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| DataLoadError::Json { source_name: source_name.to_owned(), message: e.to_string() })?;
     let (names, cells): (Vec<String>, Vec<Vec<&Value>>) = match &value {
         Value::Array(records) => {
             if records.is_empty() {
@@ -24,9 +19,7 @@ pub(super) fn read(source_name: &str, bytes: &[u8]) -> Result<Table, DataLoadErr
             let mut names: Vec<String> = Vec::new();
             let mut index = std::collections::HashMap::new();
             for (i, r) in records.iter().enumerate() {
-                let obj = r
-                    .as_object()
-                    .ok_or_else(|| shape(format!("record {i} is not an object")))?;
+                let obj = r.as_object().ok_or_else(|| shape(format!("record {i} is not an object")))?;
                 for k in obj.keys() {
                     if !index.contains_key(k) {
                         index.insert(k.clone(), names.len());
@@ -34,15 +27,8 @@ pub(super) fn read(source_name: &str, bytes: &[u8]) -> Result<Table, DataLoadErr
                     }
                 }
             }
-            let cells = names
-                .iter()
-                .map(|n| {
-                    records
-                        .iter()
-                        .map(|r| r.get(n).unwrap_or(&Value::Null))
-                        .collect()
-                })
-                .collect();
+            let cells =
+                names.iter().map(|n| records.iter().map(|r| r.get(n).unwrap_or(&Value::Null)).collect()).collect();
             (names, cells)
         }
         Value::Object(cols) => {
@@ -51,9 +37,7 @@ pub(super) fn read(source_name: &str, bytes: &[u8]) -> Result<Table, DataLoadErr
             let mut cells = Vec::with_capacity(cols.len());
             for (k, v) in cols {
                 let arr = v.as_array().ok_or_else(|| {
-                    shape(format!(
-                        "column `{k}` is not an array (expected an object of column arrays)"
-                    ))
+                    shape(format!("column `{k}` is not an array (expected an object of column arrays)"))
                 })?;
                 if *len.get_or_insert(arr.len()) != arr.len() {
                     return Err(shape(format!(
@@ -70,11 +54,7 @@ pub(super) fn read(source_name: &str, bytes: &[u8]) -> Result<Table, DataLoadErr
             }
             (names, cells)
         }
-        _ => {
-            return Err(shape(
-                "expected an array of records or an object of column arrays".into(),
-            ))
-        }
+        _ => return Err(shape("expected an array of records or an object of column arrays".into())),
     };
     check_header(&names, source_name)?;
     let columns = names
@@ -96,15 +76,14 @@ fn column(source_name: &str, name: String, cells: &[&Value]) -> Result<Column, D
             Value::Array(_) | Value::Object(_) => {
                 return Err(DataLoadError::JsonShape {
                     source_name: source_name.to_owned(),
-                    message: format!("row {row}, column `{name}`: nested value (expected a number, string, bool or null)"),
+                    message: format!(
+                        "row {row}, column `{name}`: nested value (expected a number, string, bool or null)"
+                    ),
                 })
             }
         });
     }
-    if let Some(row) = kinds
-        .iter()
-        .position(|k| matches!(k, Cell::Number(x) if x.is_infinite()))
-    {
+    if let Some(row) = kinds.iter().position(|k| matches!(k, Cell::Number(x) if x.is_infinite())) {
         return Err(DataLoadError::NonFinite {
             source_name: source_name.to_owned(),
             row: row as u64,
@@ -146,17 +125,10 @@ mod tests {
 
     #[test]
     fn records_and_columns_give_the_same_table() {
-        let a = read(
-            "r",
-            br#"[{"x": 1, "c": "a"}, {"x": null, "c": "b"}, {"x": "3", "c": 2}]"#,
-        )
-        .unwrap();
+        let a = read("r", br#"[{"x": 1, "c": "a"}, {"x": null, "c": "b"}, {"x": "3", "c": 2}]"#).unwrap();
         let b = read("c", br#"{"x": [1, null, "3"], "c": ["a", "b", 2]}"#).unwrap();
         assert_eq!(a.columns.len(), 2);
-        assert_eq!(
-            a.columns[1].data,
-            ColumnData::Text(vec![Some("a".into()), Some("b".into()), Some("2".into())])
-        );
+        assert_eq!(a.columns[1].data, ColumnData::Text(vec![Some("a".into()), Some("b".into()), Some("2".into())]));
         match (&a.columns[0].data, &b.columns[0].data) {
             (ColumnData::Numeric(x), ColumnData::Numeric(y)) => {
                 assert_eq!(x[0], 1.0);
@@ -176,27 +148,12 @@ mod tests {
 
     #[test]
     fn bad_shapes_are_errors() {
-        assert!(matches!(
-            read("j", b"42").unwrap_err(),
-            DataLoadError::JsonShape { .. }
-        ));
-        assert!(matches!(
-            read("j", b"[1, 2]").unwrap_err(),
-            DataLoadError::JsonShape { .. }
-        ));
-        assert!(matches!(
-            read("j", br#"{"a": [1], "b": [1, 2]}"#).unwrap_err(),
-            DataLoadError::JsonShape { .. }
-        ));
+        assert!(matches!(read("j", b"42").unwrap_err(), DataLoadError::JsonShape { .. }));
+        assert!(matches!(read("j", b"[1, 2]").unwrap_err(), DataLoadError::JsonShape { .. }));
+        assert!(matches!(read("j", br#"{"a": [1], "b": [1, 2]}"#).unwrap_err(), DataLoadError::JsonShape { .. }));
         let e = read("j", br#"[{"a": {"b": 1}}]"#).unwrap_err();
         assert!(e.to_string().contains("nested value"), "{e}");
-        assert!(matches!(
-            read("j", b"[").unwrap_err(),
-            DataLoadError::Json { .. }
-        ));
-        assert!(matches!(
-            read("j", b"[]").unwrap_err(),
-            DataLoadError::NoRows(_)
-        ));
+        assert!(matches!(read("j", b"[").unwrap_err(), DataLoadError::Json { .. }));
+        assert!(matches!(read("j", b"[]").unwrap_err(), DataLoadError::NoRows(_)));
     }
 }

@@ -73,10 +73,7 @@ impl Column {
             ColumnData::Numeric(v) => ColumnData::Numeric(idx.iter().map(|&i| v[i]).collect()),
             ColumnData::Text(v) => ColumnData::Text(idx.iter().map(|&i| v[i].clone()).collect()),
         };
-        Column {
-            name: self.name.clone(),
-            data,
-        }
+        Column { name: self.name.clone(), data }
     }
 }
 
@@ -100,11 +97,7 @@ impl Table {
 
     /// Column names, comma-separated (for messages).
     pub fn names(&self) -> String {
-        self.columns
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        self.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -169,28 +162,14 @@ pub fn describe(table: &Table) -> TableSummary {
             let missing = (0..c.len()).filter(|&r| c.is_missing(r)).count();
             let (kind, distinct) = match &c.data {
                 ColumnData::Numeric(_) => ("numeric", None),
-                ColumnData::Text(v) => (
-                    "categorical",
-                    Some(
-                        v.iter()
-                            .flatten()
-                            .collect::<std::collections::HashSet<_>>()
-                            .len(),
-                    ),
-                ),
+                ColumnData::Text(v) => {
+                    ("categorical", Some(v.iter().flatten().collect::<std::collections::HashSet<_>>().len()))
+                }
             };
-            ColumnSummary {
-                name: c.name.clone(),
-                kind,
-                missing,
-                distinct,
-            }
+            ColumnSummary { name: c.name.clone(), kind, missing, distinct }
         })
         .collect();
-    TableSummary {
-        rows: table.n_rows(),
-        columns,
-    }
+    TableSummary { rows: table.n_rows(), columns }
 }
 
 /// Load `path.csv`, `path.json`, `redis:KEY`, or (None) the embedded default dataset.
@@ -206,19 +185,13 @@ pub fn load(source: Option<&str>, redis: &redis::RedisOptions) -> Result<Table, 
 
 /// Load a `.csv` or `.json` file.
 pub fn load_file(path: &Path) -> Result<Table, DataLoadError> {
-    let io = |source| DataLoadError::Io {
-        path: path.to_owned(),
-        source,
-    };
+    let io = |source| DataLoadError::Io { path: path.to_owned(), source };
     let meta = std::fs::metadata(path).map_err(io)?;
     if meta.is_dir() {
         return Err(DataLoadError::IsDirectory(path.to_owned()));
     }
     let name = path.display().to_string();
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("csv") | Some("tsv") | Some("txt") => {
             if meta.len() == 0 {

@@ -38,19 +38,14 @@ pub enum RedisLayout {
 }
 
 fn connect(key: &str, opts: &RedisOptions) -> Result<redis::Connection, DataLoadError> {
-    let err = |message: String| DataLoadError::Redis {
-        key: key.to_owned(),
-        message,
-    };
-    let client = redis::Client::open(opts.url.as_str())
-        .map_err(|e| err(format!("bad REDIS_URL {}: {e}", redact(&opts.url))))?;
+    let err = |message: String| DataLoadError::Redis { key: key.to_owned(), message };
+    let client =
+        redis::Client::open(opts.url.as_str()).map_err(|e| err(format!("bad REDIS_URL {}: {e}", redact(&opts.url))))?;
     let con = client
         .get_connection_with_timeout(opts.timeout)
         .map_err(|e| err(format!("cannot connect to {}: {e}", redact(&opts.url))))?;
-    con.set_read_timeout(Some(opts.timeout))
-        .map_err(|e| err(e.to_string()))?;
-    con.set_write_timeout(Some(opts.timeout))
-        .map_err(|e| err(e.to_string()))?;
+    con.set_read_timeout(Some(opts.timeout)).map_err(|e| err(e.to_string()))?;
+    con.set_write_timeout(Some(opts.timeout)).map_err(|e| err(e.to_string()))?;
     Ok(con)
 }
 
@@ -64,18 +59,12 @@ fn redact(url: &str) -> String {
 
 /// Load the table stored at `key`.
 pub fn load(key: &str, opts: &RedisOptions) -> Result<Table, DataLoadError> {
-    let err = |message: String| DataLoadError::Redis {
-        key: key.to_owned(),
-        message,
-    };
+    let err = |message: String| DataLoadError::Redis { key: key.to_owned(), message };
     if key.is_empty() {
         return Err(err("empty key (use redis:KEY)".into()));
     }
     let mut con = connect(key, opts)?;
-    let kind: String = redis::cmd("TYPE")
-        .arg(key)
-        .query(&mut con)
-        .map_err(|e| err(e.to_string()))?;
+    let kind: String = redis::cmd("TYPE").arg(key).query(&mut con).map_err(|e| err(e.to_string()))?;
     let name = format!("redis:{key}");
     match kind.as_str() {
         "none" => Err(err("no such key".into())),
@@ -97,8 +86,7 @@ pub fn load(key: &str, opts: &RedisOptions) -> Result<Table, DataLoadError> {
             super::json::read(&name, &json)
         }
         "hash" => {
-            let fields: Vec<(String, Vec<u8>)> =
-                con.hgetall(key).map_err(|e| err(e.to_string()))?;
+            let fields: Vec<(String, Vec<u8>)> = con.hgetall(key).map_err(|e| err(e.to_string()))?;
             let mut obj = serde_json::Map::new();
             for (col, raw) in fields {
                 let v: serde_json::Value = serde_json::from_slice(&raw)
@@ -108,38 +96,22 @@ pub fn load(key: &str, opts: &RedisOptions) -> Result<Table, DataLoadError> {
             let bytes = serde_json::to_vec(&obj).map_err(|e| err(e.to_string()))?;
             super::json::read(&name, &bytes)
         }
-        other => Err(err(format!(
-            "holds a {other}; expected a string, list or hash"
-        ))),
+        other => Err(err(format!("holds a {other}; expected a string, list or hash"))),
     }
 }
 
 /// Store a table read from `bytes` (CSV or JSON) at `key`, replacing what was there.
-pub fn put(
-    key: &str,
-    table: &Table,
-    layout: RedisLayout,
-    opts: &RedisOptions,
-) -> Result<usize, DataLoadError> {
-    let err = |message: String| DataLoadError::Redis {
-        key: key.to_owned(),
-        message,
-    };
+pub fn put(key: &str, table: &Table, layout: RedisLayout, opts: &RedisOptions) -> Result<usize, DataLoadError> {
+    let err = |message: String| DataLoadError::Redis { key: key.to_owned(), message };
     let mut con = connect(key, opts)?;
     let records: Vec<serde_json::Value> = (0..table.n_rows())
         .map(|r| {
-            let obj = table
-                .columns
-                .iter()
-                .map(|c| (c.name.clone(), cell_json(c, r)))
-                .collect::<serde_json::Map<_, _>>();
+            let obj =
+                table.columns.iter().map(|c| (c.name.clone(), cell_json(c, r))).collect::<serde_json::Map<_, _>>();
             serde_json::Value::Object(obj)
         })
         .collect();
-    let _: Value = redis::cmd("DEL")
-        .arg(key)
-        .query(&mut con)
-        .map_err(|e| err(e.to_string()))?;
+    let _: Value = redis::cmd("DEL").arg(key).query(&mut con).map_err(|e| err(e.to_string()))?;
     match layout {
         RedisLayout::String => {
             let text = serde_json::to_string(&records).map_err(|e| err(e.to_string()))?;
@@ -156,14 +128,11 @@ pub fn put(
                 .columns
                 .iter()
                 .map(|c| {
-                    let vals: Vec<serde_json::Value> =
-                        (0..table.n_rows()).map(|r| cell_json(c, r)).collect();
+                    let vals: Vec<serde_json::Value> = (0..table.n_rows()).map(|r| cell_json(c, r)).collect();
                     (c.name.clone(), serde_json::Value::Array(vals).to_string())
                 })
                 .collect();
-            let _: () = con
-                .hset_multiple(key, &fields)
-                .map_err(|e| err(e.to_string()))?;
+            let _: () = con.hset_multiple(key, &fields).map_err(|e| err(e.to_string()))?;
         }
     }
     Ok(table.n_rows())
@@ -174,9 +143,7 @@ fn cell_json(c: &super::Column, r: usize) -> serde_json::Value {
         super::ColumnData::Numeric(v) if v[r].is_nan() => serde_json::Value::Null,
         // f32 → f64 keeps the exact f32 value, so reloading gives the same f32.
         super::ColumnData::Numeric(v) => serde_json::json!(f64::from(v[r])),
-        super::ColumnData::Text(v) => v[r]
-            .as_ref()
-            .map_or(serde_json::Value::Null, |s| serde_json::json!(s)),
+        super::ColumnData::Text(v) => v[r].as_ref().map_or(serde_json::Value::Null, |s| serde_json::json!(s)),
     }
 }
 
@@ -186,10 +153,7 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(
-            redact("redis://:secret@127.0.0.1:6379/2"),
-            "redis://***@127.0.0.1:6379/2"
-        );
+        assert_eq!(redact("redis://:secret@127.0.0.1:6379/2"), "redis://***@127.0.0.1:6379/2");
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 }

@@ -22,17 +22,11 @@ mod tests {
 
     #[test]
     fn vocabulary_is_sorted_and_unique() {
-        assert_eq!(
-            vocabulary(["red", "blue", "red", "Green"].into_iter()),
-            vec!["Green", "blue", "red"]
-        );
+        assert_eq!(vocabulary(["red", "blue", "red", "Green"].into_iter()), vec!["Green", "blue", "red"]);
     }
 
     #[test]
     fn numeric_labels_sort_numerically() {
-        assert_eq!(
-            sorted_labels([10.0, 2.0, 10.0, -1.0].into_iter()),
-            vec![-1.0, 2.0, 10.0]
-        );
+        assert_eq!(sorted_labels([10.0, 2.0, 10.0, -1.0].into_iter()), vec![-1.0, 2.0, 10.0]);
     }
 }

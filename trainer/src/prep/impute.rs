@@ -13,17 +13,11 @@ pub fn numeric_fill(values: impl Iterator<Item = f32>, strategy: MissingStrategy
     }
     match strategy {
         MissingStrategy::Drop => None,
-        MissingStrategy::Mean => {
-            Some((v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64) as f32)
-        }
+        MissingStrategy::Mean => Some((v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64) as f32),
         MissingStrategy::Median => {
             v.sort_unstable_by(f32::total_cmp);
             let m = v.len() / 2;
-            Some(if v.len() % 2 == 1 {
-                v[m]
-            } else {
-                ((f64::from(v[m - 1]) + f64::from(v[m])) / 2.0) as f32
-            })
+            Some(if v.len() % 2 == 1 { v[m] } else { ((f64::from(v[m - 1]) + f64::from(v[m])) / 2.0) as f32 })
         }
         MissingStrategy::Mode => {
             let mut counts: HashMap<u32, usize> = HashMap::new();
@@ -47,10 +41,7 @@ pub fn text_mode<'a>(values: impl Iterator<Item = &'a str>) -> Option<String> {
     for s in values {
         *counts.entry(s).or_default() += 1;
     }
-    counts
-        .into_iter()
-        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
-        .map(|(s, _)| s.to_owned())
+    counts.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0))).map(|(s, _)| s.to_owned())
 }
 
 #[cfg(test)]
@@ -61,39 +52,18 @@ mod tests {
 
     #[test]
     fn mean_median_mode_ignore_missing() {
-        assert_eq!(
-            numeric_fill(V.into_iter(), MissingStrategy::Mean),
-            Some(3.8)
-        );
-        assert_eq!(
-            numeric_fill(V.into_iter(), MissingStrategy::Median),
-            Some(3.0)
-        );
-        assert_eq!(
-            numeric_fill([4.0, 1.0, 2.0, 3.0].into_iter(), MissingStrategy::Median),
-            Some(2.5)
-        );
-        assert_eq!(
-            numeric_fill(V.into_iter(), MissingStrategy::Mode),
-            Some(3.0)
-        );
-        assert_eq!(
-            numeric_fill([2.0, 1.0].into_iter(), MissingStrategy::Mode),
-            Some(1.0)
-        );
+        assert_eq!(numeric_fill(V.into_iter(), MissingStrategy::Mean), Some(3.8));
+        assert_eq!(numeric_fill(V.into_iter(), MissingStrategy::Median), Some(3.0));
+        assert_eq!(numeric_fill([4.0, 1.0, 2.0, 3.0].into_iter(), MissingStrategy::Median), Some(2.5));
+        assert_eq!(numeric_fill(V.into_iter(), MissingStrategy::Mode), Some(3.0));
+        assert_eq!(numeric_fill([2.0, 1.0].into_iter(), MissingStrategy::Mode), Some(1.0));
         assert_eq!(numeric_fill(V.into_iter(), MissingStrategy::Drop), None);
-        assert_eq!(
-            numeric_fill([f32::NAN].into_iter(), MissingStrategy::Mean),
-            None
-        );
+        assert_eq!(numeric_fill([f32::NAN].into_iter(), MissingStrategy::Mean), None);
     }
 
     #[test]
     fn text_mode_breaks_ties_alphabetically() {
-        assert_eq!(
-            text_mode(["b", "a", "b", "a", "c"].into_iter()),
-            Some("a".into())
-        );
+        assert_eq!(text_mode(["b", "a", "b", "a", "c"].into_iter()), Some("a".into()));
         assert_eq!(text_mode(["z", "y", "z"].into_iter()), Some("z".into()));
         assert_eq!(text_mode(std::iter::empty()), None);
     }

@@ -12,9 +12,7 @@ pub mod target;
 use std::collections::HashSet;
 
 use inference::config::{MissingStrategy, TaskType, TrainConfig};
-use inference::metadata::{
-    DatasetInfo, DroppedColumn, FeatureKind, FeatureSpec, Preprocessing, Scaler, TargetScaler,
-};
+use inference::metadata::{DatasetInfo, DroppedColumn, FeatureKind, FeatureSpec, Preprocessing, Scaler, TargetScaler};
 use inference::{PredictError, Preprocessor, ValueRef};
 
 use crate::data::{Column, ColumnData, Table};
@@ -72,21 +70,11 @@ impl Prepared {
 }
 
 /// Prepare `table` for training on `target_name`.
-pub fn prepare(
-    table: &Table,
-    cfg: &TrainConfig,
-    target_name: &str,
-    source: &str,
-) -> Result<Prepared, TrainingError> {
+pub fn prepare(table: &Table, cfg: &TrainConfig, target_name: &str, source: &str) -> Result<Prepared, TrainingError> {
     let target_col = table
         .column(target_name)
-        .ok_or_else(|| DataLoadError::TargetNotFound {
-            target: target_name.to_owned(),
-            columns: table.names(),
-        })?;
-    let task = cfg
-        .task_type
-        .unwrap_or_else(|| target::guess_task(target_col));
+        .ok_or_else(|| DataLoadError::TargetNotFound { target: target_name.to_owned(), columns: table.names() })?;
+    let task = cfg.task_type.unwrap_or_else(|| target::guess_task(target_col));
     let target = target::encode(target_col, task)?;
     let mut warnings = Vec::new();
     let mut dropped_columns = Vec::new();
@@ -97,17 +85,9 @@ pub fn prepare(
         let reason = if target.rows.iter().all(|&r| col.is_missing(r)) {
             Some("every value is missing".to_owned())
         } else if let ColumnData::Text(v) = &col.data {
-            let distinct: HashSet<&str> = target
-                .rows
-                .iter()
-                .filter_map(|&r| v[r].as_deref())
-                .collect();
+            let distinct: HashSet<&str> = target.rows.iter().filter_map(|&r| v[r].as_deref()).collect();
             (distinct.len() > cfg.max_categories).then(|| {
-                format!(
-                    "{} distinct text values exceed max_categories = {}",
-                    distinct.len(),
-                    cfg.max_categories
-                )
+                format!("{} distinct text values exceed max_categories = {}", distinct.len(), cfg.max_categories)
             })
         } else {
             None
@@ -115,10 +95,7 @@ pub fn prepare(
         match reason {
             Some(reason) => {
                 warnings.push(format!("dropped column `{}`: {reason}", col.name));
-                dropped_columns.push(DroppedColumn {
-                    name: col.name.clone(),
-                    reason,
-                });
+                dropped_columns.push(DroppedColumn { name: col.name.clone(), reason });
             }
             None => features.push(col),
         }
@@ -127,16 +104,12 @@ pub fn prepare(
     // Rows: target present; under `drop`, every feature present too.
     let keep: Vec<usize> = (0..target.rows.len())
         .filter(|&i| {
-            cfg.missing_strategy != MissingStrategy::Drop
-                || features.iter().all(|c| !c.is_missing(target.rows[i]))
+            cfg.missing_strategy != MissingStrategy::Drop || features.iter().all(|c| !c.is_missing(target.rows[i]))
         })
         .collect();
     let dropped_rows = table.n_rows() - keep.len();
     if target.rows.len() < table.n_rows() {
-        warnings.push(format!(
-            "dropped {} rows whose target is missing",
-            table.n_rows() - target.rows.len()
-        ));
+        warnings.push(format!("dropped {} rows whose target is missing", table.n_rows() - target.rows.len()));
     }
     if keep.len() < target.rows.len() {
         warnings.push(format!(
@@ -150,29 +123,16 @@ pub fn prepare(
             keep.len()
         )));
     }
-    let strata: Option<Vec<u32>> = (task == TaskType::Classification)
-        .then(|| keep.iter().map(|&i| target.class_ids[i]).collect());
+    let strata: Option<Vec<u32>> =
+        (task == TaskType::Classification).then(|| keep.iter().map(|&i| target.class_ids[i]).collect());
     if let Some(s) = &strata {
         if s.iter().collect::<HashSet<_>>().len() < 2 {
-            return Err(TrainingError::Unusable(
-                "after dropping rows only one class is left".into(),
-            ));
+            return Err(TrainingError::Unusable("after dropping rows only one class is left".into()));
         }
     }
-    let idx = split::split(
-        keep.len(),
-        strata.as_deref(),
-        cfg.test_size,
-        cfg.val_size,
-        cfg.seed,
-    );
-    let to_table =
-        |v: &[usize]| -> Vec<usize> { v.iter().map(|&i| target.rows[keep[i]]).collect() };
-    let (train_rows, val_rows, test_rows) = (
-        to_table(&idx.train),
-        to_table(&idx.val),
-        to_table(&idx.test),
-    );
+    let idx = split::split(keep.len(), strata.as_deref(), cfg.test_size, cfg.val_size, cfg.seed);
+    let to_table = |v: &[usize]| -> Vec<usize> { v.iter().map(|&i| target.rows[keep[i]]).collect() };
+    let (train_rows, val_rows, test_rows) = (to_table(&idx.train), to_table(&idx.val), to_table(&idx.test));
 
     // Fit fill values and vocabularies on the train rows only.
     let mut specs = Vec::with_capacity(features.len());
@@ -188,30 +148,19 @@ pub fn prepare(
             ColumnData::Text(v) => {
                 let present = || train_rows.iter().filter_map(|&r| v[r].as_deref());
                 let categories = encode::vocabulary(present());
-                let fill = (fill_strategy != MissingStrategy::Drop)
-                    .then(|| impute::text_mode(present()))
-                    .flatten();
-                (!categories.is_empty()).then_some(FeatureKind::Categorical {
-                    categories,
-                    fill_value: fill,
-                })
+                let fill = (fill_strategy != MissingStrategy::Drop).then(|| impute::text_mode(present())).flatten();
+                (!categories.is_empty()).then_some(FeatureKind::Categorical { categories, fill_value: fill })
             }
         };
         match kind {
             Some(kind) => {
-                specs.push(FeatureSpec {
-                    name: col.name.clone(),
-                    kind,
-                });
+                specs.push(FeatureSpec { name: col.name.clone(), kind });
                 used.push(col);
             }
             None => {
                 let reason = "no values in the train split".to_owned();
                 warnings.push(format!("dropped column `{}`: {reason}", col.name));
-                dropped_columns.push(DroppedColumn {
-                    name: col.name.clone(),
-                    reason,
-                });
+                dropped_columns.push(DroppedColumn { name: col.name.clone(), reason });
             }
         }
     }
@@ -226,10 +175,7 @@ pub fn prepare(
         feature_names: specs.iter().map(|s| s.name.clone()).collect(),
         features: specs,
         missing_strategy: cfg.missing_strategy,
-        scaler: Scaler {
-            mean: vec![0.0; n],
-            scale: vec![1.0; n],
-        },
+        scaler: Scaler { mean: vec![0.0; n], scale: vec![1.0; n] },
         target_scaler: None,
         dropped_columns,
     };
@@ -281,10 +227,7 @@ pub fn prepare(
     let val = make(val_x, val_rows);
     let test = make(test_x, test_rows);
     if train.rows < 2 {
-        return Err(TrainingError::Unusable(format!(
-            "the train split has {} rows; at least 2 are needed",
-            train.rows
-        )));
+        return Err(TrainingError::Unusable(format!("the train split has {} rows; at least 2 are needed", train.rows)));
     }
     if task == TaskType::Regression {
         preprocessing.target_scaler = Some(scaler::fit_target(&train.values));
@@ -298,16 +241,7 @@ pub fn prepare(
         val_rows: val.rows,
         test_rows: test.rows,
     };
-    Ok(Prepared {
-        task,
-        classes: target.classes.clone(),
-        preprocessing,
-        train,
-        val,
-        test,
-        dataset,
-        warnings,
-    })
+    Ok(Prepared { task, classes: target.classes.clone(), preprocessing, train, val, test, dataset, warnings })
 }
 
 /// Encode table rows through `pre`. With `tolerate_unseen`, a category absent from the
@@ -342,11 +276,7 @@ fn encode_rows(
                     continue 'rows; // no fill value under `drop`: leave the row out
                 }
             }
-            Err(e) => {
-                return Err(TrainingError::Unusable(format!(
-                    "cannot encode table row {r}: {e}"
-                )))
-            }
+            Err(e) => return Err(TrainingError::Unusable(format!("cannot encode table row {r}: {e}"))),
         }
         kept.push(r);
     }
@@ -357,10 +287,7 @@ fn encode_rows(
 /// Standardise regression targets for training with the fitted target scaler.
 pub fn scaled_targets(values: &[f64], t: Option<TargetScaler>) -> Vec<f32> {
     match t {
-        Some(t) => values
-            .iter()
-            .map(|v| ((v - t.mean) / t.scale) as f32)
-            .collect(),
+        Some(t) => values.iter().map(|v| ((v - t.mean) / t.scale) as f32).collect(),
         None => values.iter().map(|&v| v as f32).collect(),
     }
 }
@@ -374,15 +301,8 @@ mod tests {
         let mut csv = String::from("x,color,junk,y\n");
         for i in 0..40 {
             let color = ["red", "blue", ""][i % 3];
-            let x = if i % 7 == 3 {
-                String::new()
-            } else {
-                format!("{}", i as f32 * 0.5)
-            };
-            csv.push_str(&format!(
-                "{x},{color},,{}\n",
-                if i % 2 == 0 { "a" } else { "b" }
-            ));
+            let x = if i % 7 == 3 { String::new() } else { format!("{}", i as f32 * 0.5) };
+            csv.push_str(&format!("{x},{color},,{}\n", if i % 2 == 0 { "a" } else { "b" }));
         }
         read_csv_bytes("t.csv", csv.as_bytes()).unwrap()
     }
@@ -398,25 +318,12 @@ mod tests {
         assert_eq!(p.preprocessing.dropped_columns[0].name, "junk");
         assert_eq!((p.train.rows, p.val.rows, p.test.rows), (28, 4, 8));
         // The fill value is the mean of the train rows' x, not of all rows.
-        let ColumnData::Numeric(xs) = &t.columns[0].data else {
-            panic!()
-        };
+        let ColumnData::Numeric(xs) = &t.columns[0].data else { panic!() };
         let train_mean = {
-            let v: Vec<f64> = p
-                .train
-                .table_rows
-                .iter()
-                .map(|&r| f64::from(xs[r]))
-                .filter(|v| !v.is_nan())
-                .collect();
+            let v: Vec<f64> = p.train.table_rows.iter().map(|&r| f64::from(xs[r])).filter(|v| !v.is_nan()).collect();
             v.iter().sum::<f64>() / v.len() as f64
         };
-        let FeatureKind::Numeric {
-            fill_value: Some(fill),
-        } = p.preprocessing.features[0].kind
-        else {
-            panic!()
-        };
+        let FeatureKind::Numeric { fill_value: Some(fill) } = p.preprocessing.features[0].kind else { panic!() };
         assert!((f64::from(fill) - train_mean).abs() < 1e-5);
         // Train columns are standardised.
         let col0: Vec<f32> = p.train.x.chunks_exact(2).map(|r| r[0]).collect();
@@ -437,15 +344,9 @@ mod tests {
     #[test]
     fn drop_strategy_drops_rows_and_keeps_no_fill() {
         let t = table();
-        let cfg = TrainConfig {
-            missing_strategy: MissingStrategy::Drop,
-            ..TrainConfig::default()
-        };
+        let cfg = TrainConfig { missing_strategy: MissingStrategy::Drop, ..TrainConfig::default() };
         let p = prepare(&t, &cfg, "y", "t.csv").unwrap();
         assert!(p.dataset.dropped_rows > 0);
-        assert!(matches!(
-            p.preprocessing.features[0].kind,
-            FeatureKind::Numeric { fill_value: None }
-        ));
+        assert!(matches!(p.preprocessing.features[0].kind, FeatureKind::Numeric { fill_value: None }));
     }
 }

@@ -20,10 +20,7 @@ pub fn fit(x: &[f32], cols: usize) -> Scaler {
     }
     Scaler {
         mean: mean.iter().map(|&m| m as f32).collect(),
-        scale: var
-            .iter()
-            .map(|&s| scale_of((s / rows.max(1) as f64).sqrt()) as f32)
-            .collect(),
+        scale: var.iter().map(|&s| scale_of((s / rows.max(1) as f64).sqrt()) as f32).collect(),
     }
 }
 
@@ -32,10 +29,7 @@ pub fn fit_target(y: &[f64]) -> TargetScaler {
     let n = y.len().max(1) as f64;
     let mean = y.iter().sum::<f64>() / n;
     let var = y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-    TargetScaler {
-        mean,
-        scale: scale_of(var.sqrt()),
-    }
+    TargetScaler { mean, scale: scale_of(var.sqrt()) }
 }
 
 /// sklearn treats (near-)zero variance as constant: scale 1.

@@ -17,13 +17,7 @@ pub struct SplitIndices {
 
 /// Split `0..n`: `ceil(test_size·n)` test rows, `ceil(val_size·n)` validation rows, the rest train.
 /// With `strata`, each class is split in proportion (largest-remainder rounding keeps totals exact).
-pub fn split(
-    n: usize,
-    strata: Option<&[u32]>,
-    test_size: f64,
-    val_size: f64,
-    seed: u64,
-) -> SplitIndices {
+pub fn split(n: usize, strata: Option<&[u32]>, test_size: f64, val_size: f64, seed: u64) -> SplitIndices {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let n_test = (test_size * n as f64).ceil() as usize;
     let n_val = (val_size * n as f64).ceil() as usize;
@@ -62,19 +56,14 @@ fn allocate(sizes: &[usize], total: usize) -> Vec<usize> {
     if n == 0 {
         return vec![0; sizes.len()];
     }
-    let exact: Vec<f64> = sizes
-        .iter()
-        .map(|&s| s as f64 * total as f64 / n as f64)
-        .collect();
+    let exact: Vec<f64> = sizes.iter().map(|&s| s as f64 * total as f64 / n as f64).collect();
     let mut quota: Vec<usize> = exact.iter().map(|e| e.floor() as usize).collect();
     let mut order: Vec<usize> = (0..sizes.len()).collect();
     // Largest fractional part first; ties to the larger group, then the lower index (deterministic).
     order.sort_by(|&a, &b| {
         let fa = exact[a] - exact[a].floor();
         let fb = exact[b] - exact[b].floor();
-        fb.total_cmp(&fa)
-            .then(sizes[b].cmp(&sizes[a]))
-            .then(a.cmp(&b))
+        fb.total_cmp(&fa).then(sizes[b].cmp(&sizes[a])).then(a.cmp(&b))
     });
     let mut left = total.saturating_sub(quota.iter().sum());
     for &i in order.iter().cycle().take(sizes.len() * 2) {
@@ -97,13 +86,7 @@ mod tests {
     fn sizes_follow_the_fractions_and_cover_every_row_once() {
         let s = split(1000, None, 0.2, 0.1, 42);
         assert_eq!((s.train.len(), s.val.len(), s.test.len()), (700, 100, 200));
-        let mut all: Vec<usize> = s
-            .train
-            .iter()
-            .chain(&s.val)
-            .chain(&s.test)
-            .copied()
-            .collect();
+        let mut all: Vec<usize> = s.train.iter().chain(&s.val).chain(&s.test).copied().collect();
         all.sort_unstable();
         assert_eq!(all, (0..1000).collect::<Vec<_>>());
     }
@@ -124,10 +107,7 @@ mod tests {
     #[test]
     fn seeded_and_reproducible() {
         assert_eq!(split(100, None, 0.2, 0.1, 1), split(100, None, 0.2, 0.1, 1));
-        assert_ne!(
-            split(100, None, 0.2, 0.1, 1).test,
-            split(100, None, 0.2, 0.1, 2).test
-        );
+        assert_ne!(split(100, None, 0.2, 0.1, 1).test, split(100, None, 0.2, 0.1, 2).test);
     }
 
     #[test]

@@ -32,8 +32,7 @@ pub fn guess_task(col: &Column) -> TaskType {
         ColumnData::Numeric(v) => {
             let present = v.iter().filter(|x| !x.is_nan());
             let all_int = present.clone().all(|x| x.fract() == 0.0);
-            if all_int && sorted_labels(present.map(|&x| f64::from(x))).len() <= MAX_GUESSED_CLASSES
-            {
+            if all_int && sorted_labels(present.map(|&x| f64::from(x))).len() <= MAX_GUESSED_CLASSES {
                 TaskType::Classification
             } else {
                 TaskType::Regression
@@ -46,18 +45,9 @@ pub fn guess_task(col: &Column) -> TaskType {
 pub fn encode(col: &Column, task: TaskType) -> Result<Target, TrainingError> {
     let rows: Vec<usize> = (0..col.len()).filter(|&r| !col.is_missing(r)).collect();
     if rows.is_empty() {
-        return Err(TrainingError::Unusable(format!(
-            "target column `{}` has no values (all missing)",
-            col.name
-        )));
+        return Err(TrainingError::Unusable(format!("target column `{}` has no values (all missing)", col.name)));
     }
-    let mut t = Target {
-        task,
-        rows,
-        classes: None,
-        class_ids: Vec::new(),
-        values: Vec::new(),
-    };
+    let mut t = Target { task, rows, classes: None, class_ids: Vec::new(), values: Vec::new() };
     match (task, &col.data) {
         (TaskType::Regression, ColumnData::Numeric(v)) => {
             t.values = t.rows.iter().map(|&r| f64::from(v[r])).collect();
@@ -70,11 +60,7 @@ pub fn encode(col: &Column, task: TaskType) -> Result<Target, TrainingError> {
         }
         (TaskType::Classification, ColumnData::Numeric(v)) => {
             let labels = sorted_labels(t.rows.iter().map(|&r| f64::from(v[r])));
-            t.class_ids = t
-                .rows
-                .iter()
-                .map(|&r| labels.partition_point(|&l| l < f64::from(v[r])) as u32)
-                .collect();
+            t.class_ids = t.rows.iter().map(|&r| labels.partition_point(|&l| l < f64::from(v[r])) as u32).collect();
             t.classes = Some(labels.into_iter().map(number_as_category).collect());
         }
         (TaskType::Classification, ColumnData::Text(v)) => {
@@ -104,42 +90,26 @@ mod tests {
     use super::*;
 
     fn num(v: &[f32]) -> Column {
-        Column {
-            name: "y".into(),
-            data: ColumnData::Numeric(v.to_vec()),
-        }
+        Column { name: "y".into(), data: ColumnData::Numeric(v.to_vec()) }
     }
 
     #[test]
     fn guesses() {
-        assert_eq!(
-            guess_task(&num(&[0.0, 1.0, 2.0, 1.0])),
-            TaskType::Classification
-        );
+        assert_eq!(guess_task(&num(&[0.0, 1.0, 2.0, 1.0])), TaskType::Classification);
         assert_eq!(guess_task(&num(&[0.5, 1.0])), TaskType::Regression);
         let many: Vec<f32> = (0..30).map(|i| i as f32).collect();
         assert_eq!(guess_task(&num(&many)), TaskType::Regression);
-        let text = Column {
-            name: "y".into(),
-            data: ColumnData::Text(vec![Some("a".into())]),
-        };
+        let text = Column { name: "y".into(), data: ColumnData::Text(vec![Some("a".into())]) };
         assert_eq!(guess_task(&text), TaskType::Classification);
     }
 
     #[test]
     fn classes_sorted_by_original_value_and_missing_dropped() {
-        let t = encode(
-            &num(&[10.0, 2.0, f32::NAN, 10.0, 9.0]),
-            TaskType::Classification,
-        )
-        .unwrap();
+        let t = encode(&num(&[10.0, 2.0, f32::NAN, 10.0, 9.0]), TaskType::Classification).unwrap();
         assert_eq!(t.classes, Some(vec!["2".into(), "9".into(), "10".into()]));
         assert_eq!(t.rows, vec![0, 1, 3, 4]);
         assert_eq!(t.class_ids, vec![2, 0, 2, 1]);
-        let text = Column {
-            name: "y".into(),
-            data: ColumnData::Text(vec![Some("b".into()), None, Some("a".into())]),
-        };
+        let text = Column { name: "y".into(), data: ColumnData::Text(vec![Some("b".into()), None, Some("a".into())]) };
         let t = encode(&text, TaskType::Classification).unwrap();
         assert_eq!(t.classes, Some(vec!["a".into(), "b".into()]));
         assert_eq!(t.class_ids, vec![1, 0]);

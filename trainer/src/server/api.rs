@@ -80,20 +80,11 @@ fn check_auth(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     // Length-independent comparison of every byte.
-    let equal = given.len() == key.len()
-        && given
-            .bytes()
-            .zip(key.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
+    let equal = given.len() == key.len() && given.bytes().zip(key.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
     if equal {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong `Authorization: Bearer <key>`",
-        ))
+        Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong `Authorization: Bearer <key>`"))
     }
 }
 
@@ -104,24 +95,18 @@ pub fn resolve_dataset(data_dir: &Path, dataset: &str) -> Result<String, ApiErro
     }
     let bad = |m: String| ApiError::invalid("invalid_dataset_path", m);
     let p = Path::new(dataset);
-    if p.is_absolute()
-        || p.components()
-            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-    {
-        return Err(bad(format!("dataset_path {dataset:?} must be redis:KEY or a relative path without `..` inside the server's data dir")));
-    }
-    let base = data_dir
-        .canonicalize()
-        .map_err(|e| ApiError::internal("data_dir_unavailable", e.to_string()))?;
-    let full = base.join(p).canonicalize().map_err(|_| {
-        bad(format!(
-            "dataset_path {dataset:?} does not exist in the data dir"
-        ))
-    })?;
-    if !full.starts_with(&base) {
+    if p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
         return Err(bad(format!(
-            "dataset_path {dataset:?} resolves outside the data dir"
+            "dataset_path {dataset:?} must be redis:KEY or a relative path without `..` inside the server's data dir"
         )));
+    }
+    let base = data_dir.canonicalize().map_err(|e| ApiError::internal("data_dir_unavailable", e.to_string()))?;
+    let full = base
+        .join(p)
+        .canonicalize()
+        .map_err(|_| bad(format!("dataset_path {dataset:?} does not exist in the data dir")))?;
+    if !full.starts_with(&base) {
+        return Err(bad(format!("dataset_path {dataset:?} resolves outside the data dir")));
     }
     Ok(full.to_string_lossy().into_owned())
 }
@@ -140,11 +125,7 @@ pub async fn train(
         cfg.dataset_path = Some(resolve_dataset(&state.config.data_dir, path)?);
     }
     let task_id = tasks::submit(state.clone(), cfg);
-    Ok(Json(TrainAccepted {
-        task_id,
-        status: "pending".into(),
-        message: "Training task queued".into(),
-    }))
+    Ok(Json(TrainAccepted { task_id, status: "pending".into(), message: "Training task queued".into() }))
 }
 
 /// Status of a training task.
@@ -154,26 +135,23 @@ pub async fn train_status(
     State(state): Shared,
     UrlPath(task_id): UrlPath<String>,
 ) -> Result<Json<TaskStatus>, ApiError> {
-    state.tasks.get(&task_id).map(Json).ok_or_else(|| {
-        ApiError::not_found("task_not_found", format!("no training task `{task_id}`"))
-    })
+    state
+        .tasks
+        .get(&task_id)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("task_not_found", format!("no training task `{task_id}`")))
 }
 
 fn row<'a>(model: &Model, values: &'a [Value]) -> Result<Vec<ValueRef<'a>>, PredictError> {
     if values.len() != model.num_features() {
-        return Err(PredictError::WrongFeatureCount {
-            expected: model.num_features(),
-            got: values.len(),
-        });
+        return Err(PredictError::WrongFeatureCount { expected: model.num_features(), got: values.len() });
     }
     values
         .iter()
         .zip(model.feature_names())
         .map(|(v, name)| {
-            ValueRef::from_json(v).ok_or_else(|| PredictError::InvalidValue {
-                column: name.clone(),
-                value: v.to_string(),
-            })
+            ValueRef::from_json(v)
+                .ok_or_else(|| PredictError::InvalidValue { column: name.clone(), value: v.to_string() })
         })
         .collect()
 }
@@ -188,10 +166,7 @@ fn record_prediction(model: &Model, rec: &Map<String, Value>) -> Result<Predicti
     for name in model.feature_names() {
         if let Some(v) = rec.get(name) {
             if ValueRef::from_json(v).is_none() {
-                return Err(PredictError::InvalidValue {
-                    column: name.clone(),
-                    value: v.to_string(),
-                });
+                return Err(PredictError::InvalidValue { column: name.clone(), value: v.to_string() });
             }
         }
     }
@@ -202,36 +177,27 @@ fn record_prediction(model: &Model, rec: &Map<String, Value>) -> Result<Predicti
 #[utoipa::path(post, path = "/api/ml/predict", request_body = PredictRequest,
     responses((status = 200, description = "`{model_id, predicted_class, predicted_label, confidence, probabilities}`, `{model_id, predicted_value}`, or `{model_id, predictions: [...]}`", body = Prediction),
         (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn predict(
-    State(state): Shared,
-    JsonBody(req): JsonBody<PredictRequest>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn predict(State(state): Shared, JsonBody(req): JsonBody<PredictRequest>) -> Result<Json<Value>, ApiError> {
     let input = match req.data {
         Some(d) if d.features.is_some() || d.records.is_some() => d,
         _ => req.inline,
     };
     let model_id = match req.model_id {
         Some(id) => id,
-        None => state.models.newest_id().ok_or_else(|| {
-            ApiError::not_found(
-                "model_not_found",
-                "no trained model is available: train one first",
-            )
-        })?,
+        None => state
+            .models
+            .newest_id()
+            .ok_or_else(|| ApiError::not_found("model_not_found", "no trained model is available: train one first"))?,
     };
     let model = state.models.get(&model_id)?;
     let mut body = match (&input.features, &input.records) {
-        (Some(Value::Array(rows)), None)
-            if !rows.is_empty() && rows.iter().all(Value::is_array) =>
-        {
+        (Some(Value::Array(rows)), None) if !rows.is_empty() && rows.iter().all(Value::is_array) => {
             let preds = rows
                 .iter()
                 .enumerate()
                 .map(|(i, r)| {
                     let values = r.as_array().map(Vec::as_slice).unwrap_or_default();
-                    row(&model, values)
-                        .and_then(|v| model.predict(v.into_iter()))
-                        .map_err(|e| with_row(i, e))
+                    row(&model, values).and_then(|v| model.predict(v.into_iter())).map_err(|e| with_row(i, e))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             state.telemetry.predicted(preds.len());
@@ -252,10 +218,7 @@ pub async fn predict(
             serde_json::json!({ "predictions": preds })
         }
         (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
-                "validation_error",
-                "give either `features` or `records`, not both",
-            ))
+            return Err(ApiError::invalid("validation_error", "give either `features` or `records`, not both"))
         }
         (Some(_), None) => {
             return Err(ApiError::invalid(
@@ -313,24 +276,16 @@ pub async fn get_model(
 /// A model's `model.safetensors` bytes (a complete bundle for browsers and workers).
 #[utoipa::path(get, path = "/api/ml/models/{model_id}/bundle", params(("model_id" = String, Path)),
     responses((status = 200, content_type = "application/octet-stream", description = "model.safetensors"), (status = 404, body = super::error::ErrorBody)))]
-pub async fn get_bundle(
-    State(state): Shared,
-    UrlPath(id): UrlPath<String>,
-) -> Result<Response, ApiError> {
+pub async fn get_bundle(State(state): Shared, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
     let nf = || ApiError::not_found("model_not_found", format!("model `{id}` not found"));
     if !valid_id(&id) {
         return Err(nf());
     }
-    let bytes = tokio::fs::read(state.models.dir().join(&id).join(BUNDLE_FILE))
-        .await
-        .map_err(|_| nf())?;
+    let bytes = tokio::fs::read(state.models.dir().join(&id).join(BUNDLE_FILE)).await.map_err(|_| nf())?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{id}.safetensors\""),
-            ),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{id}.safetensors\"")),
         ],
         bytes,
     )
@@ -355,18 +310,11 @@ pub async fn delete_model(
     check_auth(&state, &headers)?;
     let dir = state.models.dir().join(&id);
     if !valid_id(&id) || !dir.join(BUNDLE_FILE).is_file() {
-        return Err(ApiError::not_found(
-            "model_not_found",
-            format!("model `{id}` not found"),
-        ));
+        return Err(ApiError::not_found("model_not_found", format!("model `{id}` not found")));
     }
     // Rename first so the model disappears at once, then remove.
-    let trash = state
-        .models
-        .dir()
-        .join(format!(".deleted-{id}-{}", uuid::Uuid::new_v4()));
-    std::fs::rename(&dir, &trash)
-        .map_err(|e| ApiError::internal("delete_failed", e.to_string()))?;
+    let trash = state.models.dir().join(format!(".deleted-{id}-{}", uuid::Uuid::new_v4()));
+    std::fs::rename(&dir, &trash).map_err(|e| ApiError::internal("delete_failed", e.to_string()))?;
     let _ = tokio::fs::remove_dir_all(&trash).await;
     state.models.evict(&id);
     Ok(Json(serde_json::json!({ "deleted": id })))
@@ -382,21 +330,14 @@ pub async fn health() -> Json<Value> {
 #[utoipa::path(get, path = "/ready", responses((status = 200), (status = 503, body = super::error::ErrorBody)))]
 pub async fn ready(State(state): Shared) -> Result<Json<Value>, ApiError> {
     match std::fs::read_dir(state.models.dir()) {
-        Ok(_) => Ok(Json(
-            serde_json::json!({ "status": "ready", "models": registry::list(state.models.dir()).len() }),
-        )),
-        Err(e) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            format!("models dir unreadable: {e}"),
-        )),
+        Ok(_) => Ok(Json(serde_json::json!({ "status": "ready", "models": registry::list(state.models.dir()).len() }))),
+        Err(e) => {
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", format!("models dir unreadable: {e}")))
+        }
     }
 }
 
 /// Prometheus metrics.
 pub async fn metrics(State(state): Shared) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.telemetry.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.telemetry.render())
 }

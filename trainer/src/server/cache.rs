@@ -37,11 +37,7 @@ pub fn valid_id(id: &str) -> bool {
 impl ModelCache {
     /// A cache over `dir`.
     pub fn new(dir: &Path) -> Self {
-        Self {
-            dir: dir.to_owned(),
-            entries: RwLock::default(),
-            newest: Mutex::default(),
-        }
+        Self { dir: dir.to_owned(), entries: RwLock::default(), newest: Mutex::default() }
     }
 
     /// The models directory.
@@ -51,43 +47,25 @@ impl ModelCache {
 
     /// The model `id`, loading (or reloading, when its file changed) as needed.
     pub fn get(&self, id: &str) -> Result<Arc<Model>, ApiError> {
-        let not_found =
-            || ApiError::not_found("model_not_found", format!("model `{id}` not found"));
+        let not_found = || ApiError::not_found("model_not_found", format!("model `{id}` not found"));
         if !valid_id(id) {
             return Err(not_found());
         }
         let path = self.dir.join(id).join(BUNDLE_FILE);
-        let modified = std::fs::metadata(&path)
-            .and_then(|m| m.modified())
-            .map_err(|_| not_found())?;
-        if let Some(e) = self
-            .entries
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-        {
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).map_err(|_| not_found())?;
+        if let Some(e) = self.entries.read().unwrap_or_else(|p| p.into_inner()).get(id) {
             if e.modified == modified {
                 return Ok(e.model.clone());
             }
         }
         let bytes = std::fs::read(&path).map_err(|_| not_found())?;
-        let model = Model::from_bytes(&bytes).map_err(|e| {
-            ApiError::internal(
-                "corrupt_model",
-                format!("model `{id}` cannot be loaded: {e}"),
-            )
-        })?;
+        let model = Model::from_bytes(&bytes)
+            .map_err(|e| ApiError::internal("corrupt_model", format!("model `{id}` cannot be loaded: {e}")))?;
         let model = Arc::new(model);
         self.entries
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                id.to_owned(),
-                Entry {
-                    modified,
-                    model: model.clone(),
-                },
-            );
+            .insert(id.to_owned(), Entry { modified, model: model.clone() });
         Ok(model)
     }
 
@@ -104,13 +82,7 @@ impl ModelCache {
 
     /// Forget a model (after deletion) and force the next newest-lookup to re-list.
     pub fn evict(&self, id: &str) {
-        self.entries
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-        self.newest
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .dir_modified = None;
+        self.entries.write().unwrap_or_else(|p| p.into_inner()).remove(id);
+        self.newest.lock().unwrap_or_else(|p| p.into_inner()).dir_modified = None;
     }
 }

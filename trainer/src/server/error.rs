@@ -30,11 +30,7 @@ pub struct ApiError {
 impl ApiError {
     /// Build one.
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            kind,
-            message: message.into(),
-        }
+        Self { status, kind, message: message.into() }
     }
 
     /// 404.
@@ -55,14 +51,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(ErrorBody {
-                error: self.kind.to_owned(),
-                message: self.message,
-            }),
-        )
-            .into_response()
+        (self.status, Json(ErrorBody { error: self.kind.to_owned(), message: self.message })).into_response()
     }
 }
 

@@ -60,10 +60,7 @@ pub struct AppState {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(
-        title = "trainer",
-        description = "Tabular MLP training and prediction service."
-    ),
+    info(title = "trainer", description = "Tabular MLP training and prediction service."),
     paths(
         api::train,
         api::train_status,
@@ -108,10 +105,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/ml/train/status/{task_id}", get(api::train_status))
         .route("/api/ml/predict", post(api::predict))
         .route("/api/ml/models", get(api::list_models))
-        .route(
-            "/api/ml/models/{model_id}",
-            get(api::get_model).delete(api::delete_model),
-        )
+        .route("/api/ml/models/{model_id}", get(api::get_model).delete(api::delete_model))
         .route("/api/ml/models/{model_id}/bundle", get(api::get_bundle))
         .route("/api/ml/openapi.json", get(openapi))
         .route("/health", get(api::health))
@@ -119,9 +113,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(api::metrics));
     let not_found = || async { error::ApiError::not_found("not_found", "no such route") };
     if let Some(web) = state.config.web_dir.as_ref().filter(|d| d.is_dir()) {
-        app = app.fallback_service(ServeDir::new(web).fallback(
-            axum::handler::HandlerWithoutStateExt::into_service(not_found),
-        ));
+        app = app.fallback_service(
+            ServeDir::new(web).fallback(axum::handler::HandlerWithoutStateExt::into_service(not_found)),
+        );
     } else {
         app = app.fallback(not_found);
     }
@@ -162,10 +156,7 @@ pub fn run(config: ServerConfig) -> std::io::Result<()> {
     clean_stale_temp_dirs(&config.models_dir);
     let loopback = matches!(config.host.as_str(), "127.0.0.1" | "localhost" | "::1");
     if !loopback && config.api_key.is_none() {
-        tracing::warn!(
-            "binding {} without --api-key: anyone who can reach it can train models",
-            config.host
-        );
+        tracing::warn!("binding {} without --api-key: anyone who can reach it can train models", config.host);
     }
     let state = Arc::new(AppState {
         models: cache::ModelCache::new(&config.models_dir),
@@ -174,9 +165,7 @@ pub fn run(config: ServerConfig) -> std::io::Result<()> {
         training_slots: Arc::new(Semaphore::new(config.max_concurrent_trainings.max(1))),
         config,
     });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         let addr = format!("{}:{}", state.config.host, state.config.port);
         let listener = tokio::net::TcpListener::bind(&addr).await?;
@@ -184,9 +173,7 @@ pub fn run(config: ServerConfig) -> std::io::Result<()> {
         tracing::info!("listening on http://{local}");
         // A line tests and scripts can wait for (they may bind port 0).
         println!("listening on http://{local}");
-        axum::serve(listener, router(state.clone()))
-            .with_graceful_shutdown(shutdown_signal(state.clone()))
-            .await
+        axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown_signal(state.clone())).await
     })?;
     rt.shutdown_timeout(Duration::from_secs(10));
     Ok(())

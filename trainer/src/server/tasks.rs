@@ -73,20 +73,11 @@ pub struct TaskStore {
 impl TaskStore {
     /// A task's status.
     pub fn get(&self, id: &str) -> Option<TaskStatus> {
-        self.tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
     }
 
     fn update(&self, id: &str, f: impl FnOnce(&mut TaskStatus)) {
-        if let Some(t) = self
-            .tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(id)
-        {
+        if let Some(t) = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).get_mut(id) {
             f(t);
         }
     }
@@ -98,9 +89,7 @@ impl TaskStore {
         if order.len() >= MAX_FINISHED {
             // Forget the oldest finished task.
             if let Some(pos) = order.iter().position(|o| {
-                tasks
-                    .get(o)
-                    .is_some_and(|t| matches!(t.status, TaskState::Completed | TaskState::Failed))
+                tasks.get(o).is_some_and(|t| matches!(t.status, TaskState::Completed | TaskState::Failed))
             }) {
                 let old = order.remove(pos);
                 tasks.remove(&old);
@@ -113,12 +102,7 @@ impl TaskStore {
     /// Mark every unfinished task failed: the server is going down.
     pub fn shut_down(&self) {
         self.cancel.store(true, Ordering::SeqCst);
-        for t in self
-            .tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values_mut()
-        {
+        for t in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).values_mut() {
             if matches!(t.status, TaskState::Pending | TaskState::Running) {
                 fail(t, "server shutting down");
             }
@@ -172,20 +156,13 @@ pub fn submit(state: Arc<AppState>, cfg: TrainConfig) -> String {
                 &cfg,
                 &opts,
                 &mut |event| {
-                    if let Event::Epoch {
-                        record,
-                        total_epochs,
-                    } = event
-                    {
+                    if let Event::Epoch { record, total_epochs } = event {
                         st.tasks.update(&tid, |t| {
                             t.current_epoch = record.epoch;
                             t.total_epochs = total_epochs;
                             // Early stopping may end before 100; completion sets it.
-                            t.progress = t
-                                .progress
-                                .max((record.epoch * 99 / total_epochs.max(1)) as u8);
-                            t.message =
-                                format!("Training... (Epoch {}/{total_epochs})", record.epoch);
+                            t.progress = t.progress.max((record.epoch * 99 / total_epochs.max(1)) as u8);
+                            t.message = format!("Training... (Epoch {}/{total_epochs})", record.epoch);
                             t.metrics = serde_json::to_value(record).unwrap_or_default();
                         });
                     }
@@ -219,9 +196,7 @@ pub fn submit(state: Arc<AppState>, cfg: TrainConfig) -> String {
             }
             Err(join) => {
                 tracing::error!(task_id, error = %join, "training task panicked");
-                state.tasks.update(&task_id, |t| {
-                    fail(t, "internal error: the training task panicked")
-                });
+                state.tasks.update(&task_id, |t| fail(t, "internal error: the training task panicked"));
                 "failed"
             }
         };

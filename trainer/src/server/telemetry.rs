@@ -14,9 +14,7 @@ use axum::response::Response;
 use super::AppState;
 
 /// Latency histogram bucket bounds, seconds.
-const BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
-];
+const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
 #[derive(Default)]
 struct Series {
@@ -53,72 +51,42 @@ impl Telemetry {
 
     /// Count a finished training by outcome.
     pub fn training_finished(&self, outcome: &'static str) {
-        *self
-            .trainings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(outcome)
-            .or_default() += 1;
+        *self.trainings.lock().unwrap_or_else(|p| p.into_inner()).entry(outcome).or_default() += 1;
     }
 
     /// The text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP http_requests_total HTTP requests by route, method and status."
-        );
+        let _ = writeln!(out, "# HELP http_requests_total HTTP requests by route, method and status.");
         let _ = writeln!(out, "# TYPE http_requests_total counter");
         let reqs = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         for ((route, method, status), s) in reqs.iter() {
-            let _ = writeln!(out, "http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {}", s.count);
+            let _ = writeln!(
+                out,
+                "http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {}",
+                s.count
+            );
         }
-        let _ = writeln!(
-            out,
-            "# HELP http_request_duration_seconds Request latency by route, method and status."
-        );
+        let _ = writeln!(out, "# HELP http_request_duration_seconds Request latency by route, method and status.");
         let _ = writeln!(out, "# TYPE http_request_duration_seconds histogram");
         for ((route, method, status), s) in reqs.iter() {
             let labels = format!("route=\"{route}\",method=\"{method}\",status=\"{status}\"");
             for (b, bound) in s.buckets.iter().zip(BUCKETS) {
-                let _ = writeln!(
-                    out,
-                    "http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {b}"
-                );
+                let _ = writeln!(out, "http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {b}");
             }
-            let _ = writeln!(
-                out,
-                "http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                s.count
-            );
-            let _ = writeln!(
-                out,
-                "http_request_duration_seconds_sum{{{labels}}} {}",
-                s.sum
-            );
-            let _ = writeln!(
-                out,
-                "http_request_duration_seconds_count{{{labels}}} {}",
-                s.count
-            );
+            let _ = writeln!(out, "http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", s.count);
+            let _ = writeln!(out, "http_request_duration_seconds_sum{{{labels}}} {}", s.sum);
+            let _ = writeln!(out, "http_request_duration_seconds_count{{{labels}}} {}", s.count);
         }
         drop(reqs);
         let _ = writeln!(out, "# HELP predictions_total Rows predicted.");
         let _ = writeln!(out, "# TYPE predictions_total counter");
-        let _ = writeln!(
-            out,
-            "predictions_total {}",
-            self.predictions.load(Ordering::Relaxed)
-        );
+        let _ = writeln!(out, "predictions_total {}", self.predictions.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP trainings_total Finished trainings by outcome.");
         let _ = writeln!(out, "# TYPE trainings_total counter");
         let t = self.trainings.lock().unwrap_or_else(|p| p.into_inner());
         for outcome in ["completed", "failed"] {
-            let _ = writeln!(
-                out,
-                "trainings_total{{outcome=\"{outcome}\"}} {}",
-                t.get(outcome).copied().unwrap_or(0)
-            );
+            let _ = writeln!(out, "trainings_total{{outcome=\"{outcome}\"}} {}", t.get(outcome).copied().unwrap_or(0));
         }
         out
     }
@@ -126,18 +94,10 @@ impl Telemetry {
 
 /// Middleware: time every request and count it by matched route (not raw path, to bound cardinality).
 pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let method = req.method().as_str().to_owned();
     let start = Instant::now();
     let res = next.run(req).await;
-    state.telemetry.observe(
-        route,
-        method,
-        res.status().as_u16(),
-        start.elapsed().as_secs_f64(),
-    );
+    state.telemetry.observe(route, method, res.status().as_u16(), start.elapsed().as_secs_f64());
     res
 }

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Training speed benchmark: the trainer (Rust, candle) against the PyTorch reference
+# pipeline (bench/reference/torch_pipeline.py), one run each, on the same numeric data.
+#
+# Data: ROWS x 32 float features, 5 classes (scripts/gen_numeric_dataset.py, seed 42,
+# cached under bench/out/). Both split it the same way (test 0.2, validation 0.1 of all
+# rows, seed 42) and train the same network (hidden 128,64,32, relu, dropout 0.2,
+# BatchNorm; Adam lr 0.001) for exactly EPOCHS epochs (--patience 0: no early stopping),
+# with 2 threads (RAYON_NUM_THREADS=2 / --threads 2), for batch sizes 32 and 256.
+# Reported per batch size: samples/s of the training loop (each tool's own
+# samples_per_second: training rows processed ÷ wall time of the epoch loop, including
+# the per-epoch validation pass), wall seconds and peak RSS of the whole command
+# (/usr/bin/time -v; includes loading the CSV, preprocessing, evaluation, saving), and
+# test accuracy, with Rust ÷ PyTorch ratios.
+# Prints one markdown table (also saved to bench/out/train.md).
+#
+# Run:          bench/train/run.sh
+# Quick check:  ROWS=20000 EPOCHS=1 bench/train/run.sh
+# Environment:  TRAINER_BIN (default target/release/trainer; copied before use),
+#               ROWS (200000), EPOCHS (3), BATCHES ("32 256"), THREADS (2),
+#               PYTHON (python3), KEEP_TMP=1
+# Prerequisites: release trainer build; /usr/bin/time; Python with torch, numpy, pandas,
+#   scikit-learn (pip install -r bench/reference/requirements.txt).
+# Run it on an otherwise idle machine: both tools use THREADS cores.
+set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
+bench_init train
+
+ROWS=${ROWS:-200000}
+EPOCHS=${EPOCHS:-3}
+BATCHES=${BATCHES:-32 256}
+THREADS=${THREADS:-2}
+PYTHON=${PYTHON:-python3}
+need "$PYTHON"
+[ -x /usr/bin/time ] || die "/usr/bin/time is required (apt-get install time)"
+"$PYTHON" -c 'import torch, sklearn, pandas' 2>/dev/null \
+  || die "the PyTorch reference needs: pip install -r bench/reference/requirements.txt"
+trainer_bin
+
+data="bench/out/numeric_${ROWS}x32_c5_s42.csv"
+if [ ! -s "$data" ]; then
+  log "generating $data"
+  "$PYTHON" scripts/gen_numeric_dataset.py --rows "$ROWS" --features 32 --classes 5 --seed 42 --out "$data.tmp"
+  mv "$data.tmp" "$data"
+fi
+cat "$data" >/dev/null # page cache
+
+common=(--hidden 128,64,32 --dropout 0.2 --lr 0.001 --epochs "$EPOCHS" --patience 0 --seed 42
+        --test-size 0.2 --val-size 0.1)
+results="$BENCH_TMP/results.txt"
+: >"$results"
+for bs in $BATCHES; do
+  log "batch $bs: trainer ($EPOCHS epochs, RAYON_NUM_THREADS=$THREADS)"
+  RAYON_NUM_THREADS=$THREADS measure "rust_$bs" "$TRAINER" train --data "$data" --target label \
+    --task classification --models-dir "$BENCH_TMP/models" --json --batch-size "$bs" "${common[@]}"
+  echo "rust $bs $WALL_S $PEAK_KIB $(tail -n1 "$BENCH_TMP/rust_$bs.out")" >>"$results"
+
+  log "batch $bs: PyTorch ($EPOCHS epochs, --threads $THREADS)"
+  measure "torch_$bs" "$PYTHON" bench/reference/torch_pipeline.py --data "$data" --target label \
+    --task classification --threads "$THREADS" --batch-size "$bs" "${common[@]}"
+  echo "torch $bs $WALL_S $PEAK_KIB $(tail -n1 "$BENCH_TMP/torch_$bs.out")" >>"$results"
+done
+
+"$PYTHON" - "$results" "$ROWS" "$EPOCHS" "$THREADS" <<'EOF' | publish train
+import json, sys
+from importlib.metadata import version
+results, rows, epochs, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+runs = {}
+for line in open(results):
+    impl, bs, wall, kib, summary = line.split(" ", 4)
+    s = json.loads(summary)
+    if s["epochs_run"] != epochs:
+        sys.exit(f"{impl} batch {bs} ran {s['epochs_run']} epochs, expected {epochs}")
+    runs[(impl, int(bs))] = {
+        "sps": s["samples_per_second"], "wall": float(wall), "rss": int(kib) / 1024,
+        "acc": s["test_metrics"]["accuracy"], "loop": s["train_seconds"],
+    }
+print("| batch | metric | trainer (Rust, candle) | PyTorch | Rust ÷ PyTorch |")
+print("|---:|---|---:|---:|---:|")
+metrics = [
+    ("sps", "training samples/s", lambda v: f"{v:,.0f}"),
+    ("loop", "training loop s", lambda v: f"{v:.2f}"),
+    ("wall", "whole command wall s", lambda v: f"{v:.2f}"),
+    ("rss", "peak RSS MiB", lambda v: f"{v:.1f}"),
+    ("acc", "test accuracy", lambda v: f"{v:.4f}"),
+]
+for bs in sorted({b for _, b in runs}):
+    r, t = runs[("rust", bs)], runs[("torch", bs)]
+    for key, label, fmt in metrics:
+        ratio = f"{r[key] / t[key]:.2f}×" if t[key] else "n/a"
+        print(f"| {bs} | {label} | {fmt(r[key])} | {fmt(t[key])} | {ratio} |")
+print()
+print(f"{rows:,} rows × 32 features, 5 classes (train/val/test 0.7/0.1/0.2, seed 42); hidden 128,64,32 relu, "
+      f"dropout 0.2, Adam lr 0.001, {epochs} epoch{'s' if epochs != 1 else ''} without early stopping, {threads} threads; "
+      f"one run each; torch {version('torch')}.")
+EOF

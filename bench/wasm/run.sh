@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Wasm inference benchmark: our wasm build (inference-wasm/pkg-node, web/pkg) against
+# onnxruntime-web's wasm backend, in Node, on the same model. See bench/wasm/README.md.
+#
+# Steps: generate a 20,000-row numeric CSV (32 features, 5 classes; cached in bench/out/),
+# train the default architecture (128,64,32, relu, dropout 0.2) on it for a few epochs,
+# export the bundle to ONNX (export_onnx.py, checked against PyTorch), install
+# onnxruntime-web into bench/wasm/node_modules if needed, then run bench.mjs: wasm sizes,
+# cold start, single-row latency (p50/p99), batch rows/s at 10,000 rows, and agreement.
+# Prints one markdown table (also saved to bench/out/wasm.md).
+#
+# Run:          bench/wasm/run.sh
+# Quick check:  SINGLE=10000 BATCH_REPS=5 COLD_RUNS=2 bench/wasm/run.sh
+# Environment:
+#   TRAINER_BIN  trainer binary (default target/release/trainer; copied before use)
+#   EPOCHS       training epochs (default 3); ROWS data rows (default 20000)
+#   SINGLE       single-row calls per implementation (default 20000, at least 10000 for
+#                the reported p99); BATCH_ROWS (10000); BATCH_REPS (20); COLD_RUNS (5)
+#   ORT_THREADS  onnxruntime-web wasm threads (default 1: ours is single-threaded)
+#   PYTHON       Python interpreter (default python3); KEEP_TMP=1 keeps the temp dir
+# Prerequisites: release trainer build; the wasm packages (scripts/build-wasm.sh:
+#   web/pkg and inference-wasm/pkg-node); Node >= 18 and npm (registry access on the first
+#   run); Python with torch, numpy, safetensors, onnx (bench/reference/requirements.txt).
+set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
+bench_init wasm
+
+ROWS=${ROWS:-20000}
+EPOCHS=${EPOCHS:-3}
+PYTHON=${PYTHON:-python3}
+need node npm "$PYTHON"
+[ -f inference-wasm/pkg-node/inference.js ] && [ -f web/pkg/inference_bg.wasm ] \
+  || die "missing wasm packages: run scripts/build-wasm.sh"
+"$PYTHON" -c 'import onnx, safetensors, torch' 2>/dev/null \
+  || die "the ONNX export needs: pip install -r bench/reference/requirements.txt"
+trainer_bin
+
+data="bench/out/numeric_${ROWS}x32_c5_s42.csv"
+if [ ! -s "$data" ]; then
+  log "generating $data"
+  "$PYTHON" scripts/gen_numeric_dataset.py --rows "$ROWS" --features 32 --classes 5 --seed 42 --out "$data.tmp"
+  mv "$data.tmp" "$data"
+fi
+
+log "training 32 -> 128,64,32 -> 5 for $EPOCHS epochs"
+"$TRAINER" train --data "$data" --target label --task classification --models-dir "$BENCH_TMP/models" \
+  --hidden 128,64,32 --dropout 0.2 --epochs "$EPOCHS" --json >"$BENCH_TMP/train.out" 2>"$BENCH_TMP/train.err" \
+  || { tail -n 20 "$BENCH_TMP/train.err" >&2; die "training failed"; }
+model_dir=$(tail -n1 "$BENCH_TMP/train.out" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["model_dir"])')
+
+"$PYTHON" bench/wasm/export_onnx.py --bundle "$model_dir/model.safetensors" --out "$BENCH_TMP/model.onnx"
+
+if [ ! -d bench/wasm/node_modules/onnxruntime-web ]; then
+  log "installing onnxruntime-web into bench/wasm/node_modules"
+  (cd bench/wasm && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi) >&2
+fi
+
+ORT_THREADS=${ORT_THREADS:-1} node bench/wasm/bench.mjs \
+  --bundle "$model_dir/model.safetensors" --onnx "$BENCH_TMP/model.onnx" --data "$data" \
+  --single "${SINGLE:-20000}" --batch-rows "${BATCH_ROWS:-10000}" \
+  --batch-reps "${BATCH_REPS:-20}" --cold-runs "${COLD_RUNS:-5}" | publish wasm

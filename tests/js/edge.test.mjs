@@ -1,0 +1,189 @@
+// The edge worker (web/edge/worker.js) under workerd answers POST /predict as the HTTP API does,
+// with the native CLI's predictions.
+import assert from 'node:assert/strict';
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import {
+  ROOT,
+  assertSamePrediction,
+  freePort,
+  nativePredictCsv,
+  readCsv,
+  startProcess,
+  tempDir,
+  train,
+  waitForHttp,
+} from './helpers.mjs';
+
+function workerdBin() {
+  for (const p of ['node_modules/@cloudflare/workerd-linux-64/bin/workerd', 'node_modules/.bin/workerd']) {
+    if (existsSync(join(ROOT, p))) return join(ROOT, p);
+  }
+  throw new Error('workerd not found under node_modules: run npm install');
+}
+
+/** Lay out the worker as deployed: worker.js, config.capnp, the wasm glue and the bundle side by side. */
+function layOut(dir, bundlePath) {
+  const pkg = join(ROOT, 'web/pkg');
+  for (const f of ['inference.js', 'inference_bg.wasm']) {
+    if (!existsSync(join(pkg, f))) throw new Error(`web/pkg/${f} is missing: run scripts/build-wasm.sh`);
+    copyFileSync(join(pkg, f), join(dir, f));
+  }
+  for (const f of ['worker.js', 'config.capnp']) copyFileSync(join(ROOT, 'web/edge', f), join(dir, f));
+  copyFileSync(bundlePath, join(dir, 'model.safetensors'));
+}
+
+/** CPU seconds (user + system) the process has used so far. */
+function cpuSeconds(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in USER_HZ (100 on Linux)
+}
+
+describe('edge worker under workerd', () => {
+  let tmp;
+  let workerd;
+  let base;
+  let summary;
+  let header;
+  let rows;
+  let native;
+  let names;
+
+  before(async () => {
+    tmp = tempDir('edge-test');
+    const models = join(tmp.dir, 'models');
+    summary = train(models, ['--epochs', '20', '--save-test-rows']);
+    const csv = join(summary.model_dir, 'test_rows.csv');
+    native = nativePredictCsv(models, summary.model_id, csv);
+    ({ header, rows } = readCsv(csv));
+    const worker = join(tmp.dir, 'worker');
+    mkdirSync(worker);
+    layOut(worker, join(summary.model_dir, 'model.safetensors'));
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    workerd = await startProcess(workerdBin(), ['serve', 'config.capnp', '--socket-addr', `http=127.0.0.1:${port}`], {
+      cwd: worker,
+    });
+    try {
+      await waitForHttp(`${base}/model`);
+    } catch (e) {
+      throw new Error(`${e.message}\nworkerd output:\n${workerd.output()}`);
+    }
+    names = (await (await fetch(`${base}/model`)).json()).feature_names;
+  });
+
+  after(async () => {
+    await workerd?.stop();
+    tmp?.cleanup();
+  });
+
+  const post = async (body, headers = { 'content-type': 'application/json' }) => {
+    const r = await fetch(`${base}/predict`, {
+      method: 'POST',
+      headers,
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    return { status: r.status, body: await r.json(), headers: r.headers };
+  };
+  // Test rows as typed JSON values: numbers for numeric columns, text for categories, null for empty.
+  const typedRow = (r) =>
+    names.map((n) => {
+      const v = r[header.indexOf(n)];
+      return v === '' ? null : Number.isNaN(Number(v)) ? v : Number(v);
+    });
+
+  test('GET /model names the bundle', async () => {
+    const r = await fetch(`${base}/model`);
+    assert.equal(r.status, 200);
+    const info = await r.json();
+    assert.equal(info.model_id, summary.model_id);
+    assert.equal(info.task_type, 'classification');
+    assert.equal(info.feature_names.length, 15);
+  });
+
+  test('single rows (under data, with model_id) match trainer predict', async () => {
+    for (let i = 0; i < 25; i++) {
+      const { status, body } = await post({ data: { features: typedRow(rows[i]) }, model_id: summary.model_id });
+      assert.equal(status, 200);
+      assert.equal(body.model_id, summary.model_id);
+      assert.deepEqual(Object.keys(body).sort(), ['confidence', 'model_id', 'predicted_class', 'predicted_label', 'probabilities']);
+      assertSamePrediction(assert, body, native[i], 1e-5, `row ${i}`);
+    }
+  });
+
+  test('a batch of rows at the top level matches trainer predict --input', async () => {
+    const { status, body } = await post({ features: rows.map(typedRow) });
+    assert.equal(status, 200);
+    assert.equal(body.model_id, summary.model_id);
+    assert.equal(body.predictions.length, native.length);
+    body.predictions.forEach((p, i) => assertSamePrediction(assert, p, native[i], 1e-5, `row ${i}`));
+  });
+
+  test('records of raw text cells match trainer predict --input', async () => {
+    const records = rows.map((r) => Object.fromEntries(header.map((h, j) => [h, r[j]]))); // extra target column is ignored
+    const { status, body } = await post({ data: { records } });
+    assert.equal(status, 200);
+    body.predictions.forEach((p, i) => assertSamePrediction(assert, p, native[i], 1e-5, `record ${i}`));
+    // Absent columns are missing.
+    const sparse = await post({ records: [{ sector: 'Energy' }, {}] });
+    assert.equal(sparse.status, 200);
+    assert.equal(sparse.body.predictions.length, 2);
+  });
+
+  test('malformed requests get the API error shape and status', async () => {
+    const row = typedRow(rows[0]);
+    const cases = [
+      [post('{"features": [1, 2', undefined), 400, 'malformed_json'],
+      [post({ features: [1] }, { 'content-type': 'text/plain' }), 415, 'unsupported_media_type'],
+      [post({ data: {} }), 422, 'validation_error'],
+      [post({ features: 'abc' }), 422, 'validation_error'],
+      [post({ features: [row], records: [{}] }), 422, 'validation_error'],
+      [post({ records: [1, 2] }), 422, 'validation_error'],
+      [post([1, 2, 3]), 422, 'validation_error'],
+      [post({ features: row.slice(1) }), 400, 'wrong_feature_count'],
+      [post({ features: [row, row.with(9, 'Crypto')] }), 400, 'unknown_category'],
+      [post({ features: row.with(0, 'abc') }), 400, 'not_a_number'],
+      [post({ features: row.with(0, [1]) }), 400, 'invalid_value'],
+      [post({ features: row, model_id: 'model_1999_01_01_001' }), 404, 'model_not_found'],
+    ];
+    for (const [i, [pending, status, kind]] of cases.entries()) {
+      const r = await pending;
+      assert.equal(r.status, status, `case ${i}: ${JSON.stringify(r.body)}`);
+      assert.deepEqual(Object.keys(r.body).sort(), ['error', 'message'], `case ${i}`);
+      assert.equal(r.body.error, kind, `case ${i}: ${r.body.message}`);
+      assert.equal(r.headers.get('content-type'), 'application/json');
+    }
+    const unknown = await post({ features: [row, row.with(9, 'Crypto')] });
+    assert.match(unknown.body.message, /^row 1: unknown category "Crypto" for column `sector` \(known: /);
+
+    const get = await fetch(`${base}/predict`);
+    assert.equal(get.status, 405);
+    assert.equal(get.headers.get('allow'), 'POST');
+    assert.equal((await get.json()).error, 'method_not_allowed');
+    const nowhere = await fetch(`${base}/nowhere`);
+    assert.equal(nowhere.status, 404);
+    assert.equal((await nowhere.json()).error, 'not_found');
+  });
+
+  test('CPU time per request stays far below the free plan\'s 10 ms', async (t) => {
+    const pid = workerd.proc.pid;
+    const measure = async (n, body) => {
+      const text = JSON.stringify(body);
+      await post(text); // warm
+      const c0 = cpuSeconds(pid);
+      const t0 = performance.now();
+      for (let i = 0; i < n; i += 4) {
+        await Promise.all([0, 1, 2, 3].map(() => post(text).then((r) => assert.equal(r.status, 200))));
+      }
+      return { cpuMs: ((cpuSeconds(pid) - c0) * 1000) / n, wallMs: (performance.now() - t0) / n };
+    };
+    const single = await measure(1000, { features: typedRow(rows[0]) });
+    const batch = await measure(200, { features: rows.slice(0, 100).map(typedRow) });
+    t.diagnostic(`workerd CPU per request (whole process, incl. HTTP): single row ${single.cpuMs.toFixed(3)} ms, 100-row batch ${batch.cpuMs.toFixed(3)} ms`);
+    t.diagnostic(`wall per request (4 in flight): single ${single.wallMs.toFixed(3)} ms, batch ${batch.wallMs.toFixed(3)} ms`);
+    assert.ok(single.cpuMs < 10, `single-row request used ${single.cpuMs} ms CPU`);
+    assert.ok(batch.cpuMs < 10, `100-row request used ${batch.cpuMs} ms CPU`);
+  });
+});

@@ -1,0 +1,189 @@
+// The wasm build (inference-wasm/pkg-node) predicts exactly as the native CLI does.
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import {
+  ROOT,
+  assertSamePrediction,
+  maxAbsDiff,
+  nativePredict,
+  nativePredictCsv,
+  nativePredictError,
+  readCsv,
+  tempDir,
+  train,
+} from './helpers.mjs';
+
+/** Deep equality with numbers equal to a relative 1e-12. */
+function assertDeepClose(a, b, path = '$') {
+  if (typeof a === 'number' && typeof b === 'number') {
+    assert.ok(Math.abs(a - b) <= 1e-12 * Math.max(1, Math.abs(b)), `${path}: ${a} vs ${b}`);
+  } else if (a && b && typeof a === 'object' && typeof b === 'object') {
+    assert.deepEqual(Object.keys(a).sort(), Object.keys(b).sort(), `${path}: keys`);
+    for (const k of Object.keys(b)) assertDeepClose(a[k], b[k], `${path}.${k}`);
+  } else {
+    assert.equal(a, b, path);
+  }
+}
+
+const PKG = join(ROOT, 'inference-wasm/pkg-node');
+
+function loadPkg() {
+  const missing = ['inference.js', 'inference_bg.wasm', 'package.json'].filter((f) => !existsSync(join(PKG, f)));
+  if (missing.length) {
+    throw new Error(
+      `inference-wasm/pkg-node lacks ${missing.join(', ')}: run scripts/build-wasm.sh ` +
+        '(it builds the wasm and writes the nodejs glue there)',
+    );
+  }
+  return createRequire(import.meta.url)(join(PKG, 'inference.js'));
+}
+
+describe('wasm inference (Node)', () => {
+  let wasm;
+  let tmp;
+  const models = {}; // name -> {id, dir, bytes, model}
+
+  before(() => {
+    wasm = loadPkg();
+    tmp = tempDir('wasm-test');
+    const fit = (name, args) => {
+      const s = train(tmp.dir, [...args, '--save-test-rows']);
+      const bytes = readFileSync(join(s.model_dir, 'model.safetensors'));
+      models[name] = { id: s.model_id, dir: s.model_dir, bytes, model: wasm.Model.fromBundle(bytes) };
+      assert.equal(s.model_dir, join(tmp.dir, s.model_id));
+    };
+    fit('esg', ['--epochs', '20']);
+    fit('iris', ['--data', 'tests/fixtures/iris.csv', '--target', 'species', '--epochs', '30']);
+    fit('diabetes', ['--data', 'tests/fixtures/diabetes.csv', '--target', 'progression', '--task', 'regression', '--epochs', '30']);
+  });
+
+  after(() => {
+    for (const m of Object.values(models)) m.model.free();
+    tmp?.cleanup();
+  });
+
+  test('getters and metadata describe the bundle', () => {
+    const { model, dir, id } = models.esg;
+    const meta = model.metadata();
+    const onDisk = JSON.parse(readFileSync(join(dir, 'metadata.json'), 'utf8'));
+    assert.equal(meta.model_id, id);
+    // Equal up to float parsing (serde_json without `float_roundtrip` may be 1 ulp off).
+    assertDeepClose(meta, onDisk);
+    assert.deepEqual(model.featureNames, meta.preprocessing.feature_names);
+    assert.equal(model.numFeatures, 15);
+    assert.equal(model.taskType, 'classification');
+    assert.deepEqual(meta.classes, ['A', 'B', 'C', 'D', 'E']);
+    const kinds = Object.fromEntries(meta.preprocessing.features.map((f) => [f.name, f.kind]));
+    assert.equal(kinds.sector, 'categorical');
+    assert.equal(kinds.carbon_intensity, 'numeric');
+    assert.ok(meta.history.length > 0 && 'train_loss' in meta.history[0]);
+    assert.equal(models.diabetes.model.taskType, 'regression');
+  });
+
+  test('fromParts (weights + metadata.json) equals fromBundle', () => {
+    const { dir, bytes, model } = models.esg;
+    const parts = wasm.Model.fromParts(bytes, readFileSync(join(dir, 'metadata.json'), 'utf8'));
+    const row = Array(15).fill(null);
+    assert.deepEqual(parts.predict(row), model.predict(row));
+    parts.free();
+  });
+
+  for (const name of ['esg', 'iris', 'diabetes']) {
+    test(`${name}: predict and predictRecords match trainer predict --input on the test rows`, () => {
+      const { model, dir, id } = models[name];
+      const csv = join(dir, 'test_rows.csv');
+      const want = nativePredictCsv(tmp.dir, id, csv);
+      const { header, rows } = readCsv(csv);
+      assert.equal(rows.length, want.length);
+      const names = model.featureNames;
+      const pos = names.map((n) => header.indexOf(n));
+      // Raw text cells, as the CLI passes them.
+      const records = rows.map((r) => Object.fromEntries(names.map((n, j) => [n, r[pos[j]]])));
+      const byRecords = model.predictRecords(records);
+      const kinds = model.metadata().preprocessing.features.map((f) => f.kind);
+      rows.forEach((r, i) => {
+        const text = pos.map((p) => r[p]);
+        assertSamePrediction(assert, model.predict(text), want[i], 1e-5, `row ${i} (text)`);
+        // Numbers as numbers, empty cells as null.
+        const typed = text.map((v, j) => (v === '' ? null : kinds[j] === 'numeric' ? Number(v) : v));
+        assertSamePrediction(assert, model.predict(typed), want[i], 1e-5, `row ${i} (typed)`);
+        assertSamePrediction(assert, byRecords[i], want[i], 1e-5, `record ${i}`);
+      });
+    });
+  }
+
+  test('a row with missing values matches trainer predict --features', () => {
+    const { model, dir, id } = models.esg;
+    const row = [85.2, 47.3, null, 60.6, 11.1, null, 97.3, 4.1, 72.9, 'Industrials', null, 'Mid', 2834.5, 27029, 18];
+    assertSamePrediction(assert, model.predict(row), nativePredict(tmp.dir, id, row));
+    const allMissing = Array(15).fill(null);
+    assertSamePrediction(assert, model.predict(allMissing), nativePredict(tmp.dir, id, allMissing));
+    // Absent record keys are missing too.
+    assertSamePrediction(assert, model.predictRecords([{ sector: 'Energy' }])[0], model.predict([...Array(9).fill(null), 'Energy', null, null, null, null, null]));
+  });
+
+  test('predictBatch matches native for a numeric-only classifier and a regressor', () => {
+    for (const name of ['iris', 'diabetes']) {
+      const { model, dir, id } = models[name];
+      const csv = join(dir, 'test_rows.csv');
+      const want = nativePredictCsv(tmp.dir, id, csv);
+      const { header, rows } = readCsv(csv);
+      const pos = model.featureNames.map((n) => header.indexOf(n));
+      const n = model.numFeatures;
+      const x = new Float64Array(rows.length * n);
+      rows.forEach((r, i) => pos.forEach((p, j) => (x[i * n + j] = r[p] === '' ? NaN : Number(r[p]))));
+      const out = model.predictBatch(x, rows.length);
+      assert.ok(out instanceof Float32Array);
+      if (model.taskType === 'classification') {
+        const k = model.metadata().classes.length;
+        assert.equal(out.length, rows.length * k);
+        want.forEach((w, i) => {
+          const probs = Array.from(out.subarray(i * k, (i + 1) * k));
+          assert.ok(maxAbsDiff(probs, w.probabilities) <= 1e-5, `row ${i}`);
+          assert.equal(probs.indexOf(Math.max(...probs)), w.predicted_class, `row ${i} class`);
+        });
+      } else {
+        assert.equal(out.length, rows.length);
+        want.forEach((w, i) => {
+          const d = Math.abs(out[i] - w.predicted_value);
+          assert.ok(d <= 1e-5 * Math.max(1, Math.abs(w.predicted_value)), `row ${i}: ${out[i]} vs ${w.predicted_value}`);
+        });
+      }
+    }
+  });
+
+  test('errors are JS Errors with the native messages', () => {
+    const { model, dir, id } = models.esg;
+    const row = [85.2, 47.3, null, 60.6, 11.1, 12.9, 97.3, 4.1, 72.9, 'Industrials', 'Asia Pacific', 'Mid', 2834.5, 27029, 18];
+
+    const unknown = row.with(9, 'Crypto');
+    const native = nativePredictError(tmp.dir, id, unknown);
+    assert.throws(
+      () => model.predict(unknown),
+      (e) => {
+        assert.ok(e instanceof Error);
+        assert.match(e.message, /^unknown category "Crypto" for column `sector` \(known: "Consumer", /);
+        assert.ok(native.includes(e.message), `native stderr ${native} should hold ${e.message}`);
+        return true;
+      },
+    );
+    assert.throws(() => model.predictRecords([{}, { sector: 'Crypto' }]), /^Error: record 1: unknown category "Crypto"/);
+    assert.throws(() => model.predict(row.slice(1)), /wrong number of features: expected 15, got 14/);
+    assert.throws(() => model.predict(row.with(0, 'abc')), /column `carbon_intensity` expects a number, got "abc"/);
+    assert.throws(() => model.predict(row.with(0, Infinity)), /column `carbon_intensity` got a non-finite number/);
+    assert.throws(() => model.predict(row.with(0, {})), /column `carbon_intensity` got an unsupported value/);
+    assert.throws(() => model.predictRecords([5]), /record 0: expected an object/);
+    assert.throws(() => model.predictBatch(new Float64Array(15), 1), /predictBatch takes numbers only/);
+    assert.throws(() => models.iris.model.predictBatch(new Float64Array(7), 2), /batch of 7 values does not hold 2 rows of 4 features/);
+
+    assert.throws(() => wasm.Model.fromBundle(new Uint8Array([1, 2, 3])), /not a valid safetensors file/);
+    const bytes = Uint8Array.from(models.esg.bytes);
+    bytes[bytes.length - 3] ^= 0x40; // flip a bit of the last tensor
+    assert.throws(() => wasm.Model.fromBundle(bytes), /weights_sha256 mismatch|non-finite/);
+    assert.throws(() => wasm.Model.fromParts(models.esg.bytes, '{"format_version": 1}'), /invalid bundle metadata/);
+  });
+});

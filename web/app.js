@@ -1,0 +1,503 @@
+// The prediction page: loads a model bundle (from the server's API or a local file) into the
+// wasm inference core and predicts in the page. No framework, no bundler.
+//
+// `?api=URL` points the page at another server's `/api/ml` (default: this origin's).
+
+const API = new URLSearchParams(location.search).get('api') ?? '/api/ml';
+const $ = (id) => document.getElementById(id);
+
+let wasm; // the wasm-bindgen module (web/pkg/inference.js)
+let model; // the loaded wasm Model
+let meta; // its metadata
+let loadSeq = 0; // newer loads win over slower older ones
+
+// ---------- small helpers ----------
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) if (v != null) e.setAttribute(k, v);
+  e.append(...children);
+  return e;
+}
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+function svg(tag, attrs = {}, ...children) {
+  const e = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  e.append(...children);
+  return e;
+}
+
+/** A number for people: 5 significant digits, no trailing zeros. */
+const fmt = (x) => (Number.isFinite(x) ? String(Number(x.toPrecision(5))) : String(x));
+const pct = (p) => `${(p * 100).toFixed(1)}%`;
+
+function setStatus(text) {
+  $('status').textContent = text;
+}
+
+function showError(id, message) {
+  const e = $(id);
+  e.textContent = message;
+  e.hidden = !message;
+}
+
+/** The `message` of the API's `{"error","message"}` body, or the HTTP status. */
+async function httpError(r) {
+  try {
+    const body = await r.json();
+    if (body?.message) return `${body.message} (HTTP ${r.status})`;
+  } catch {
+    /* not JSON */
+  }
+  return `HTTP ${r.status} ${r.statusText}`.trim();
+}
+
+const networkMessage = (e) => (e instanceof TypeError ? `network error (${e.message})` : e.message);
+
+// ---------- loading ----------
+
+async function start() {
+  try {
+    wasm = await import('./pkg/inference.js');
+    await wasm.default();
+  } catch (e) {
+    setStatus('');
+    showError(
+      'source-error',
+      `The WebAssembly inference build could not be loaded (${e.message}). ` +
+        'Build it with scripts/build-wasm.sh, which writes web/pkg/.',
+    );
+    return;
+  }
+  setupFileInput();
+  await listModels();
+}
+
+async function listModels() {
+  const sel = $('model-select');
+  let list;
+  try {
+    const r = await fetch(`${API}/models`, { headers: { accept: 'application/json' } });
+    if (!r.ok) throw new Error(`GET ${API}/models answered ${await httpError(r)}`);
+    if (!(r.headers.get('content-type') ?? '').includes('json')) {
+      throw new Error(`GET ${API}/models did not answer JSON`);
+    }
+    list = await r.json();
+  } catch (e) {
+    sel.replaceChildren(new Option('No model server', ''));
+    const note = $('models-note');
+    note.textContent =
+      `No model server here: ${networkMessage(e)}. ` +
+      'That is fine for a static copy of this page: open a model.safetensors file instead.';
+    note.hidden = false;
+    setStatus('Open a model.safetensors file to start.');
+    return;
+  }
+  if (!list.length) {
+    sel.replaceChildren(new Option('No saved models', ''));
+    setStatus('The server has no models yet: train one (trainer train), or open a file.');
+    return;
+  }
+  const label = (m) => {
+    const t = m.test_metrics ?? {};
+    const score = t.accuracy != null ? `accuracy ${pct(t.accuracy)}` : t.r2 != null ? `R² ${fmt(t.r2)}` : '';
+    return [m.model_id, m.task_type, score].filter(Boolean).join(' · ');
+  };
+  sel.replaceChildren(...list.map((m) => new Option(label(m), m.model_id)));
+  sel.disabled = false;
+  sel.addEventListener('change', () => sel.value && loadFromServer(sel.value));
+  await loadFromServer(list[0].model_id); // the newest
+}
+
+async function loadFromServer(id) {
+  const seq = ++loadSeq;
+  setStatus(`Downloading ${id}…`);
+  let bytes;
+  try {
+    const r = await fetch(`${API}/models/${encodeURIComponent(id)}/bundle`);
+    if (!r.ok) throw new Error(await httpError(r));
+    bytes = new Uint8Array(await r.arrayBuffer());
+  } catch (e) {
+    if (seq !== loadSeq) return;
+    setStatus(model ? `Still using ${meta.model_id}.` : '');
+    showError('source-error', `Could not download model ${id}: ${networkMessage(e)}.`);
+    return;
+  }
+  if (seq === loadSeq) useBundle(bytes, 'the server', `Model ${id} from the server`);
+}
+
+async function loadFile(file) {
+  const seq = ++loadSeq;
+  setStatus(`Reading ${file.name}…`);
+  let bytes;
+  try {
+    bytes = new Uint8Array(await file.arrayBuffer());
+  } catch (e) {
+    showError('source-error', `Could not read ${file.name}: ${e.message}`);
+    return;
+  }
+  if (seq === loadSeq) useBundle(bytes, file.name, `The file ${file.name}`);
+}
+
+/** Load bundle bytes; `from` and `what` name the source in messages. */
+function useBundle(bytes, from, what) {
+  let m;
+  try {
+    m = wasm.Model.fromBundle(bytes);
+  } catch (e) {
+    setStatus(model ? `Still using ${meta.model_id}.` : '');
+    showError('source-error', `${what} is not a usable model bundle: ${e.message}`);
+    return;
+  }
+  model?.free();
+  model = m;
+  meta = m.metadata();
+  showError('source-error', '');
+  renderForm();
+  renderCard();
+  $('csv-table').hidden = true;
+  $('csv-stats').textContent = '';
+  showError('csv-error', '');
+  $('model-ui').hidden = false;
+  document.body.dataset.modelId = meta.model_id; // for tests: which model is live
+  setStatus(`Loaded ${meta.model_id} from ${from}: ${meta.task_type}, ${model.numFeatures} features.`);
+  predictForm();
+}
+
+function setupFileInput() {
+  const input = $('bundle-file');
+  input.addEventListener('change', () => input.files[0] && loadFile(input.files[0]));
+  const zone = $('dropzone');
+  document.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    zone.classList.add('over');
+  });
+  document.addEventListener('dragleave', (e) => e.relatedTarget || zone.classList.remove('over'));
+  document.addEventListener('drop', (e) => {
+    e.preventDefault();
+    zone.classList.remove('over');
+    const file = e.dataTransfer?.files[0];
+    if (file) loadFile(file);
+  });
+}
+
+// ---------- one row ----------
+
+function renderForm() {
+  const form = $('predict-form');
+  const { features, scaler } = meta.preprocessing;
+  form.replaceChildren(
+    ...features.map((f, i) => {
+      const id = `feature-${i}`;
+      const common = { id, name: f.name, 'data-testid': `feature-${f.name}` };
+      const fill = f.fill_value == null ? 'no fill value: required' : `missing fills ${f.kind === 'numeric' ? fmt(f.fill_value) : f.fill_value}`;
+      let input;
+      if (f.kind === 'categorical') {
+        input = el('select', { ...common, title: `empty = missing (${fill})` });
+        input.append(new Option('(missing)', ''), ...f.categories.map((c) => new Option(c, c)));
+      } else {
+        input = el('input', {
+          ...common,
+          type: 'number',
+          step: 'any',
+          inputmode: 'decimal',
+          placeholder: fmt(scaler.mean[i]),
+          title: `training mean ${fmt(scaler.mean[i])}; empty = missing (${fill})`,
+        });
+      }
+      return el('div', { class: 'field' }, el('label', { for: id }, f.name), input);
+    }),
+  );
+  form.oninput = predictForm;
+  form.onchange = predictForm;
+  form.onsubmit = (e) => e.preventDefault();
+}
+
+function readForm() {
+  return [...$('predict-form').elements].map((input) => {
+    if (input.validity?.badInput) throw new Error(`${input.name}: not a number`);
+    if (input.value === '') return null;
+    return input.tagName === 'SELECT' ? input.value : Number(input.value);
+  });
+}
+
+function predictForm() {
+  const result = $('result');
+  try {
+    renderResult(model.predict(readForm()));
+    result.classList.remove('stale');
+    showError('form-error', '');
+  } catch (e) {
+    result.classList.add('stale');
+    showError('form-error', e.message);
+  }
+}
+
+function renderResult(p) {
+  const label = $('pred-label');
+  const conf = $('pred-confidence');
+  const bars = $('prob-bars');
+  if (p.predicted_value !== undefined) {
+    label.textContent = fmt(p.predicted_value);
+    label.dataset.value = p.predicted_value;
+    conf.textContent = `predicted ${meta.dataset.target_column}`;
+    bars.replaceChildren();
+    return;
+  }
+  label.textContent = p.predicted_label;
+  label.dataset.value = p.predicted_label;
+  conf.textContent = `${pct(p.confidence)} confidence`;
+  conf.dataset.value = p.confidence;
+  const classes = meta.classes ?? p.probabilities.map((_, i) => String(i));
+  bars.replaceChildren(
+    ...p.probabilities.map((prob, i) =>
+      el(
+        'div',
+        {
+          class: i === p.predicted_class ? 'bar best' : 'bar',
+          'data-testid': `prob-${classes[i]}`,
+          'data-class': classes[i],
+          'data-p': prob,
+        },
+        el('span', { class: 'bar-label' }, classes[i]),
+        el('span', { class: 'bar-track', 'aria-hidden': 'true' }, el('span', { class: 'bar-fill', style: `width:${prob * 100}%` })),
+        el('span', { class: 'bar-value' }, pct(prob)),
+      ),
+    ),
+  );
+}
+
+// ---------- many rows ----------
+
+/** RFC 4180 CSV: quoted fields may hold commas, quotes ("") and newlines. Blank lines are skipped. */
+function parseCsv(text) {
+  const rows = [];
+  let row = [];
+  let field = '';
+  let quoted = false;
+  text = text.replace(/^\uFEFF/, '');
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c !== '"') field += c;
+      else if (text[i + 1] === '"') field += text[++i];
+      else quoted = false;
+    } else if (c === '"') quoted = true;
+    else if (c === ',') {
+      row.push(field);
+      field = '';
+    } else if (c === '\n' || c === '\r') {
+      if (c === '\r' && text[i + 1] === '\n') i++;
+      row.push(field);
+      if (row.length > 1 || row[0] !== '') rows.push(row);
+      row = [];
+      field = '';
+    } else field += c;
+  }
+  if (quoted) throw new Error('unterminated quoted field');
+  row.push(field);
+  if (row.length > 1 || row[0] !== '') rows.push(row);
+  return rows;
+}
+
+const MAX_SHOWN = 1000;
+
+function predictCsv() {
+  const table = $('csv-table');
+  const stats = $('csv-stats');
+  table.hidden = true;
+  stats.textContent = '';
+  showError('csv-error', '');
+  let rows;
+  try {
+    rows = parseCsv($('csv-input').value);
+  } catch (e) {
+    showError('csv-error', `Cannot read the CSV: ${e.message}.`);
+    return;
+  }
+  if (rows.length < 2) {
+    showError('csv-error', 'Paste a header row and at least one data row.');
+    return;
+  }
+  const header = rows[0].map((h) => h.trim());
+  const names = model.featureNames;
+  const pos = names.map((n) => header.indexOf(n));
+  if (pos.every((p) => p < 0)) {
+    showError('csv-error', `No CSV column matches the model's features (${names.join(', ')}).`);
+    return;
+  }
+  const data = rows.slice(1);
+  const ragged = data.findIndex((r) => r.length !== header.length);
+  if (ragged >= 0) {
+    showError('csv-error', `Row ${ragged + 1} has ${data[ragged].length} fields, the header has ${header.length}.`);
+    return;
+  }
+  const records = data.map((r) => Object.fromEntries(names.flatMap((n, j) => (pos[j] < 0 ? [] : [[n, r[pos[j]]]]))));
+  let preds;
+  const t0 = performance.now();
+  try {
+    preds = model.predictRecords(records);
+  } catch (e) {
+    // The core numbers records from 0; people count data rows from 1.
+    const msg = e.message.replace(/^record (\d+): /, (_, i) => `Row ${Number(i) + 1}: `);
+    showError('csv-error', msg);
+    return;
+  }
+  const ms = performance.now() - t0;
+  const truth = header.indexOf(meta.dataset.target_column);
+  renderTable(preds, truth < 0 ? null : data.map((r) => r[truth]));
+  const rate = ms > 0 ? `${Math.round(preds.length / (ms / 1000)).toLocaleString('en')} rows/s` : 'too fast to time';
+  stats.textContent = `${preds.length} rows in ${ms.toFixed(1)} ms (${rate})`;
+  stats.dataset.rows = preds.length;
+}
+
+function renderTable(preds, truth) {
+  const table = $('csv-table');
+  const classes = meta.classes;
+  const probCols = classes && classes.length <= 8 ? classes : [];
+  const head = ['#', ...(truth ? [`actual ${meta.dataset.target_column}`] : [])];
+  head.push(...(classes ? ['predicted', 'confidence', ...probCols.map((c) => `P(${c})`)] : [`predicted ${meta.dataset.target_column}`]));
+  const body = el('tbody');
+  let hits = 0;
+  preds.forEach((p, i) => {
+    const cells = [el('td', {}, String(i + 1))];
+    const actual = truth?.[i];
+    if (truth) cells.push(el('td', {}, actual));
+    const attrs = { 'data-row': i };
+    if (classes) {
+      cells.push(el('td', {}, p.predicted_label), el('td', {}, pct(p.confidence)));
+      cells.push(...probCols.map((_, k) => el('td', {}, p.probabilities[k].toFixed(3))));
+      Object.assign(attrs, { 'data-label': p.predicted_label, 'data-probs': JSON.stringify(p.probabilities) });
+      if (truth && actual === p.predicted_label) hits++;
+      if (truth && actual !== p.predicted_label) attrs.class = 'miss';
+    } else {
+      cells.push(el('td', {}, fmt(p.predicted_value)));
+      attrs['data-value'] = p.predicted_value;
+    }
+    if (i < MAX_SHOWN) body.append(el('tr', attrs, ...cells));
+  });
+  const caption = [`${preds.length} predictions`];
+  if (preds.length > MAX_SHOWN) caption.push(`first ${MAX_SHOWN} shown`);
+  if (truth && classes) caption.push(`${pct(hits / preds.length)} match the ${meta.dataset.target_column} column`);
+  table.replaceChildren(
+    el('caption', {}, caption.join(' · ')),
+    el('thead', {}, el('tr', {}, ...head.map((h) => el('th', { scope: 'col' }, h)))),
+    body,
+  );
+  table.hidden = false;
+}
+
+// ---------- model card ----------
+
+function renderCard() {
+  const d = meta.dataset;
+  const a = meta.architecture;
+  const facts = [
+    ['Model', meta.model_id],
+    ['Task', `${meta.task_type} of ${d.target_column}${meta.classes ? ` (${meta.classes.join(', ')})` : ''}`],
+    ['Saved', meta.saved_at],
+    ['Data', `${d.source}: ${d.rows} rows (train ${d.train_rows} / val ${d.val_rows} / test ${d.test_rows})`],
+    ['Network', `${a.input_dim} → ${[...a.hidden_dims, a.output_dim].join(' → ')}, ${a.activation}, dropout ${a.dropout_rate}`],
+    ['Training', `${meta.epochs_run} epochs, best ${meta.best_epoch}, ${fmt(meta.train_seconds)} s on ${meta.device || 'cpu'}`],
+    ['Missing values', `filled by ${meta.preprocessing.missing_strategy}`],
+  ];
+  for (const c of meta.preprocessing.dropped_columns ?? []) facts.push(['Dropped column', `${c.name}: ${c.reason}`]);
+  for (const w of meta.warnings ?? []) facts.push(['Warning', w]);
+  $('card-facts').replaceChildren(...facts.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
+
+  const tm = meta.test_metrics;
+  const metrics = Object.entries(tm).filter(([, v]) => typeof v === 'number');
+  $('metrics').replaceChildren(
+    ...metrics.map(([k, v]) =>
+      el('div', { 'data-metric': k }, el('dt', {}, k.replace(/_/g, ' ')), el('dd', {}, fmt(v))),
+    ),
+  );
+
+  const cm = tm.confusion_matrix;
+  $('confusion-wrap').hidden = !cm;
+  if (cm) {
+    const labels = meta.classes ?? cm.map((_, i) => String(i));
+    const max = Math.max(1, ...cm.flat());
+    $('confusion').replaceChildren(
+      el('thead', {}, el('tr', {}, el('th', {}, 'true \\ pred'), ...labels.map((l) => el('th', { scope: 'col' }, l)))),
+      el(
+        'tbody',
+        {},
+        ...cm.map((row, i) =>
+          el(
+            'tr',
+            {},
+            el('th', { scope: 'row' }, labels[i]),
+            ...row.map((n, j) => {
+              const alpha = (0.08 + 0.8 * (n / max)).toFixed(2);
+              const style = `background:rgb(${i === j ? '22 128 80' : '200 60 40'} / ${n ? alpha : 0})`;
+              return el('td', { style, class: n / max > 0.55 ? 'dark' : null }, String(n));
+            }),
+          ),
+        ),
+      ),
+    );
+  }
+  $('curves').replaceChildren(curves(meta.history, meta.best_epoch));
+}
+
+/** Train and validation loss per epoch as an inline SVG line chart. */
+function curves(history, best) {
+  const W = 640;
+  const H = 260;
+  const m = { l: 60, r: 16, t: 40, b: 50 };
+  const title = svg('title', { id: 'curves-title' });
+  title.textContent = 'Training and validation loss per epoch';
+  const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-labelledby': 'curves-title', 'data-testid': 'curves-svg' }, title);
+  if (!history?.length) {
+    root.append(svg('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle' }, 'no training history'));
+    return root;
+  }
+  const series = [
+    ['train loss', 'train', history.map((h) => [h.epoch, h.train_loss])],
+    ['validation loss', 'val', history.filter((h) => h.val_loss != null).map((h) => [h.epoch, h.val_loss])],
+  ].filter(([, , pts]) => pts.length);
+  const ys = series.flatMap(([, , pts]) => pts.map((p) => p[1]));
+  const [lo, hi] = [Math.min(...ys), Math.max(...ys)];
+  // A round tick step (1, 2, 2.5 or 5 × 10^k) giving about 4 intervals, axis ends on ticks.
+  const raw = (hi - lo) / 4 || Math.abs(hi) / 4 || 1;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const tick = [1, 2, 2.5, 5, 10].map((s) => s * mag).find((s) => s >= raw);
+  const [y0, y1] = [Math.floor(lo / tick) * tick, Math.max(Math.ceil(hi / tick), Math.floor(lo / tick) + 1) * tick];
+  const e1 = Math.max(2, history.at(-1).epoch);
+  const x = (e) => m.l + ((e - 1) / (e1 - 1)) * (W - m.l - m.r);
+  const y = (v) => H - m.b - ((v - y0) / (y1 - y0)) * (H - m.t - m.b);
+  const text = (attrs, s) => svg('text', attrs, s);
+
+  const grid = svg('g', { class: 'grid' });
+  for (let k = 0; y0 + k * tick <= y1 + tick / 1e6; k++) {
+    const v = y0 + k * tick;
+    grid.append(
+      svg('line', { x1: m.l, x2: W - m.r, y1: y(v), y2: y(v) }),
+      text({ x: m.l - 6, y: y(v) + 4, 'text-anchor': 'end' }, fmt(Number(v.toFixed(10)))),
+    );
+  }
+  const step = Math.max(1, Math.ceil((e1 - 1) / 8));
+  for (let e = 1; e <= e1; e += step) grid.append(text({ x: x(e), y: H - m.b + 22, 'text-anchor': 'middle' }, String(e)));
+  grid.append(text({ x: (m.l + W - m.r) / 2, y: H - 4, 'text-anchor': 'middle' }, 'epoch'));
+  root.append(grid);
+
+  if (best >= 1 && best <= e1) {
+    root.append(
+      svg('line', { class: 'best', x1: x(best), x2: x(best), y1: m.t, y2: H - m.b }),
+      text({ class: 'best-label', x: x(best) + 4, y: m.t + 10 }, `best epoch ${best}`),
+    );
+  }
+  series.forEach(([name, cls, pts], k) => {
+    root.append(
+      svg('polyline', { class: `line ${cls}`, points: pts.map(([e, v]) => `${x(e).toFixed(1)},${y(v).toFixed(1)}`).join(' ') }),
+      svg('line', { class: `line ${cls}`, x1: m.l + k * 150, x2: m.l + k * 150 + 22, y1: 12, y2: 12 }),
+      text({ x: m.l + k * 150 + 28, y: 16 }, name),
+    );
+  });
+  return root;
+}
+
+$('csv-predict').addEventListener('click', () => model && predictCsv());
+start();
