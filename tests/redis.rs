@@ -1,1 +1,132 @@
+//! `redis:KEY` datasets against a real `redis-server` started on a free loopback port
+//! (persistence off) and stopped afterwards.
 
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{fixture, run, stderr, trainer};
+
+struct Redis {
+    child: Child,
+    url: String,
+}
+
+impl Redis {
+    fn start(extra: &[&str]) -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server not installed (apt-get install redis-server)");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(10), "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { child, url: format!("redis://127.0.0.1:{port}") }
+    }
+
+    fn con(&self, url: &str) -> redis::Connection {
+        redis::Client::open(url).unwrap().get_connection().unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sha_of(models: &std::path::Path, summary: &serde_json::Value) -> String {
+    let dir = models.join(summary["model_id"].as_str().unwrap());
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("metadata.json")).unwrap()).unwrap();
+    m["weights_sha256"].as_str().unwrap().to_owned()
+}
+
+fn train_redis(url: &str, models: &std::path::Path, data: &str, target: &str) -> Result<serde_json::Value, String> {
+    let o = run(trainer()
+        .env("REDIS_URL", url)
+        .env("REDIS_TIMEOUT", "2")
+        .args(["train", "--epochs", "3", "--json", "--target", target, "--data", data, "--models-dir"])
+        .arg(models));
+    if o.status.success() {
+        Ok(common::last_json(&o))
+    } else {
+        Err(stderr(&o))
+    }
+}
+
+#[test]
+fn every_layout_gives_the_same_model_as_the_file() {
+    let r = Redis::start(&[]);
+    let models = tempfile::tempdir().unwrap();
+    let esg = common::root().join("trainer/data/esg_ratings.csv").display().to_string();
+    let from_file = train_redis(&r.url, models.path(), &esg, "esg_rating").unwrap();
+    let want = sha_of(models.path(), &from_file);
+    for layout in ["string", "list", "hash"] {
+        let key = format!("esg:{layout}");
+        let o = run(trainer().env("REDIS_URL", &r.url).args(["redis-put", &key, &esg, "--as", layout]));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let s = train_redis(&r.url, models.path(), &format!("redis:{key}"), "esg_rating").unwrap();
+        assert_eq!(sha_of(models.path(), &s), want, "layout {layout}");
+        assert_eq!(s["test_metrics"], from_file["test_metrics"]);
+    }
+    // CSV text in a string key is detected and read as CSV.
+    let mut con = r.con(&r.url);
+    let _: () = redis::cmd("SET").arg("esg:csv").arg(std::fs::read(&esg).unwrap()).query(&mut con).unwrap();
+    let s = train_redis(&r.url, models.path(), "redis:esg:csv", "esg_rating").unwrap();
+    assert_eq!(sha_of(models.path(), &s), want);
+}
+
+#[test]
+fn redis_failures_are_data_load_errors_naming_the_key() {
+    let r = Redis::start(&[]);
+    let models = tempfile::tempdir().unwrap();
+    let e = train_redis(&r.url, models.path(), "redis:absent", "y").unwrap_err();
+    assert!(e.contains("DataLoadError") && e.contains("redis key `absent`: no such key"), "{e}");
+    let mut con = r.con(&r.url);
+    let _: () = redis::cmd("SADD").arg("aset").arg("x").query(&mut con).unwrap();
+    let e = train_redis(&r.url, models.path(), "redis:aset", "y").unwrap_err();
+    assert!(e.contains("holds a set"), "{e}");
+    let _: () = redis::cmd("SET").arg("junk").arg("{not json").query(&mut con).unwrap();
+    let e = train_redis(&r.url, models.path(), "redis:junk", "y").unwrap_err();
+    assert!(e.contains("invalid JSON"), "{e}");
+
+    // Nothing listens: refused at once.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let e = train_redis(&format!("redis://127.0.0.1:{port}"), models.path(), "redis:k", "y").unwrap_err();
+    assert!(e.contains("redis key `k`") && e.contains("cannot connect"), "{e}");
+
+    // A peer that accepts and never answers: the timeout ends it, no hang.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("redis://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let start = Instant::now();
+    let e = train_redis(&silent_url, models.path(), "redis:k", "y").unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
+    assert!(e.contains("redis key `k`"), "{e}");
+    drop(silent);
+    assert!(common::entries(models.path()).iter().all(|e| !e.starts_with("model_")));
+}
+
+#[test]
+fn passwords_and_db_indices_come_from_the_url() {
+    let r = Redis::start(&["--requirepass", "pw"]);
+    let models = tempfile::tempdir().unwrap();
+    let authed = format!("{}/3", r.url.replace("redis://", "redis://:pw@"));
+    let o = run(trainer().env("REDIS_URL", &authed).args(["redis-put", "iris", &fixture("iris.csv"), "--as", "list"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    train_redis(&authed, models.path(), "redis:iris", "species").unwrap();
+    let e = train_redis(&r.url, models.path(), "redis:iris", "species").unwrap_err();
+    assert!(e.contains("redis key `iris`") && (e.contains("NOAUTH") || e.to_lowercase().contains("auth")), "{e}");
+    assert!(!e.contains(":pw@"), "password leaked: {e}");
+    // db 0 does not hold the key.
+    let wrong_db = r.url.replace("redis://", "redis://:pw@");
+    let e = train_redis(&wrong_db, models.path(), "redis:iris", "species").unwrap_err();
+    assert!(e.contains("no such key"), "{e}");
+}

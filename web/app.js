@@ -340,7 +340,7 @@ function predictCsv() {
     preds = model.predictRecords(records);
   } catch (e) {
     // The core numbers records from 0; people count data rows from 1.
-    const msg = e.message.replace(/^record (\d+): /, (_, i) => `Row ${Number(i) + 1}: `);
+    const msg = e.message.replace(/^row (\d+): /, (_, i) => `Row ${Number(i) + 1}: `);
     showError('csv-error', msg);
     return;
   }

@@ -298,9 +298,7 @@ mod tests {
         let mut c = TrainConfig::default();
         c.model_config.hidden_dims.clear();
         assert_eq!(c.validate().unwrap_err().field, "model_config.hidden_dims");
-        let mut c = TrainConfig::default();
-        c.test_size = 0.5;
-        c.val_size = 0.45;
+        let c = TrainConfig { test_size: 0.5, val_size: 0.45, ..TrainConfig::default() };
         assert_eq!(c.validate().unwrap_err().field, "val_size");
         let mut c = TrainConfig::default();
         c.train_config.learning_rate = f64::NAN;

@@ -14,20 +14,35 @@ pub struct WasmModel {
     inner: CoreModel,
 }
 
-fn js_err(e: impl std::fmt::Display) -> JsError {
-    JsError::new(&e.to_string())
+fn js_err(e: impl std::fmt::Display) -> JsValue {
+    js_sys::Error::new(&e.to_string()).into()
 }
 
-/// Read one JS feature value: number, string, null/undefined (missing).
+/// A JS `Error` with the native message and the API's error kind in `error.kind`.
+fn predict_err(e: &PredictError, row: Option<usize>) -> JsValue {
+    let msg = match row {
+        Some(i) => format!("row {i}: {e}"),
+        None => e.to_string(),
+    };
+    let err = js_sys::Error::new(&msg);
+    set(&err, "kind", &JsValue::from_str(e.kind()));
+    err.into()
+}
+
+/// Read one JS feature value as the HTTP API reads JSON: number, string, bool (as text),
+/// null/undefined (missing).
 fn read_value(v: &JsValue, column: &str) -> Result<Value, PredictError> {
     if let Some(x) = v.as_f64() {
         Ok(Value::Number(x))
     } else if let Some(s) = v.as_string() {
         Ok(Value::Text(s))
+    } else if let Some(b) = v.as_bool() {
+        Ok(Value::Text(b.to_string()))
     } else if v.is_null() || v.is_undefined() {
         Ok(Value::Missing)
     } else {
-        Err(PredictError::InvalidValue { column: column.to_owned(), value: format!("{v:?}") })
+        let shown = js_sys::JSON::stringify(v).ok().and_then(|s| s.as_string()).unwrap_or_else(|| "an object".into());
+        Err(PredictError::InvalidValue { column: column.to_owned(), value: shown })
     }
 }
 
@@ -56,41 +71,41 @@ fn to_js(p: &Prediction) -> JsValue {
 impl WasmModel {
     /// Load a self-contained `model.safetensors`.
     #[wasm_bindgen(js_name = fromBundle)]
-    pub fn from_bundle(bytes: &[u8]) -> Result<WasmModel, JsError> {
+    pub fn from_bundle(bytes: &[u8]) -> Result<WasmModel, JsValue> {
         CoreModel::from_bytes(bytes).map(|inner| WasmModel { inner }).map_err(js_err)
     }
 
     /// Load weights plus the `metadata.json` text.
     #[wasm_bindgen(js_name = fromParts)]
-    pub fn from_parts(weights: &[u8], metadata_json: &str) -> Result<WasmModel, JsError> {
+    pub fn from_parts(weights: &[u8], metadata_json: &str) -> Result<WasmModel, JsValue> {
         CoreModel::from_parts(weights, metadata_json).map(|inner| WasmModel { inner }).map_err(js_err)
     }
 
     /// Predict one row: an array of numbers, strings and nulls in `featureNames` order.
-    pub fn predict(&self, features: &Array) -> Result<JsValue, JsError> {
+    pub fn predict(&self, features: &Array) -> Result<JsValue, JsValue> {
         let names = self.inner.feature_names();
         let len = features.length() as usize;
         if len != names.len() {
-            return Err(js_err(PredictError::WrongFeatureCount { expected: names.len(), got: len }));
+            return Err(predict_err(&PredictError::WrongFeatureCount { expected: names.len(), got: len }, None));
         }
         let row = names
             .iter()
             .enumerate()
             .map(|(i, name)| read_value(&features.get(i as u32), name))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(js_err)?;
-        let p = self.inner.predict(row.iter().map(Value::as_ref)).map_err(js_err)?;
+            .map_err(|e| predict_err(&e, None))?;
+        let p = self.inner.predict(row.iter().map(Value::as_ref)).map_err(|e| predict_err(&e, None))?;
         Ok(to_js(&p))
     }
 
     /// Predict rows given as objects keyed by column name; returns an array of predictions.
     #[wasm_bindgen(js_name = predictRecords)]
-    pub fn predict_records(&self, records: &Array) -> Result<Array, JsError> {
+    pub fn predict_records(&self, records: &Array) -> Result<Array, JsValue> {
         let names = self.inner.feature_names();
         let out = Array::new();
         for (i, rec) in records.iter().enumerate() {
             if !rec.is_object() {
-                return Err(js_err(format!("record {i}: expected an object keyed by column name")));
+                return Err(predict_err(&PredictError::BadRequest("expected an object keyed by column name".into()), Some(i)));
             }
             let row = names
                 .iter()
@@ -99,9 +114,8 @@ impl WasmModel {
                     read_value(&v, name)
                 })
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| js_err(format!("record {i}: {e}")))?;
-            let p =
-                self.inner.predict(row.iter().map(Value::as_ref)).map_err(|e| js_err(format!("record {i}: {e}")))?;
+                .map_err(|e| predict_err(&e, Some(i)))?;
+            let p = self.inner.predict(row.iter().map(Value::as_ref)).map_err(|e| predict_err(&e, Some(i)))?;
             out.push(&to_js(&p));
         }
         Ok(out)
@@ -110,13 +124,13 @@ impl WasmModel {
     /// Fast path for numeric-only models: `nRows` rows, row-major, NaN = missing.
     /// Returns probabilities (row-major) or predicted values.
     #[wasm_bindgen(js_name = predictBatch)]
-    pub fn predict_batch(&self, features: &[f64], n_rows: usize) -> Result<Vec<f32>, JsError> {
+    pub fn predict_batch(&self, features: &[f64], n_rows: usize) -> Result<Vec<f32>, JsValue> {
         let x: Vec<f32> = features.iter().map(|&v| v as f32).collect();
-        self.inner.predict_dense(x, n_rows).map_err(js_err)
+        self.inner.predict_dense(x, n_rows).map_err(|e| predict_err(&e, None))
     }
 
     /// The bundle metadata as a plain object.
-    pub fn metadata(&self) -> Result<JsValue, JsError> {
+    pub fn metadata(&self) -> Result<JsValue, JsValue> {
         let json = serde_json::to_string(self.inner.metadata()).map_err(js_err)?;
         js_sys::JSON::parse(&json).map_err(|_| js_err("metadata is not valid JSON"))
     }

@@ -171,12 +171,16 @@ describe('wasm inference (Node)', () => {
         return true;
       },
     );
-    assert.throws(() => model.predictRecords([{}, { sector: 'Crypto' }]), /^Error: record 1: unknown category "Crypto"/);
+    assert.throws(() => model.predictRecords([{}, { sector: 'Crypto' }]), (e) => {
+      assert.match(String(e), /^Error: row 1: unknown category "Crypto"/);
+      assert.equal(e.kind, 'unknown_category');
+      return true;
+    });
     assert.throws(() => model.predict(row.slice(1)), /wrong number of features: expected 15, got 14/);
     assert.throws(() => model.predict(row.with(0, 'abc')), /column `carbon_intensity` expects a number, got "abc"/);
     assert.throws(() => model.predict(row.with(0, Infinity)), /column `carbon_intensity` got a non-finite number/);
     assert.throws(() => model.predict(row.with(0, {})), /column `carbon_intensity` got an unsupported value/);
-    assert.throws(() => model.predictRecords([5]), /record 0: expected an object/);
+    assert.throws(() => model.predictRecords([5]), /row 0: expected an object/);
     assert.throws(() => model.predictBatch(new Float64Array(15), 1), /predictBatch takes numbers only/);
     assert.throws(() => models.iris.model.predictBatch(new Float64Array(7), 2), /batch of 7 values does not hold 2 rows of 4 features/);
 

@@ -44,9 +44,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     let work = tempfile_dir(&root)?;
     for case in cases {
-        let mut cfg = TrainConfig::default();
-        cfg.dataset_path = case.data.map(|d| root.join(d).display().to_string());
-        cfg.target_column = case.target.map(str::to_owned);
+        let mut cfg = TrainConfig {
+            dataset_path: case.data.map(|d| root.join(d).display().to_string()),
+            target_column: case.target.map(str::to_owned),
+            ..TrainConfig::default()
+        };
         cfg.model_config.activation = case.activation;
         cfg.model_config.hidden_dims = vec![32, 16];
         cfg.train_config.epochs = 15;

@@ -76,7 +76,8 @@ function predictRow(values) {
   try {
     return tidy(model.predict(row));
   } catch (e) {
-    throw predictError(e.message);
+    // The wasm core's errors carry the API's error kind.
+    throw new ApiError(400, e.kind ?? 'bad_request', e.message);
   }
 }
 

@@ -91,7 +91,7 @@ fn column(source_name: &str, name: String, cells: &[&Value]) -> Result<Column, D
             value: cells[row].to_string(),
         });
     }
-    let data = if kinds.iter().any(|k| *k == Cell::Text) {
+    let data = if kinds.contains(&Cell::Text) {
         ColumnData::Text(
             cells
                 .iter()

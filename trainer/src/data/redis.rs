@@ -18,13 +18,19 @@ pub struct RedisOptions {
 }
 
 impl Default for RedisOptions {
+    /// `REDIS_URL` (default `redis://127.0.0.1:6379`) and `REDIS_TIMEOUT` seconds (default 5).
     fn default() -> Self {
-        Self {
-            url: std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
-            timeout: Duration::from_secs(5),
-        }
+        let timeout = std::env::var("REDIS_TIMEOUT")
+            .ok()
+            .and_then(|t| t.parse::<f64>().ok())
+            .filter(|t| t.is_finite() && *t > 0.0)
+            .map_or(Duration::from_secs(5), Duration::from_secs_f64);
+        Self { url: std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()), timeout }
     }
 }
+
+/// Hash field holding the column order (a hash has none of its own).
+const COLUMNS_FIELD: &str = "__columns__";
 
 /// How `redis-put` stores a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +92,18 @@ pub fn load(key: &str, opts: &RedisOptions) -> Result<Table, DataLoadError> {
             super::json::read(&name, &json)
         }
         "hash" => {
-            let fields: Vec<(String, Vec<u8>)> = con.hgetall(key).map_err(|e| err(e.to_string()))?;
+            let mut fields: Vec<(String, Vec<u8>)> = con.hgetall(key).map_err(|e| err(e.to_string()))?;
+            // Column order: the stored order when present, else by name (hash order is arbitrary).
+            let order: Vec<String> = match fields.iter().position(|(k, _)| k == COLUMNS_FIELD) {
+                Some(i) => serde_json::from_slice(&fields.remove(i).1)
+                    .map_err(|e| err(format!("`{COLUMNS_FIELD}` is not a JSON array of names: {e}")))?,
+                None => {
+                    let mut names: Vec<String> = fields.iter().map(|(k, _)| k.clone()).collect();
+                    names.sort();
+                    names
+                }
+            };
+            fields.sort_by_key(|(k, _)| order.iter().position(|o| o == k).unwrap_or(usize::MAX));
             let mut obj = serde_json::Map::new();
             for (col, raw) in fields {
                 let v: serde_json::Value = serde_json::from_slice(&raw)
@@ -124,7 +141,7 @@ pub fn put(key: &str, table: &Table, layout: RedisLayout, opts: &RedisOptions) -
             }
         }
         RedisLayout::Hash => {
-            let fields: Vec<(String, String)> = table
+            let mut fields: Vec<(String, String)> = table
                 .columns
                 .iter()
                 .map(|c| {
@@ -132,6 +149,8 @@ pub fn put(key: &str, table: &Table, layout: RedisLayout, opts: &RedisOptions) -
                     (c.name.clone(), serde_json::Value::Array(vals).to_string())
                 })
                 .collect();
+            let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+            fields.push((COLUMNS_FIELD.to_owned(), serde_json::to_string(&names).map_err(|e| err(e.to_string()))?));
             let _: () = con.hset_multiple(key, &fields).map_err(|e| err(e.to_string()))?;
         }
     }

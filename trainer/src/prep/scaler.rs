@@ -4,7 +4,7 @@ use inference::metadata::{Scaler, TargetScaler};
 
 /// Mean and population standard deviation of each column of a row-major `rows × cols` matrix.
 pub fn fit(x: &[f32], cols: usize) -> Scaler {
-    let rows = if cols == 0 { 0 } else { x.len() / cols };
+    let rows = x.len().checked_div(cols).unwrap_or(0);
     let mut mean = vec![0f64; cols];
     for row in x.chunks_exact(cols) {
         for (m, &v) in mean.iter_mut().zip(row) {

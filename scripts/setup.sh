@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what the tests need on a fresh Debian machine (idempotent; skips what is present):
+# redis-server, Debian chromium, the wasm32 toolchain (rustc-web recipe, unless rustup has the
+# target), binaryen's wasm-opt, wrk, and the npm packages (playwright-core, workerd).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=()
+command -v redis-server >/dev/null || pkgs+=(redis-server)
+[ -x /usr/bin/chromium ] || pkgs+=(chromium)
+command -v wasm-opt >/dev/null || pkgs+=(binaryen)
+if ! (command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown); then
+  [ -x /usr/bin/rustc ] || pkgs+=(rustc-web)
+  [ -x /usr/bin/cargo ] || pkgs+=(cargo-web)
+  [ -d /usr/lib/rustlib/src/rust/library ] || pkgs+=(rust-web-src)
+  command -v wasm-ld-16 >/dev/null || pkgs+=(lld-16)
+fi
+if [ ${#pkgs[@]} -gt 0 ]; then
+  echo "setup: apt-get install ${pkgs[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/workerd ]; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund
+fi
