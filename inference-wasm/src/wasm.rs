@@ -105,7 +105,10 @@ impl WasmModel {
         let out = Array::new();
         for (i, rec) in records.iter().enumerate() {
             if !rec.is_object() {
-                return Err(predict_err(&PredictError::BadRequest("expected an object keyed by column name".into()), Some(i)));
+                return Err(predict_err(
+                    &PredictError::BadRequest("expected an object keyed by column name".into()),
+                    Some(i),
+                ));
             }
             let row = names
                 .iter()
