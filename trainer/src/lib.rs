@@ -6,6 +6,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod export;
+pub mod fused;
 pub mod metrics;
 pub mod model;
 pub mod optim;

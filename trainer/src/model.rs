@@ -194,17 +194,13 @@ impl Mlp {
         v
     }
 
-    /// A deep copy of all state (a `clone` would share storage with later updates).
-    pub fn snapshot(&self) -> candle_core::Result<Vec<Tensor>> {
-        self.named_vars().iter().map(|(_, v)| v.as_tensor().copy()).collect()
-    }
-
-    /// Restore state taken by [`Mlp::snapshot`].
-    pub fn restore(&self, snapshot: &[Tensor]) -> candle_core::Result<()> {
-        for ((_, var), t) in self.named_vars().iter().zip(snapshot) {
-            var.set(t)?;
-        }
-        Ok(())
+    /// Trainable parameters with their bundle names.
+    pub fn named_parameters(&self) -> Vec<(String, Var)> {
+        self.named_vars()
+            .into_iter()
+            .filter(|(n, _)| !n.ends_with("running_mean") && !n.ends_with("running_var"))
+            .map(|(n, v)| (n, v.clone()))
+            .collect()
     }
 
     /// All state as host tensors named for the bundle.
@@ -217,6 +213,139 @@ impl Mlp {
                 Ok((name, inference::Tensor { shape: t.dims().to_vec(), data }))
             })
             .collect()
+    }
+}
+
+/// Targets of one batch.
+pub enum BatchTargets<'a> {
+    /// Class ids (classification).
+    Classes(&'a [u32]),
+    /// Standardised values (regression).
+    Values(&'a [f32]),
+}
+
+/// Host copy of all network state (parameters and running statistics), in bundle order.
+pub type Snapshot = Vec<Vec<f32>>;
+
+/// What the training loop needs from a network, whichever engine computes it.
+pub trait Trainable {
+    /// The architecture.
+    fn architecture(&self) -> &Architecture;
+    /// Forward, backward and one optimizer update on a batch; returns the batch's mean loss.
+    fn train_batch(
+        &mut self,
+        x: &[f32],
+        rows: usize,
+        y: &BatchTargets<'_>,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<f64, crate::error::TrainingError>;
+    /// Eval-mode outputs, `rows × output_dim`.
+    fn predict_raw(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, crate::error::TrainingError>;
+    /// Copy of all state.
+    fn snapshot(&self) -> Result<Snapshot, crate::error::TrainingError>;
+    /// Restore a snapshot.
+    fn restore(&mut self, s: &Snapshot) -> Result<(), crate::error::TrainingError>;
+    /// All state named for the bundle.
+    fn export(&self) -> Result<BTreeMap<String, inference::Tensor>, crate::error::TrainingError>;
+}
+
+/// The general path: candle tensors and autograd on any device (CPU or CUDA).
+pub struct CandleNet {
+    mlp: Mlp,
+    opt: crate::optim::Optimizer,
+    device: Device,
+}
+
+impl CandleNet {
+    /// Wrap a network and its optimizer.
+    pub fn new(mlp: Mlp, opt: crate::optim::Optimizer) -> Self {
+        let device = mlp.device.clone();
+        Self { mlp, opt, device }
+    }
+}
+
+impl Trainable for CandleNet {
+    fn architecture(&self) -> &Architecture {
+        &self.mlp.arch
+    }
+
+    fn train_batch(
+        &mut self,
+        x: &[f32],
+        rows: usize,
+        y: &BatchTargets<'_>,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<f64, crate::error::TrainingError> {
+        let xt = Tensor::from_slice(x, (rows, self.mlp.arch.input_dim), &self.device)?;
+        let out = self.mlp.forward_train(&xt, rng)?;
+        let loss = match y {
+            BatchTargets::Classes(c) => cross_entropy(&out, &Tensor::from_slice(c, rows, &self.device)?)?,
+            BatchTargets::Values(v) => mse(&out, &Tensor::from_slice(v, rows, &self.device)?)?,
+        };
+        let l = f64::from(loss.to_scalar::<f32>()?);
+        if l.is_finite() {
+            self.opt.step(&loss.backward()?)?;
+        }
+        Ok(l)
+    }
+
+    fn predict_raw(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, crate::error::TrainingError> {
+        Ok(self.mlp.predict_raw(x, rows)?)
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, crate::error::TrainingError> {
+        Ok(self.mlp.export()?.into_values().map(|t| t.data).collect())
+    }
+
+    fn restore(&mut self, s: &Snapshot) -> Result<(), crate::error::TrainingError> {
+        let mut vars = self.mlp.named_vars();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((_, var), data) in vars.iter().zip(s) {
+            var.set(&Tensor::from_slice(data, var.as_tensor().dims(), &self.device)?)?;
+        }
+        Ok(())
+    }
+
+    fn export(&self) -> Result<BTreeMap<String, inference::Tensor>, crate::error::TrainingError> {
+        Ok(self.mlp.export()?)
+    }
+}
+
+/// The fused CPU step (see [`crate::fused`]).
+impl Trainable for crate::fused::FusedMlp {
+    fn architecture(&self) -> &Architecture {
+        crate::fused::FusedMlp::architecture(self)
+    }
+
+    fn train_batch(
+        &mut self,
+        x: &[f32],
+        rows: usize,
+        y: &BatchTargets<'_>,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<f64, crate::error::TrainingError> {
+        let l = self.forward_backward(x, rows, y, rng);
+        if l.is_finite() {
+            self.apply_gradients();
+        }
+        Ok(l)
+    }
+
+    fn predict_raw(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, crate::error::TrainingError> {
+        Ok(crate::fused::FusedMlp::predict_raw(self, x, rows))
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, crate::error::TrainingError> {
+        Ok(crate::fused::FusedMlp::snapshot(self))
+    }
+
+    fn restore(&mut self, s: &Snapshot) -> Result<(), crate::error::TrainingError> {
+        crate::fused::FusedMlp::restore(self, s);
+        Ok(())
+    }
+
+    fn export(&self) -> Result<BTreeMap<String, inference::Tensor>, crate::error::TrainingError> {
+        Ok(crate::fused::FusedMlp::export(self))
     }
 }
 

@@ -6,10 +6,14 @@ use candle_core::{Tensor, Var};
 
 use inference::config::OptimizerKind;
 
-const BETA1: f64 = 0.9;
-const BETA2: f64 = 0.999;
-const EPS: f64 = 1e-8;
-const MOMENTUM: f64 = 0.9;
+/// Adam's first-moment decay.
+pub const BETA1: f64 = 0.9;
+/// Adam's second-moment decay.
+pub const BETA2: f64 = 0.999;
+/// Adam's denominator epsilon.
+pub const EPS: f64 = 1e-8;
+/// SGD momentum.
+pub const MOMENTUM: f64 = 0.9;
 
 /// Optimizer state for a fixed parameter list.
 pub struct Optimizer {

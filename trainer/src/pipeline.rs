@@ -79,7 +79,7 @@ pub fn run(
         &mut |record, total_epochs| on_event(Event::Epoch { record, total_epochs }),
         cancel,
     )?;
-    let test_metrics = test_metrics(&trained.model, &prepared)?;
+    let test_metrics = test_metrics(trained.model.as_ref(), &prepared)?;
     let mut warnings = prepared.warnings.clone();
     if prepared.test.rows == 0 {
         warnings.push("test_size is 0: test_metrics are not meaningful".into());
@@ -120,7 +120,7 @@ pub fn run(
 }
 
 /// Test-split metrics from the trained network's eval-mode outputs.
-fn test_metrics(m: &crate::model::Mlp, p: &Prepared) -> Result<TestMetrics, TrainingError> {
+fn test_metrics(m: &dyn crate::model::Trainable, p: &Prepared) -> Result<TestMetrics, TrainingError> {
     let out = m.predict_raw(&p.test.x, p.test.rows)?;
     Ok(match p.task {
         TaskType::Classification => {

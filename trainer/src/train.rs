@@ -13,15 +13,16 @@ use inference::config::{TaskType, TrainConfig};
 use inference::metadata::{Architecture, EpochRecord};
 
 use crate::error::TrainingError;
+use crate::fused::FusedMlp;
 use crate::metrics;
-use crate::model::{self, Mlp, BN_EPS};
+use crate::model::{self, BatchTargets, CandleNet, Mlp, Trainable, BN_EPS};
 use crate::optim::Optimizer;
 use crate::prep::{scaled_targets, Prepared, Split};
 
 /// What training produced.
 pub struct Trained {
     /// The network with the best epoch's weights.
-    pub model: Mlp,
+    pub model: Box<dyn Trainable>,
     /// Per-epoch record.
     pub history: Vec<EpochRecord>,
     /// Epochs run.
@@ -81,7 +82,7 @@ pub fn architecture(p: &Prepared, cfg: &TrainConfig) -> Architecture {
 }
 
 /// Validation loss and metric (accuracy or R²) in eval mode.
-fn evaluate(m: &Mlp, split: &Split, p: &Prepared, device: &Device) -> Result<(f64, f64), TrainingError> {
+fn evaluate(m: &dyn Trainable, split: &Split, p: &Prepared, device: &Device) -> Result<(f64, f64), TrainingError> {
     let out = m.predict_raw(&split.x, split.rows)?;
     let k = p.output_dim();
     let outputs = Tensor::from_slice(&out, (split.rows, k), device)?;
@@ -114,12 +115,22 @@ pub fn train(
     let tc = &cfg.train_config;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let arch = architecture(p, cfg);
-    let m = Mlp::new(&arch, &mut rng, device)?;
-    let mut opt = Optimizer::new(tc.optimizer, m.parameters(), tc.learning_rate, tc.weight_decay);
+    let init = Mlp::new(&arch, &mut rng, device)?;
+    // The fused step on CPU (same function, tested against candle's autograd); candle elsewhere.
+    let use_fused = device.is_cpu() && std::env::var("TRAINER_ENGINE").map_or(true, |e| e != "candle");
+    let mut m: Box<dyn Trainable> = if use_fused {
+        Box::new(FusedMlp::new(&arch, &init.export()?, tc.optimizer, tc.learning_rate, tc.weight_decay))
+    } else {
+        let opt = Optimizer::new(tc.optimizer, init.parameters(), tc.learning_rate, tc.weight_decay);
+        Box::new(CandleNet::new(init, opt))
+    };
     let n = p.n_features();
     let mut order: Vec<usize> = (0..p.train.rows).collect();
     let batch = tc.batch_size.min(p.train.rows);
     let mut xbuf: Vec<f32> = Vec::with_capacity(batch * n * 2);
+    let mut ybuf_c: Vec<u32> = Vec::with_capacity(batch * 2);
+    let mut ybuf_v: Vec<f32> = Vec::with_capacity(batch * 2);
+    let scaled_train = scaled_targets(&p.train.values, p.preprocessing.target_scaler);
     let mut history = Vec::new();
     let (mut best_loss, mut best_epoch, mut best_state, mut waited) = (f64::INFINITY, 0, None, 0);
     let start = Instant::now();
@@ -131,20 +142,28 @@ pub fn train(
             if cancel.load(Ordering::Relaxed) {
                 return Err(TrainingError::Cancelled("stop requested".into()));
             }
+            // Gather the batch into reused buffers (no per-epoch copy of the dataset).
             let idx = &order[s..e];
             xbuf.clear();
             for &i in idx {
                 xbuf.extend_from_slice(&p.train.x[i * n..(i + 1) * n]);
             }
-            let x = Tensor::from_slice(&xbuf, (idx.len(), n), device)?;
-            let y = targets(&p.train, idx, p, device)?;
-            let out = m.forward_train(&x, &mut rng)?;
-            let loss = loss_of(p.task, &out, &y)?;
-            let l = f64::from(loss.to_scalar::<f32>()?);
+            let y = match p.task {
+                TaskType::Classification => {
+                    ybuf_c.clear();
+                    ybuf_c.extend(idx.iter().map(|&i| p.train.class_ids[i]));
+                    BatchTargets::Classes(&ybuf_c)
+                }
+                TaskType::Regression => {
+                    ybuf_v.clear();
+                    ybuf_v.extend(idx.iter().map(|&i| scaled_train[i]));
+                    BatchTargets::Values(&ybuf_v)
+                }
+            };
+            let l = m.train_batch(&xbuf, idx.len(), &y, &mut rng)?;
             if !l.is_finite() {
                 return Err(TrainingError::NonFiniteLoss { epoch, loss: l });
             }
-            opt.step(&loss.backward()?)?;
             loss_sum += l * idx.len() as f64;
             seen += idx.len();
         }
@@ -153,7 +172,7 @@ pub fn train(
         let mut record = EpochRecord { epoch, train_loss, val_loss: None, val_accuracy: None, val_r2: None };
         // Without a validation split, the training loss drives early stopping.
         let monitored = if p.val.rows > 0 {
-            let (loss, metric) = evaluate(&m, &p.val, p, device)?;
+            let (loss, metric) = evaluate(m.as_ref(), &p.val, p, device)?;
             record.val_loss = Some(loss);
             match p.task {
                 TaskType::Classification => record.val_accuracy = Some(metric),
