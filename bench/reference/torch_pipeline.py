@@ -187,11 +187,12 @@ def train_model(args, X, y, train, val, classes):
             return torch.tensor((y[rows] - y_mean) / y_std, dtype=torch.float32).unsqueeze(1)
         return torch.tensor(y[rows], dtype=torch.int64)
 
-    x_tr, y_tr = torch.from_numpy(X[train]), targets(train)
-    x_va, y_va = torch.from_numpy(X[val]), targets(val)
+    dev = torch.device(args.device)
+    x_tr, y_tr = torch.from_numpy(X[train]).to(dev), targets(train).to(dev)
+    x_va, y_va = torch.from_numpy(X[val]).to(dev), targets(val).to(dev)
 
     n_out = 1 if regression else len(classes)
-    model = build_mlp(X.shape[1], args.hidden, n_out, args.activation, args.dropout)
+    model = build_mlp(X.shape[1], args.hidden, n_out, args.activation, args.dropout).to(dev)
     loss_fn = nn.MSELoss() if regression else nn.CrossEntropyLoss()
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     gen = torch.Generator().manual_seed(args.seed)
@@ -202,7 +203,7 @@ def train_model(args, X, y, train, val, classes):
     t0 = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         model.train()
-        perm = torch.randperm(n, generator=gen)
+        perm = torch.randperm(n, generator=gen).to(dev)
         total = 0.0
         for start in range(0, n, args.batch_size):
             b = perm[start:start + args.batch_size]
@@ -245,7 +246,7 @@ def train_model(args, X, y, train, val, classes):
 def evaluate(args, model, X, y, test, y_mean, y_std):
     model.eval()
     with torch.no_grad():
-        out = model(torch.from_numpy(X[test]))
+        out = model(torch.from_numpy(X[test]).to(args.device)).cpu()
     if args.task == "classification":
         pred = out.argmax(dim=1).numpy()
         true = y[test]
@@ -281,6 +282,7 @@ def parse_args(argv=None):
                    help="early-stopping patience in epochs; 0 = off (best weights still restored)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     p.add_argument("--impute", choices=["mean", "median", "mode", "drop"], default="mean")
     p.add_argument("--test-size", type=float, default=0.2)
     p.add_argument("--val-size", type=float, default=0.1)
