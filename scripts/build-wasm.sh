@@ -20,7 +20,9 @@ if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | 
   RUSTFLAGS="$flags" cargo build --profile wasm-release --target "$target" -p inference-wasm --lib
 elif [ -x /usr/bin/rustc ] && command -v wasm-ld-16 >/dev/null && [ -d /usr/lib/rustlib/src/rust/library ]; then
   echo "build-wasm: Debian rustc-web with -Zbuild-std"
-  RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-16 RUSTFLAGS="$flags" \
+  # With std built here, panics can abort without their formatting machinery.
+  RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-16 \
+    RUSTFLAGS="$flags -Zunstable-options -Cpanic=immediate-abort" \
     /usr/bin/cargo build --profile wasm-release --target "$target" -p inference-wasm --lib -Zbuild-std=std,panic_abort
 else
   echo "build-wasm: no wasm32 toolchain. Either 'rustup target add $target', or" >&2
