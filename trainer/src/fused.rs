@@ -358,28 +358,32 @@ impl FusedMlp {
         let bc2 = 1.0 - (BETA2 as f32).powi(self.step);
         let (b1, b2, eps, mom) = (BETA1 as f32, BETA2 as f32, EPS as f32, MOMENTUM as f32);
         let first = self.step == 1;
+        let coupled = wd > 0.0 && self.kind != OptimizerKind::Adamw;
+        let decay = if self.kind == OptimizerKind::Adamw && wd > 0.0 { 1.0 - lr * wd } else { 1.0 };
+        let (step_size, inv_bc2) = (lr / bc1, 1.0 / bc2);
+        // One branch-free loop per optimizer so LLVM vectorises it (this loop was a quarter of
+        // all instructions when the optimizer was chosen per element).
         for p in self.params.iter_mut().filter(|p| p.trainable) {
-            let coupled = wd > 0.0 && self.kind != OptimizerKind::Adamw;
-            for i in 0..p.data.len() {
-                let w = p.data[i];
-                let g = if coupled { p.grad[i] + w * wd } else { p.grad[i] };
-                p.data[i] = match self.kind {
-                    OptimizerKind::Sgd => {
-                        let buf = if first { g } else { p.m[i] * mom + g };
-                        p.m[i] = buf;
-                        w - buf * lr
+            if coupled {
+                p.grad.iter_mut().zip(&p.data).for_each(|(g, w)| *g += w * wd);
+            }
+            match self.kind {
+                OptimizerKind::Sgd => {
+                    let keep = if first { 0.0 } else { mom };
+                    for ((w, g), buf) in p.data.iter_mut().zip(&p.grad).zip(p.m.iter_mut()) {
+                        *buf = *buf * keep + g;
+                        *w -= *buf * lr;
                     }
-                    OptimizerKind::Adam | OptimizerKind::Adamw => {
-                        let m = if first { g * (1.0 - b1) } else { p.m[i] * b1 + g * (1.0 - b1) };
-                        let v = if first { g * g * (1.0 - b2) } else { p.v[i] * b2 + g * g * (1.0 - b2) };
-                        p.m[i] = m;
-                        p.v[i] = v;
-                        let denom = (v * (1.0 / bc2)).sqrt() + eps;
-                        let delta = m * (lr / bc1) / denom;
-                        let base = if self.kind == OptimizerKind::Adamw && wd > 0.0 { w * (1.0 - lr * wd) } else { w };
-                        base - delta
+                }
+                OptimizerKind::Adam | OptimizerKind::Adamw => {
+                    let (k1, k2) = if first { (0.0, 0.0) } else { (b1, b2) };
+                    for (((w, g), m), v) in p.data.iter_mut().zip(&p.grad).zip(p.m.iter_mut()).zip(p.v.iter_mut()) {
+                        *m = *m * k1 + g * (1.0 - b1);
+                        *v = *v * k2 + g * g * (1.0 - b2);
+                        let denom = (*v * inv_bc2).sqrt() + eps;
+                        *w = *w * decay - *m * step_size / denom;
                     }
-                };
+                }
             }
         }
     }
