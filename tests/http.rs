@@ -353,7 +353,7 @@ fn one_training_at_a_time_while_predict_keeps_answering() {
     let first =
         srv.train(json!({"dataset_path": "iris.csv", "target_column": "species", "train_config": {"epochs": 2}}));
     let id = first["model_id"].as_str().unwrap().to_owned();
-    let long = json!({"train_config": {"epochs": 150, "patience": 0}});
+    let long = json!({"train_config": {"epochs": 400, "patience": 0}});
     let (_, a) = srv.json("POST", "/api/ml/train", Some(long.clone()));
     let (_, b) = srv.json("POST", "/api/ml/train", Some(long));
     let (a, b) = (a["task_id"].as_str().unwrap().to_owned(), b["task_id"].as_str().unwrap().to_owned());
@@ -461,7 +461,7 @@ fn documented_client_examples_work_unchanged() {
 #[test]
 fn sigterm_stops_cleanly_without_half_written_models() {
     let srv = Server::start(&[]);
-    let (_, t) = srv.json("POST", "/api/ml/train", Some(json!({"train_config": {"epochs": 500, "patience": 0}})));
+    let (_, t) = srv.json("POST", "/api/ml/train", Some(json!({"train_config": {"epochs": 5000, "patience": 0}})));
     let task = t["task_id"].as_str().unwrap().to_owned();
     while srv.json("GET", &format!("/api/ml/train/status/{task}"), None).1["status"] != "running" {
         std::thread::sleep(Duration::from_millis(20));

@@ -130,3 +130,46 @@ fn passwords_and_db_indices_come_from_the_url() {
     let e = train_redis(&wrong_db, models.path(), "redis:iris", "species").unwrap_err();
     assert!(e.contains("no such key"), "{e}");
 }
+
+#[test]
+fn the_http_api_trains_from_redis() {
+    use std::io::{BufRead, BufReader};
+    let r = Redis::start(&[]);
+    let o = run(trainer().env("REDIS_URL", &r.url).args(["redis-put", "iris", &fixture("iris.csv")]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let models = tempfile::tempdir().unwrap();
+    let mut child = trainer()
+        .env("REDIS_URL", &r.url)
+        .args(["serve", "--port", "0", "--web-dir", "/nonexistent", "--models-dir"])
+        .arg(models.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.trim().trim_start_matches("listening on ").to_owned();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let body =
+        serde_json::json!({"dataset_path": "redis:iris", "target_column": "species", "train_config": {"epochs": 5}});
+    let mut res = agent
+        .post(format!("{base}/api/ml/train"))
+        .header("content-type", "application/json")
+        .send(body.to_string())
+        .unwrap();
+    let task: serde_json::Value = serde_json::from_str(&res.body_mut().read_to_string().unwrap()).unwrap();
+    let start = Instant::now();
+    let status = loop {
+        let mut res =
+            agent.get(format!("{base}/api/ml/train/status/{}", task["task_id"].as_str().unwrap())).call().unwrap();
+        let st: serde_json::Value = serde_json::from_str(&res.body_mut().read_to_string().unwrap()).unwrap();
+        if st["status"] == "completed" || st["status"] == "failed" {
+            break st;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(30));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status["status"], "completed", "{status}");
+}

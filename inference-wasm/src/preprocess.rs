@@ -167,7 +167,8 @@ impl Preprocessor {
         let n = self.num_features();
         for row in block.chunks_exact_mut(n) {
             for (i, x) in row.iter_mut().enumerate() {
-                let enc = self.encode_value(i, ValueRef::Number(f64::from(*x)))?;
+                // Finite values (the common case) skip the general per-value dispatch.
+                let enc = if x.is_finite() { *x } else { self.encode_value(i, ValueRef::Number(f64::from(*x)))? };
                 *x = self.scale_value(i, enc);
             }
         }

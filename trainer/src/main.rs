@@ -19,6 +19,18 @@ use trainer::pipeline::{self, Event, RunOptions};
 use trainer::server::ServerConfig;
 use trainer::{data, predict};
 
+/// `println!` that ends the process quietly when stdout is closed (`trainer predict … | head`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "trainer",
@@ -316,12 +328,15 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainingError> {
     }
     let r = result?;
     let m = &r.metadata;
-    println!("model {} saved to {}", m.model_id, r.model_dir.display());
-    println!(
+    out!("model {} saved to {}", m.model_id, r.model_dir.display());
+    out!(
         "epochs run: {} (best {}), {:.1} s, {:.0} samples/s",
-        m.epochs_run, m.best_epoch, m.train_seconds, r.samples_per_second
+        m.epochs_run,
+        m.best_epoch,
+        m.train_seconds,
+        r.samples_per_second
     );
-    println!("test metrics: {}", serde_json::to_string(&m.test_metrics).unwrap_or_default());
+    out!("test metrics: {}", serde_json::to_string(&m.test_metrics).unwrap_or_default());
     if args.json {
         let summary = serde_json::json!({
             "model_id": m.model_id,
@@ -333,22 +348,22 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainingError> {
             "train_seconds": m.train_seconds,
             "samples_per_second": r.samples_per_second,
         });
-        println!("{summary}");
+        out!("{summary}");
     }
     Ok(())
 }
 
 fn print_prediction(p: &Prediction, json: bool, row: Option<usize>) {
     if json {
-        println!("{}", serde_json::to_string(p).unwrap_or_default());
+        out!("{}", serde_json::to_string(p).unwrap_or_default());
         return;
     }
     let prefix = row.map(|r| format!("row {r}: ")).unwrap_or_default();
     match p {
         Prediction::Class { predicted_label, confidence, .. } => {
-            println!("{prefix}{predicted_label} (confidence {confidence:.4})")
+            out!("{prefix}{predicted_label} (confidence {confidence:.4})")
         }
-        Prediction::Value { predicted_value } => println!("{prefix}{predicted_value}"),
+        Prediction::Value { predicted_value } => out!("{prefix}{predicted_value}"),
     }
 }
 
@@ -369,12 +384,12 @@ fn run_inspect(args: &InspectArgs) -> Result<(), DataLoadError> {
     let table = data::load(args.data.as_deref(), &RedisOptions::default())?;
     let summary = data::describe(&table);
     if args.json {
-        println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+        out!("{}", serde_json::to_string(&summary).unwrap_or_default());
     } else {
-        println!("{} rows, {} columns", table.n_rows(), table.columns.len());
+        out!("{} rows, {} columns", table.n_rows(), table.columns.len());
         for c in &summary.columns {
             let distinct = c.distinct.map(|d| format!(", {d} distinct")).unwrap_or_default();
-            println!("  {:<32} {:<11} {} missing{distinct}", c.name, c.kind, c.missing);
+            out!("  {:<32} {:<11} {} missing{distinct}", c.name, c.kind, c.missing);
         }
     }
     Ok(())
@@ -388,7 +403,7 @@ fn run_redis_put(args: &RedisPutArgs) -> Result<(), DataLoadError> {
         _ => RedisLayout::String,
     };
     let rows = data::redis::put(&args.key, &table, layout, &RedisOptions::default())?;
-    println!("stored {rows} rows at redis key {} as a {}", args.key, args.layout);
+    out!("stored {rows} rows at redis key {} as a {}", args.key, args.layout);
     Ok(())
 }
 
