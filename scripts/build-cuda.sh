@@ -52,4 +52,8 @@ fi
 
 echo "build-cuda: nvcc $(nvcc --version | grep -o 'release [0-9.]*'), compute capability $CUDA_COMPUTE_CAP"
 cargo build --release -p trainer --features cuda --target-dir target/cuda
-ls -la target/cuda/release/trainer
+# A stripped copy to carry to a GPU machine (the unstripped binary is ~61 MiB).
+strip -o target/cuda/release/trainer-stripped target/cuda/release/trainer
+ls -la target/cuda/release/trainer target/cuda/release/trainer-stripped
+echo "build-cuda: needs at run time: $(ldd target/cuda/release/trainer | awk '/cuda|cublas|curand|nvrtc/ {print $1}' | xargs)"
+echo "build-cuda: (libcuda.so.1 comes from the GPU driver; the stub in .cuda/ is for linking only)"

@@ -10,6 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN="${TRAINER_BIN:-target/cuda/release/trainer}"
+# cudart/cublas/curand 13 from the machine's toolkit, or from PyTorch's CUDA 13 wheels.
+torch_libs=$(python3 -c 'import nvidia, os; p = os.path.join(os.path.dirname(nvidia.__path__[0]), "nvidia", "cu13", "lib"); print(p if os.path.isdir(p) else "")' 2>/dev/null || true)
+export LD_LIBRARY_PATH="${torch_libs:+$torch_libs:}/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+ldd "$BIN" | grep -q "not found" && { ldd "$BIN" | grep "not found" >&2; echo "missing CUDA libraries" >&2; exit 1; }
 ROWS="${ROWS:-200000}"; EPOCHS="${EPOCHS:-3}"; BATCHES="${BATCHES:-256 4096}"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 data="$tmp/data.csv"
