@@ -193,6 +193,10 @@ impl Default for TrainConfig {
 /// Largest hidden width accepted, to keep a bad request from allocating gigabytes.
 pub const MAX_HIDDEN_DIM: usize = 65_536;
 
+/// Most weights a network may have (200 MB of f32); checked against the hidden layers here
+/// and against the whole architecture once the input width is known.
+pub const MAX_PARAMETERS: usize = 50_000_000;
+
 impl TrainConfig {
     /// Check every range the pipeline relies on; the error names the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -231,6 +235,13 @@ impl TrainConfig {
             return Err(ConfigError::new(
                 "model_config.hidden_dims",
                 format!("each width must be in 1..={MAX_HIDDEN_DIM}, got {d}"),
+            ));
+        }
+        let hidden_weights: usize = m.hidden_dims.windows(2).map(|w| w[0] * w[1]).sum();
+        if hidden_weights > MAX_PARAMETERS {
+            return Err(ConfigError::new(
+                "model_config.hidden_dims",
+                format!("{hidden_weights} weights between hidden layers exceed the limit of {MAX_PARAMETERS}"),
             ));
         }
         frac("model_config.dropout_rate", m.dropout_rate)?;
@@ -298,6 +309,8 @@ mod tests {
         let mut c = TrainConfig::default();
         c.model_config.hidden_dims.clear();
         assert_eq!(c.validate().unwrap_err().field, "model_config.hidden_dims");
+        c.model_config.hidden_dims = vec![60_000, 60_000];
+        assert!(c.validate().unwrap_err().message.contains("exceed the limit"));
         let c = TrainConfig { test_size: 0.5, val_size: 0.45, ..TrainConfig::default() };
         assert_eq!(c.validate().unwrap_err().field, "val_size");
         let mut c = TrainConfig::default();

@@ -115,6 +115,14 @@ pub fn train(
     let tc = &cfg.train_config;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let arch = architecture(p, cfg);
+    let weights: usize =
+        inference::bundle::expected_tensors(&arch).iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+    if weights > inference::config::MAX_PARAMETERS {
+        return Err(TrainingError::Unusable(format!(
+            "the network would have {weights} parameters, over the limit of {}: use narrower hidden layers",
+            inference::config::MAX_PARAMETERS
+        )));
+    }
     let init = Mlp::new(&arch, &mut rng, device)?;
     // The fused step on CPU (same function, tested against candle's autograd); candle elsewhere.
     let use_fused = device.is_cpu() && std::env::var("TRAINER_ENGINE").map_or(true, |e| e != "candle");
