@@ -51,20 +51,12 @@ fn set(obj: &Object, key: &str, value: &JsValue) {
     let _ = Reflect::set(obj, &JsValue::from_str(key), value);
 }
 
-/// Build the `{predicted_class, …}` / `{predicted_value}` object directly (faster than serde).
-fn to_js(p: &Prediction) -> JsValue {
-    let obj = Object::new();
-    match p {
-        Prediction::Class { predicted_class, predicted_label, confidence, probabilities } => {
-            set(&obj, "predicted_class", &JsValue::from(*predicted_class as u32));
-            set(&obj, "predicted_label", &JsValue::from_str(predicted_label));
-            set(&obj, "confidence", &JsValue::from(f64::from(*confidence)));
-            let probs: Array = probabilities.iter().map(|p| JsValue::from(f64::from(*p))).collect();
-            set(&obj, "probabilities", &probs);
-        }
-        Prediction::Value { predicted_value } => set(&obj, "predicted_value", &JsValue::from(*predicted_value)),
-    }
-    obj.into()
+/// The `{predicted_class, …}` / `{predicted_value}` object, made by one `JSON.parse` of the
+/// serialised prediction: one boundary crossing instead of a dozen property sets, and numbers
+/// print as the HTTP API prints them (shortest f32 decimals).
+fn to_js(p: &Prediction) -> Result<JsValue, JsValue> {
+    let json = serde_json::to_string(p).map_err(js_err)?;
+    js_sys::JSON::parse(&json)
 }
 
 #[wasm_bindgen(js_class = Model)]
@@ -95,7 +87,7 @@ impl WasmModel {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| predict_err(&e, None))?;
         let p = self.inner.predict(row.iter().map(Value::as_ref)).map_err(|e| predict_err(&e, None))?;
-        Ok(to_js(&p))
+        to_js(&p)
     }
 
     /// Predict rows given as objects keyed by column name; returns an array of predictions.
@@ -119,7 +111,7 @@ impl WasmModel {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| predict_err(&e, Some(i)))?;
             let p = self.inner.predict(row.iter().map(Value::as_ref)).map_err(|e| predict_err(&e, Some(i)))?;
-            out.push(&to_js(&p));
+            out.push(&to_js(&p)?);
         }
         Ok(out)
     }
