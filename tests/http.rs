@@ -3,9 +3,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -25,23 +24,9 @@ impl Server {
         for f in ["iris.csv", "diabetes.csv"] {
             std::fs::copy(common::fixture(f), data.path().join(f)).unwrap();
         }
-        let esg = common::run(common::trainer().args(["inspect"])); // the embedded dataset loads
-        assert!(esg.status.success());
-        let mut child = common::trainer()
-            .args(["serve", "--host", "127.0.0.1", "--port", "0", "--web-dir", "/nonexistent"])
-            .arg("--models-dir")
-            .arg(models.path())
-            .arg("--data-dir")
-            .arg(data.path())
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let base =
-            line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("bad first line {line:?}")).to_owned();
+        let (m, d) = (models.path().to_str().unwrap(), data.path().to_str().unwrap());
+        let args: Vec<&str> = ["--models-dir", m, "--data-dir", d].into_iter().chain(extra.iter().copied()).collect();
+        let (child, base) = common::serve(&mut common::trainer(), &args);
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         Server { child, base, models, data, agent }
     }

@@ -133,22 +133,12 @@ fn passwords_and_db_indices_come_from_the_url() {
 
 #[test]
 fn the_http_api_trains_from_redis() {
-    use std::io::{BufRead, BufReader};
     let r = Redis::start(&[]);
     let o = run(trainer().env("REDIS_URL", &r.url).args(["redis-put", "iris", &fixture("iris.csv")]));
     assert!(o.status.success(), "{}", stderr(&o));
     let models = tempfile::tempdir().unwrap();
-    let mut child = trainer()
-        .env("REDIS_URL", &r.url)
-        .args(["serve", "--port", "0", "--web-dir", "/nonexistent", "--models-dir"])
-        .arg(models.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().trim_start_matches("listening on ").to_owned();
+    let (mut child, base) =
+        common::serve(trainer().env("REDIS_URL", &r.url), &["--models-dir", models.path().to_str().unwrap()]);
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let body =
         serde_json::json!({"dataset_path": "redis:iris", "target_column": "species", "train_config": {"epochs": 5}});

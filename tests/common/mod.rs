@@ -1,8 +1,9 @@
 //! Shared helpers of the integration tests: the trainer binary, temp dirs, fixtures.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// The `trainer` binary under test.
 pub fn trainer() -> Command {
@@ -55,4 +56,21 @@ pub fn entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|rd| rd.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default()
+}
+
+/// Start `trainer serve` (`cmd` carries the environment, `extra` more serve flags) on a free 127.0.0.1 port, without
+/// the web page; returns the process and its base URL once it listens.
+pub fn serve(cmd: &mut Command, extra: &[&str]) -> (Child, String) {
+    let mut child = cmd
+        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--web-dir", "/nonexistent"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("failed to start trainer serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line).expect("server output");
+    let base =
+        line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("bad first line {line:?}")).to_owned();
+    (child, base)
 }
