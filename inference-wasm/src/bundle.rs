@@ -123,6 +123,8 @@ impl Bundle {
         if actual != m.weights_sha256 {
             return Err(BundleError::HashMismatch { expected: m.weights_sha256.clone(), actual });
         }
+        // Metadata first: it bounds the architecture before any per-layer work.
+        check_metadata(m)?;
         let expected = expected_tensors(&m.architecture);
         for (name, shape) in &expected {
             let t = self.tensors.get(name).ok_or_else(|| BundleError::MissingTensor(name.clone()))?;
@@ -134,10 +136,21 @@ impl Bundle {
                 });
             }
         }
-        if let Some(extra) = self.tensors.keys().find(|k| !expected.iter().any(|(n, _)| n == *k)) {
-            return Err(BundleError::UnexpectedTensor(extra.clone()));
+        // Every expected name is present, so any surplus is an unexpected tensor.
+        if self.tensors.len() != expected.len() {
+            let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+            let extra = self.tensors.keys().find(|k| !known.contains(k.as_str())).cloned().unwrap_or_default();
+            return Err(BundleError::UnexpectedTensor(extra));
         }
-        check_metadata(m)
+        // BatchNorm divides by √(running_var + eps).
+        let eps = m.architecture.batch_norm_eps;
+        for i in 0..m.architecture.hidden_dims.len() {
+            let name = hidden_tensor_name(i, "bn.running_var");
+            if let Some(index) = self.tensors[&name].data.iter().position(|&v| f64::from(v) + eps <= 0.0) {
+                return Err(BundleError::Inconsistent(format!("`{name}`[{index}] is negative: a variance cannot be")));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -163,6 +176,9 @@ fn check_metadata(m: &Metadata) -> Result<(), BundleError> {
     let n = a.input_dim;
     if n == 0 || a.output_dim == 0 || a.hidden_dims.contains(&0) {
         return bad("architecture has a zero dimension".into());
+    }
+    if a.hidden_dims.len() > crate::config::MAX_HIDDEN_LAYERS {
+        return bad(format!("{} hidden layers (at most {})", a.hidden_dims.len(), crate::config::MAX_HIDDEN_LAYERS));
     }
     if !(a.batch_norm_eps.is_finite() && a.batch_norm_eps > 0.0) {
         return bad(format!("batch_norm_eps must be positive, got {}", a.batch_norm_eps));

@@ -193,6 +193,9 @@ impl Default for TrainConfig {
 /// Largest hidden width accepted, to keep a bad request from allocating gigabytes.
 pub const MAX_HIDDEN_DIM: usize = 65_536;
 
+/// Most hidden layers a network may have.
+pub const MAX_HIDDEN_LAYERS: usize = 64;
+
 /// Most weights a network may have (200 MB of f32); checked against the hidden layers here
 /// and against the whole architecture once the input width is known.
 pub const MAX_PARAMETERS: usize = 50_000_000;
@@ -230,6 +233,12 @@ impl TrainConfig {
         let m = &self.model_config;
         if m.hidden_dims.is_empty() {
             return Err(ConfigError::new("model_config.hidden_dims", "must name at least one hidden layer"));
+        }
+        if m.hidden_dims.len() > MAX_HIDDEN_LAYERS {
+            return Err(ConfigError::new(
+                "model_config.hidden_dims",
+                format!("at most {MAX_HIDDEN_LAYERS} hidden layers, got {}", m.hidden_dims.len()),
+            ));
         }
         if let Some(d) = m.hidden_dims.iter().find(|&&d| d == 0 || d > MAX_HIDDEN_DIM) {
             return Err(ConfigError::new(

@@ -219,6 +219,9 @@ pub struct Metadata {
     /// Device training ran on (`cpu`, `cuda:0`).
     #[serde(default)]
     pub device: String,
+    /// Training engine (`fused` CPU step or `candle` autograd); weights are reproducible per engine and machine.
+    #[serde(default)]
+    pub engine: String,
     /// Things the user should know (dropped columns, unseen categories in val/test, …).
     #[serde(default)]
     pub warnings: Vec<String>,

@@ -132,8 +132,11 @@ impl Model {
     /// (classification) or values (regression) into a new row-major buffer.
     pub fn predict_dense(&self, mut x: Vec<f32>, rows: usize) -> Result<Vec<f32>, PredictError> {
         let n = self.num_features();
-        if x.len() != rows * n {
-            return Err(PredictError::BatchShape { len: x.len(), rows, features: n });
+        let len = x.len();
+        let shape_error = || PredictError::BatchShape { len, rows, features: n };
+        // Checked: on wasm32 a huge `rows` would wrap usize.
+        if rows.checked_mul(n) != Some(len) {
+            return Err(shape_error());
         }
         if !self.preprocessor.is_numeric_only() {
             return Err(PredictError::BadRequest(
@@ -142,7 +145,7 @@ impl Model {
         }
         self.preprocessor.transform_numeric_in_place(&mut x)?;
         let width = self.output_width();
-        let mut out = vec![0f32; rows * width];
+        let mut out = vec![0f32; rows.checked_mul(width).ok_or_else(shape_error)?];
         let mut scratch = vec![0f32; self.network.scratch_len(rows)];
         self.network.forward(&x, rows, &mut out, &mut scratch);
         match self.metadata.task_type {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::error::PredictError;
 use crate::metadata::{FeatureKind, Preprocessing};
-use crate::value::{is_missing_token, number_as_category, parse_number, ValueRef};
+use crate::value::{category_of, is_missing_token, number_as_category, parse_number, to_f32, ValueRef};
 
 #[derive(Debug, Clone)]
 enum Encoder {
@@ -82,10 +82,8 @@ impl Preprocessor {
             (Encoder::Numeric { fill }, ValueRef::Number(x)) => {
                 if x.is_nan() {
                     fill.ok_or_else(|| PredictError::MissingValue { column: column() })
-                } else if x.is_finite() {
-                    Ok(x as f32)
                 } else {
-                    Err(PredictError::NonFinite { column: column(), value: x })
+                    to_f32(x).ok_or_else(|| PredictError::NonFinite { column: column(), value: x })
                 }
             }
             (Encoder::Numeric { .. }, ValueRef::Text(s)) => {
@@ -111,7 +109,7 @@ impl Preprocessor {
                 if is_missing_token(s) {
                     self.encode_value(index, ValueRef::Missing)
                 } else {
-                    self.encode_category(index, s)
+                    self.encode_category(index, &category_of(s))
                 }
             }
         }
@@ -232,6 +230,11 @@ mod tests {
         let e =
             p.transform_row([ValueRef::Number(f64::INFINITY), ValueRef::Missing].into_iter(), &mut out).unwrap_err();
         assert!(matches!(e, PredictError::NonFinite { .. }));
+        // Finite in f64 but beyond f32.
+        let e = p.transform_row([ValueRef::Number(1e39), ValueRef::Missing].into_iter(), &mut out).unwrap_err();
+        assert!(matches!(e, PredictError::NonFinite { .. }));
+        // Category text is trimmed.
+        p.transform_row([ValueRef::Number(1.0), ValueRef::Text(" red ")].into_iter(), &mut out).unwrap();
         let e = p.transform_row([ValueRef::Number(1.0)].into_iter(), &mut out).unwrap_err();
         assert_eq!(e, PredictError::WrongFeatureCount { expected: 2, got: 1 });
     }

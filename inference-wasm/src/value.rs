@@ -54,6 +54,22 @@ pub fn parse_number(cell: &str) -> Option<f64> {
     t.parse::<f64>().ok().filter(|x| !x.is_nan())
 }
 
+/// The category a text cell stands for: trimmed, and numbers in their canonical spelling
+/// (`"1.0"`, `" 1 "` and the JSON number `1` are all `"1"`), so CSV, JSON and prediction agree.
+pub fn category_of(cell: &str) -> std::borrow::Cow<'_, str> {
+    let t = cell.trim();
+    match parse_number(t) {
+        Some(x) if x.is_finite() => std::borrow::Cow::Owned(number_as_category(x)),
+        _ => std::borrow::Cow::Borrowed(t),
+    }
+}
+
+/// A feature value as f32, or `None` when it is not finite there (|x| beyond ~3.4e38 overflows).
+pub fn to_f32(x: f64) -> Option<f32> {
+    let y = x as f32;
+    y.is_finite().then_some(y)
+}
+
 /// How a number reads as a category: integral values without a fraction (`3`, not `3.0`),
 /// others in Rust's shortest round-trip form. Loading JSON and predicting both use this.
 pub fn number_as_category(x: f64) -> String {
@@ -103,6 +119,16 @@ mod tests {
         assert_eq!(parse_number("1,5"), None);
         assert_eq!(parse_number("abc"), None);
         assert_eq!(parse_number(""), None);
+    }
+
+    #[test]
+    fn categories_are_trimmed_and_numbers_canonical() {
+        assert_eq!(category_of(" red "), "red");
+        assert_eq!(category_of("1.0"), "1");
+        assert_eq!(category_of("007"), "7");
+        assert_eq!(category_of("inf"), "inf");
+        assert_eq!(to_f32(1e39), None);
+        assert_eq!(to_f32(-2.5), Some(-2.5));
     }
 
     #[test]

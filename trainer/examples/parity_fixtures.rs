@@ -52,7 +52,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg.model_config.activation = case.activation;
         cfg.model_config.hidden_dims = vec![32, 16];
         cfg.train_config.epochs = 15;
-        let opts = RunOptions { models_dir: work.clone(), redis: RedisOptions::default(), save_test_rows: false };
+        let opts = RunOptions {
+            models_dir: work.clone(),
+            redis: RedisOptions::default(),
+            save_test_rows: false,
+            data_dir: None,
+        };
         let r = pipeline::run(&cfg, &opts, &mut |_| {}, &AtomicBool::new(false))?;
         let bundle_bytes = std::fs::read(r.model_dir.join("model.safetensors"))?;
         let bundle = Bundle::from_bytes(&bundle_bytes)?;

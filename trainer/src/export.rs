@@ -68,14 +68,40 @@ pub fn save(
     Ok((bundle.metadata, final_dir))
 }
 
-/// Remove temp directories left by an export that was killed mid-way.
+/// Remove temp directories left by exports whose process is gone (a running `trainer train`
+/// on the same directory keeps its own), and leftovers of interrupted deletions.
 pub fn clean_stale_temp_dirs(models_dir: &Path) {
-    let Ok(rd) = fs::read_dir(models_dir) else {
-        return;
-    };
+    let Ok(rd) = fs::read_dir(models_dir) else { return };
     for e in rd.filter_map(Result::ok) {
-        if e.file_name().to_str().is_some_and(|n| n.starts_with(".tmp-")) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let stale = if let Some(rest) = name.strip_prefix(".tmp-") {
+            // `.tmp-<model_id>-<pid>`
+            let pid = rest.rsplit_once('-').and_then(|(_, pid)| pid.parse::<u32>().ok());
+            pid.is_none_or(|pid| pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists())
+        } else {
+            name.starts_with(".deleted-")
+        };
+        if stale {
             let _ = fs::remove_dir_all(e.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_dead_processes_temp_dirs_are_cleaned() {
+        let d = tempfile::tempdir().unwrap();
+        let live = format!(".tmp-model_x_001-{}", std::process::id());
+        for n in [live.as_str(), ".tmp-model_x_002-999999999", ".deleted-model_x_003-u", "model_x_004"] {
+            fs::create_dir(d.path().join(n)).unwrap();
+        }
+        clean_stale_temp_dirs(d.path());
+        let mut left: Vec<String> =
+            fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, vec![live, "model_x_004".to_owned()]);
     }
 }

@@ -284,6 +284,7 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainingError> {
         models_dir: args.models_dir.clone(),
         redis: RedisOptions::default(),
         save_test_rows: args.save_test_rows,
+        data_dir: None,
     };
     let interactive = std::io::stderr().is_terminal();
     let mut bar: Option<ProgressBar> = None;

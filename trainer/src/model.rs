@@ -231,6 +231,8 @@ pub type Snapshot = Vec<Vec<f32>>;
 pub trait Trainable {
     /// The architecture.
     fn architecture(&self) -> &Architecture;
+    /// Which engine computes the steps (`fused` or `candle`), recorded in the metadata.
+    fn engine(&self) -> &'static str;
     /// Forward, backward and one optimizer update on a batch; returns the batch's mean loss.
     fn train_batch(
         &mut self,
@@ -267,6 +269,10 @@ impl CandleNet {
 impl Trainable for CandleNet {
     fn architecture(&self) -> &Architecture {
         &self.mlp.arch
+    }
+
+    fn engine(&self) -> &'static str {
+        "candle"
     }
 
     fn train_batch(
@@ -315,6 +321,10 @@ impl Trainable for CandleNet {
 impl Trainable for crate::fused::FusedMlp {
     fn architecture(&self) -> &Architecture {
         crate::fused::FusedMlp::architecture(self)
+    }
+
+    fn engine(&self) -> &'static str {
+        "fused"
     }
 
     fn train_batch(

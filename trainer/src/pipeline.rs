@@ -22,6 +22,9 @@ pub struct RunOptions {
     pub redis: RedisOptions,
     /// Also write the raw test rows as `test_rows.csv` into the model directory.
     pub save_test_rows: bool,
+    /// Relative dataset paths are read from here (the server's `--data-dir`); the metadata
+    /// records the path as given.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Progress of a run.
@@ -67,7 +70,11 @@ pub fn run(
             .into())
         }
     };
-    let table = data::load(cfg.dataset_path.as_deref(), &opts.redis)?;
+    let resolved = match (&opts.data_dir, &cfg.dataset_path) {
+        (Some(dir), Some(p)) if !p.starts_with("redis:") => Some(dir.join(p).display().to_string()),
+        _ => cfg.dataset_path.clone(),
+    };
+    let table = data::load(resolved.as_deref(), &opts.redis)?;
     let prepared = prep::prepare(&table, cfg, &target, &source)?;
     let (device, device_name) = device::select(cfg.train_config.device)?;
     on_event(Event::Prepared { prepared: &prepared, task_guessed: cfg.task_type.is_none(), device: &device_name });
@@ -103,6 +110,7 @@ pub fn run(
         dataset: prepared.dataset.clone(),
         train_seconds: trained.train_seconds,
         device: device_name,
+        engine: trained.model.engine().to_owned(),
         warnings,
         weights_sha256: String::new(),
     };

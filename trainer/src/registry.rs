@@ -70,8 +70,20 @@ pub fn list(models_dir: &Path) -> Vec<ModelEntry> {
             Some(ModelEntry { id, dir: e.path(), modified })
         })
         .collect();
-    v.sort_by(|a, b| b.id.cmp(&a.id).then(b.modified.cmp(&a.modified)));
+    v.sort_by(|a, b| order_key(&b.id).cmp(&order_key(&a.id)).then(b.modified.cmp(&a.modified)));
     v
+}
+
+/// Ids sort by date, then sequence as a number (`…_1000` after `…_999`); other names last.
+fn order_key(id: &str) -> (bool, &str, u64, &str) {
+    let parsed = id.strip_prefix("model_").and_then(|rest| {
+        let (date, seq) = rest.rsplit_once('_')?;
+        Some((date, seq.parse::<u64>().ok()?))
+    });
+    match parsed {
+        Some((date, seq)) => (true, date, seq, id),
+        None => (false, "", 0, id),
+    }
 }
 
 /// Resolve a model id (under `models_dir`) or a directory path holding a bundle.
@@ -113,6 +125,13 @@ mod tests {
 
     #[test]
     fn resolve_by_id_or_dir_and_list_newest_first() {
+        let d = tempfile::tempdir().unwrap();
+        for id in ["model_2026_01_01_999", "model_2026_01_01_1000", ".tmp-x"] {
+            fs::create_dir(d.path().join(id)).unwrap();
+            fs::write(d.path().join(id).join(BUNDLE_FILE), b"x").unwrap();
+        }
+        let ids: Vec<String> = list(d.path()).into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, vec!["model_2026_01_01_1000", "model_2026_01_01_999"]);
         let d = tempfile::tempdir().unwrap();
         for id in ["model_2026_01_01_001", "model_2026_01_02_001", ".tmp-x"] {
             fs::create_dir(d.path().join(id)).unwrap();

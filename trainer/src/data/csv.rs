@@ -6,6 +6,8 @@ use std::io::Read;
 
 use csv::{ByteRecord, ReaderBuilder};
 
+use inference::value::{category_of, to_f32};
+
 use super::{check_header, classify, Cell, Column, ColumnData, Table};
 use crate::error::DataLoadError;
 
@@ -63,7 +65,7 @@ pub(super) fn read<R: Read>(
             };
             match classify(text) {
                 Cell::Missing => col.push(f32::NAN),
-                Cell::Number(x) if x.is_finite() => col.push(x as f32),
+                Cell::Number(x) if to_f32(x).is_some() => col.push(x as f32),
                 Cell::Number(_) => {
                     return Err(DataLoadError::NonFinite {
                         source_name: source_name.to_owned(),
@@ -90,7 +92,7 @@ pub(super) fn read<R: Read>(
             for (slot, &j) in text.iter_mut().zip(&text_cols) {
                 // Validated as UTF-8 in pass 1.
                 let cell = String::from_utf8_lossy(&record[j]);
-                slot.push((classify(&cell) != Cell::Missing).then(|| cell.into_owned()));
+                slot.push((classify(&cell) != Cell::Missing).then(|| category_of(&cell).into_owned()));
             }
         }
     }

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::{check_header, classify, Cell, Column, ColumnData, Table};
 use crate::error::DataLoadError;
-use inference::value::number_as_category;
+use inference::value::{category_of, number_as_category, to_f32};
 
 /// Parse JSON bytes into a table.
 pub(super) fn read(source_name: &str, bytes: &[u8]) -> Result<Table, DataLoadError> {
@@ -83,7 +83,7 @@ fn column(source_name: &str, name: String, cells: &[&Value]) -> Result<Column, D
             }
         });
     }
-    if let Some(row) = kinds.iter().position(|k| matches!(k, Cell::Number(x) if x.is_infinite())) {
+    if let Some(row) = kinds.iter().position(|k| matches!(k, Cell::Number(x) if to_f32(*x).is_none())) {
         return Err(DataLoadError::NonFinite {
             source_name: source_name.to_owned(),
             row: row as u64,
@@ -98,7 +98,7 @@ fn column(source_name: &str, name: String, cells: &[&Value]) -> Result<Column, D
                 .zip(&kinds)
                 .map(|(v, k)| match (v, k) {
                     (_, Cell::Missing) => None,
-                    (Value::String(s), _) => Some(s.clone()),
+                    (Value::String(s), _) => Some(category_of(s).into_owned()),
                     (Value::Bool(b), _) => Some(b.to_string()),
                     (_, Cell::Number(x)) => Some(number_as_category(*x)),
                     _ => None,

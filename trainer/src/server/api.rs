@@ -117,12 +117,21 @@ pub fn resolve_dataset(data_dir: &Path, dataset: &str) -> Result<String, ApiErro
 pub async fn train(
     State(state): Shared,
     headers: HeaderMap,
-    JsonBody(mut cfg): JsonBody<TrainConfig>,
+    JsonBody(cfg): JsonBody<TrainConfig>,
 ) -> Result<Json<TrainAccepted>, ApiError> {
     check_auth(&state, &headers)?;
     cfg.validate()?;
+    if state.tasks.unfinished() >= tasks::MAX_QUEUED {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_trainings",
+            format!("{} trainings are already queued or running; retry later", tasks::MAX_QUEUED),
+        ));
+    }
     if let Some(path) = &cfg.dataset_path {
-        cfg.dataset_path = Some(resolve_dataset(&state.config.data_dir, path)?);
+        // Validate only: the path is kept as given (the metadata records it) and read
+        // relative to the data dir by the pipeline.
+        resolve_dataset(&state.config.data_dir, path)?;
     }
     let task_id = tasks::submit(state.clone(), cfg);
     Ok(Json(TrainAccepted { task_id, status: "pending".into(), message: "Training task queued".into() }))

@@ -61,6 +61,9 @@ pub struct TaskStatus {
 /// Finished tasks kept for status queries; older ones are forgotten first.
 const MAX_FINISHED: usize = 1000;
 
+/// Trainings allowed to wait for a slot; more are refused with 429.
+pub const MAX_QUEUED: usize = 100;
+
 /// All tasks of this server process.
 #[derive(Default)]
 pub struct TaskStore {
@@ -71,6 +74,12 @@ pub struct TaskStore {
 }
 
 impl TaskStore {
+    /// Tasks not yet finished.
+    pub fn unfinished(&self) -> usize {
+        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.values().filter(|t| matches!(t.status, TaskState::Pending | TaskState::Running)).count()
+    }
+
     /// A task's status.
     pub fn get(&self, id: &str) -> Option<TaskStatus> {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
@@ -151,6 +160,7 @@ pub fn submit(state: Arc<AppState>, cfg: TrainConfig) -> String {
                 models_dir: st.config.models_dir.clone(),
                 redis: st.config.redis.clone(),
                 save_test_rows: false,
+                data_dir: st.config.data_dir.canonicalize().ok(),
             };
             pipeline::run(
                 &cfg,

@@ -95,7 +95,11 @@ impl Telemetry {
 /// Middleware: time every request and count it by matched route (not raw path, to bound cardinality).
 pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    // Extension methods would each make a new series: bound the label set.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS") => m.to_owned(),
+        _ => "other".to_owned(),
+    };
     let start = Instant::now();
     let res = next.run(req).await;
     state.telemetry.observe(route, method, res.status().as_u16(), start.elapsed().as_secs_f64());
