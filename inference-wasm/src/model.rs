@@ -48,8 +48,9 @@ thread_local! {
 }
 
 impl Model {
-    /// Build from a verified bundle.
-    pub fn from_bundle(bundle: Bundle) -> Self {
+    /// Build from a bundle that `Bundle::from_bytes`/`from_parts` verified (its fields are
+    /// public, so only those two constructors lead here).
+    fn from_bundle(bundle: Bundle) -> Self {
         let preprocessor = Preprocessor::new(&bundle.metadata.preprocessing);
         let network = Network::new(&bundle.metadata.architecture, &bundle.tensors);
         Self { metadata: bundle.metadata, preprocessor, network }
