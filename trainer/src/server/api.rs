@@ -201,14 +201,15 @@ pub async fn predict(State(state): Shared, JsonBody(req): JsonBody<PredictReques
     let model = state.models.get(&model_id)?;
     let mut body = match (&input.features, &input.records) {
         (Some(Value::Array(rows)), None) if !rows.is_empty() && rows.iter().all(Value::is_array) => {
-            let preds = rows
+            let parsed = rows
                 .iter()
                 .enumerate()
                 .map(|(i, r)| {
-                    let values = r.as_array().map(Vec::as_slice).unwrap_or_default();
-                    row(&model, values).and_then(|v| model.predict(v.into_iter())).map_err(|e| with_row(i, e))
+                    row(&model, r.as_array().map(Vec::as_slice).unwrap_or_default()).map_err(|e| with_row(i, e))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            // One batched forward pass (tiled GEMM) instead of a matrix-vector pass per row.
+            let preds = model.predict_batch(parsed).map_err(|(i, e)| with_row(i, e))?;
             state.telemetry.predicted(preds.len());
             serde_json::json!({ "predictions": preds })
         }
