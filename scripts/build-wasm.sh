@@ -42,6 +42,8 @@ if ! command -v wasm-bindgen >/dev/null || [ "$(wasm-bindgen --version | awk '{p
   echo "build-wasm: installing wasm-bindgen-cli $wb_version"
   cargo install wasm-bindgen-cli --version "$wb_version"
 fi
+# Fresh output dirs: wasm-bindgen never removes files an earlier build left there.
+rm -rf web/pkg inference-wasm/pkg-node
 for t in web:web/pkg nodejs:inference-wasm/pkg-node; do
   wasm-bindgen --target "${t%%:*}" --out-dir "${t#*:}" --out-name inference \
     --remove-name-section --remove-producers-section "$wasm"
