@@ -46,6 +46,17 @@ bench_init() {
 }
 
 # trainer_bin: snapshot the trainer binary, so a rebuild during the run cannot swap it.
+# Path of the cached ROWS x 32 numeric CSV (5 classes, seed 42), generating it on first use.
+numeric_dataset() {
+  local data="bench/out/numeric_${1}x32_c5_s42.csv"
+  if [ ! -s "$data" ]; then
+    log "generating $data"
+    "${PYTHON:-python3}" scripts/gen_numeric_dataset.py --rows "$1" --features 32 --classes 5 --seed 42 --out "$data.tmp"
+    mv "$data.tmp" "$data"
+  fi
+  echo "$data"
+}
+
 trainer_bin() {
   local src=${TRAINER_BIN:-target/release/trainer}
   [ -x "$src" ] || die "no trainer binary at $src (cargo build --release -p trainer, or set TRAINER_BIN)"

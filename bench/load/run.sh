@@ -28,12 +28,7 @@ need "$PYTHON"
 trainer_bin
 "$TRAINER" inspect --help >/dev/null 2>&1 || die "$TRAINER has no 'inspect' subcommand"
 
-data="bench/out/numeric_${ROWS}x32_c5_s42.csv"
-if [ ! -s "$data" ]; then
-  log "generating $data"
-  "$PYTHON" scripts/gen_numeric_dataset.py --rows "$ROWS" --features 32 --classes 5 --seed 42 --out "$data.tmp"
-  mv "$data.tmp" "$data"
-fi
+data=$(numeric_dataset "$ROWS")
 cat "$data" >/dev/null # page cache
 
 log "trainer inspect"

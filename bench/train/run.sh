@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Training speed benchmark: the trainer (Rust, candle) against the PyTorch reference
+# Training speed benchmark: the trainer (Rust) against the PyTorch reference
 # pipeline (bench/reference/torch_pipeline.py), one run each, on the same numeric data.
 #
 # Data: ROWS x 32 float features, 5 classes (scripts/gen_numeric_dataset.py, seed 42,
@@ -37,12 +37,7 @@ need "$PYTHON"
   || die "the PyTorch reference needs: pip install -r bench/reference/requirements.txt"
 trainer_bin
 
-data="bench/out/numeric_${ROWS}x32_c5_s42.csv"
-if [ ! -s "$data" ]; then
-  log "generating $data"
-  "$PYTHON" scripts/gen_numeric_dataset.py --rows "$ROWS" --features 32 --classes 5 --seed 42 --out "$data.tmp"
-  mv "$data.tmp" "$data"
-fi
+data=$(numeric_dataset "$ROWS")
 cat "$data" >/dev/null # page cache
 
 common=(--hidden 128,64,32 --dropout 0.2 --lr 0.001 --epochs "$EPOCHS" --patience 0 --seed 42
@@ -75,7 +70,7 @@ for line in open(results):
         "sps": s["samples_per_second"], "wall": float(wall), "rss": int(kib) / 1024,
         "acc": s["test_metrics"]["accuracy"], "loop": s["train_seconds"],
     }
-print("| batch | metric | trainer (Rust, candle) | PyTorch | Rust ÷ PyTorch |")
+print("| batch | metric | trainer (Rust) | PyTorch | Rust ÷ PyTorch |")
 print("|---:|---|---:|---:|---:|")
 metrics = [
     ("sps", "training samples/s", lambda v: f"{v:,.0f}"),

@@ -35,12 +35,7 @@ need node npm "$PYTHON"
   || die "the ONNX export needs: pip install -r bench/reference/requirements.txt"
 trainer_bin
 
-data="bench/out/numeric_${ROWS}x32_c5_s42.csv"
-if [ ! -s "$data" ]; then
-  log "generating $data"
-  "$PYTHON" scripts/gen_numeric_dataset.py --rows "$ROWS" --features 32 --classes 5 --seed 42 --out "$data.tmp"
-  mv "$data.tmp" "$data"
-fi
+data=$(numeric_dataset "$ROWS")
 
 log "training 32 -> 128,64,32 -> 5 for $EPOCHS epochs"
 "$TRAINER" train --data "$data" --target label --task classification --models-dir "$BENCH_TMP/models" \
