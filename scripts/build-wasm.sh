@@ -4,6 +4,8 @@
 # (--target nodejs). Uses rustup's wasm32 target when installed, else Debian's rustc-web
 # recipe (see ../shared/notes/wasm-toolchain.md). Installs wasm-bindgen-cli of exactly the
 # crate's version when missing, and runs wasm-opt (binaryen) on rustc's output when present.
+# The JS half of the bindings (inference-wasm/js/boundary.js) is inlined into both glue files,
+# so each package is the usual glue + .wasm + .d.ts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,6 +50,7 @@ for t in web:web/pkg nodejs:inference-wasm/pkg-node; do
   wasm-bindgen --target "${t%%:*}" --out-dir "${t#*:}" --out-name inference \
     --remove-name-section --remove-producers-section "$wasm"
 done
+node scripts/inline-js-snippets.mjs web/pkg inference-wasm/pkg-node
 # The nodejs glue is CommonJS; the repo's package.json says "type": "module", so mark the folder.
 echo '{"type": "commonjs"}' > inference-wasm/pkg-node/package.json
 raw=$(stat -c %s web/pkg/inference_bg.wasm)

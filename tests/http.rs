@@ -179,7 +179,7 @@ fn train_poll_and_predict_in_every_form() {
     assert_eq!((s, &meta["model_id"]), (200, &json!(id)));
     let (s, bytes) = srv.bytes(&format!("/api/ml/models/{id}/bundle"));
     assert_eq!(s, 200);
-    assert_eq!(inference::Model::from_bytes(&bytes).unwrap().metadata().model_id, id);
+    assert_eq!(inference::Model::from_bytes(&bytes).unwrap().spec().model_id, id);
 
     // A regression model answers predicted_value.
     let st = srv

@@ -1,15 +1,17 @@
 //! Reading and writing bundles: safetensors weights plus the metadata JSON, checked end to end.
 //!
 //! The tensor names are defined here once ([`expected_tensors`]); the trainer writes with
-//! [`Bundle::to_safetensors`] and every reader goes through [`Bundle::from_bytes`] or [`Bundle::from_parts`].
+//! [`Bundle::to_safetensors`]. Every reader ([`Bundle::from_bytes`], [`Bundle::from_parts`] and
+//! [`crate::Model`]'s constructors) goes through one verification, `verify`.
 
 use std::collections::{BTreeMap, HashMap};
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, TensorView};
 use sha2::{Digest, Sha256};
 
 use crate::error::BundleError;
-use crate::metadata::{Architecture, FeatureKind, Metadata, TaskType, FORMAT_VERSION};
+use crate::metadata::{Architecture, FeatureKind, Metadata, ModelSpec, TaskType, FORMAT_VERSION};
+use crate::weights::{self, Container};
 
 /// Key inside the safetensors `__metadata__` map that holds the metadata JSON.
 pub const METADATA_KEY: &str = "bundle";
@@ -62,37 +64,95 @@ pub fn weights_sha256(tensors: &BTreeMap<String, Tensor>) -> String {
             h.update(v.to_le_bytes());
         }
     }
-    let digest = h.finalize();
+    hex(&h.finalize())
+}
+
+fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What prediction needs from a bundle, with every check passed: the spec part of the
+/// metadata and the tensors. Both [`Bundle`] and [`crate::Model`] are built from this.
+#[derive(Debug)]
+pub(crate) struct Verified {
+    pub spec: ModelSpec,
+    pub tensors: BTreeMap<String, Tensor>,
+}
+
+/// Read a self-contained `model.safetensors`: the verified parts and the embedded metadata JSON.
+pub(crate) fn load_bytes(bytes: &[u8]) -> Result<(Verified, String), BundleError> {
+    let mut container = weights::read(bytes)?;
+    let json = container.metadata.remove(METADATA_KEY).ok_or(BundleError::MissingMetadata)?;
+    Ok((verify(container, &json)?, json))
+}
+
+/// Read the two-file layout.
+pub(crate) fn load_parts(weights: &[u8], metadata_json: &str) -> Result<Verified, BundleError> {
+    verify(weights::read(weights)?, metadata_json)
+}
+
+/// Every check between metadata and tensors, in the order that gives the most telling error.
+fn verify(container: Container<'_>, metadata_json: &str) -> Result<Verified, BundleError> {
+    let spec = parse_spec(metadata_json)?;
+    let mut hasher = Sha256::new();
+    let mut tensors = BTreeMap::new();
+    // BTreeMap order is the hash's sorted-name order; the stored bytes are already little-endian.
+    for (name, raw) in container.tensors {
+        if raw.dtype != "F32" {
+            return Err(BundleError::Dtype { name, dtype: raw.dtype });
+        }
+        hasher.update(raw.bytes);
+        let data: Vec<f32> = raw.bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        if let Some(index) = data.iter().position(|v| !v.is_finite()) {
+            return Err(BundleError::NonFinite { name, index });
+        }
+        tensors.insert(name, Tensor { shape: raw.shape, data });
+    }
+    let actual = hex(&hasher.finalize());
+    if actual != spec.weights_sha256 {
+        return Err(BundleError::HashMismatch { expected: spec.weights_sha256.clone(), actual });
+    }
+    // Metadata first: it bounds the architecture before any per-layer work.
+    check_metadata(&spec)?;
+    let expected = expected_tensors(&spec.architecture);
+    for (name, shape) in &expected {
+        let t = tensors.get(name).ok_or_else(|| BundleError::MissingTensor(name.clone()))?;
+        if &t.shape != shape {
+            return Err(BundleError::ShapeMismatch {
+                name: name.clone(),
+                expected: shape.clone(),
+                actual: t.shape.clone(),
+            });
+        }
+    }
+    // Every expected name is present, so any surplus is an unexpected tensor.
+    if tensors.len() != expected.len() {
+        let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+        let extra = tensors.keys().find(|k| !known.contains(k.as_str())).cloned().unwrap_or_default();
+        return Err(BundleError::UnexpectedTensor(extra));
+    }
+    // BatchNorm divides by √(running_var + eps).
+    let eps = spec.architecture.batch_norm_eps;
+    for i in 0..spec.architecture.hidden_dims.len() {
+        let name = hidden_tensor_name(i, "bn.running_var");
+        if let Some(index) = tensors[&name].data.iter().position(|&v| f64::from(v) + eps <= 0.0) {
+            return Err(BundleError::Inconsistent(format!("`{name}`[{index}] is negative: a variance cannot be")));
+        }
+    }
+    Ok(Verified { spec, tensors })
 }
 
 impl Bundle {
     /// Load a single `model.safetensors` whose header carries the metadata.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, BundleError> {
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| BundleError::Safetensors(e.to_string()))?;
-        let json = header.metadata().as_ref().and_then(|m| m.get(METADATA_KEY)).ok_or(BundleError::MissingMetadata)?;
-        Self::from_parts(bytes, json)
+        let (verified, json) = load_bytes(bytes)?;
+        Ok(Bundle { metadata: parse_full(&json)?, tensors: verified.tensors })
     }
 
     /// Load the two-file layout: safetensors weights and `metadata.json`.
     pub fn from_parts(weights: &[u8], metadata_json: &str) -> Result<Self, BundleError> {
-        let metadata = parse_metadata(metadata_json)?;
-        let st = SafeTensors::deserialize(weights).map_err(|e| BundleError::Safetensors(e.to_string()))?;
-        let mut tensors = BTreeMap::new();
-        for (name, view) in st.tensors() {
-            if view.dtype() != Dtype::F32 {
-                return Err(BundleError::Dtype { name, dtype: format!("{:?}", view.dtype()) });
-            }
-            let data: Vec<f32> =
-                view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-            if let Some(index) = data.iter().position(|v| !v.is_finite()) {
-                return Err(BundleError::NonFinite { name, index });
-            }
-            tensors.insert(name, Tensor { shape: view.shape().to_vec(), data });
-        }
-        let bundle = Bundle { metadata, tensors };
-        bundle.check()?;
-        Ok(bundle)
+        let verified = load_parts(weights, metadata_json)?;
+        Ok(Bundle { metadata: parse_full(metadata_json)?, tensors: verified.tensors })
     }
 
     /// Serialise as one self-contained `model.safetensors` (metadata embedded in the header).
@@ -115,61 +175,35 @@ impl Bundle {
         let info = HashMap::from([(METADATA_KEY.to_owned(), json)]);
         safetensors::serialize(views, Some(info)).map_err(|e| BundleError::Safetensors(e.to_string()))
     }
-
-    /// Every cross-check between metadata and tensors.
-    fn check(&self) -> Result<(), BundleError> {
-        let m = &self.metadata;
-        let actual = weights_sha256(&self.tensors);
-        if actual != m.weights_sha256 {
-            return Err(BundleError::HashMismatch { expected: m.weights_sha256.clone(), actual });
-        }
-        // Metadata first: it bounds the architecture before any per-layer work.
-        check_metadata(m)?;
-        let expected = expected_tensors(&m.architecture);
-        for (name, shape) in &expected {
-            let t = self.tensors.get(name).ok_or_else(|| BundleError::MissingTensor(name.clone()))?;
-            if &t.shape != shape {
-                return Err(BundleError::ShapeMismatch {
-                    name: name.clone(),
-                    expected: shape.clone(),
-                    actual: t.shape.clone(),
-                });
-            }
-        }
-        // Every expected name is present, so any surplus is an unexpected tensor.
-        if self.tensors.len() != expected.len() {
-            let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-            let extra = self.tensors.keys().find(|k| !known.contains(k.as_str())).cloned().unwrap_or_default();
-            return Err(BundleError::UnexpectedTensor(extra));
-        }
-        // BatchNorm divides by √(running_var + eps).
-        let eps = m.architecture.batch_norm_eps;
-        for i in 0..m.architecture.hidden_dims.len() {
-            let name = hidden_tensor_name(i, "bn.running_var");
-            if let Some(index) = self.tensors[&name].data.iter().position(|&v| f64::from(v) + eps <= 0.0) {
-                return Err(BundleError::Inconsistent(format!("`{name}`[{index}] is negative: a variance cannot be")));
-            }
-        }
-        Ok(())
-    }
 }
 
-/// Parse and version-check metadata JSON.
-fn parse_metadata(json: &str) -> Result<Metadata, BundleError> {
-    // Read the version first so a future format gets a version error, not a schema error.
-    #[derive(serde::Deserialize)]
-    struct Version {
-        format_version: u32,
-    }
-    let v: Version = serde_json::from_str(json).map_err(|e| BundleError::Metadata(e.to_string()))?;
-    if v.format_version != FORMAT_VERSION {
-        return Err(BundleError::UnsupportedVersion { found: v.format_version, supported: FORMAT_VERSION });
-    }
+/// The full metadata (training record included), once the spec part has been verified.
+fn parse_full(json: &str) -> Result<Metadata, BundleError> {
     serde_json::from_str(json).map_err(|e| BundleError::Metadata(e.to_string()))
 }
 
+/// Version-check metadata JSON and parse its spec part.
+fn parse_spec(json: &str) -> Result<ModelSpec, BundleError> {
+    let version_error = |found| BundleError::UnsupportedVersion { found, supported: FORMAT_VERSION };
+    match serde_json::from_str::<ModelSpec>(json) {
+        Ok(spec) if spec.format_version == FORMAT_VERSION => Ok(spec),
+        Ok(spec) => Err(version_error(spec.format_version)),
+        Err(e) => {
+            // A future format may fail the schema: name its version rather than the schema error.
+            #[derive(serde::Deserialize)]
+            struct Version {
+                format_version: u32,
+            }
+            match serde_json::from_str::<Version>(json) {
+                Ok(v) if v.format_version != FORMAT_VERSION => Err(version_error(v.format_version)),
+                _ => Err(BundleError::Metadata(e.to_string())),
+            }
+        }
+    }
+}
+
 /// Lengths and dimensions the metadata must agree on among itself.
-fn check_metadata(m: &Metadata) -> Result<(), BundleError> {
+fn check_metadata(m: &ModelSpec) -> Result<(), BundleError> {
     let bad = |msg: String| Err(BundleError::Inconsistent(msg));
     let a = &m.architecture;
     let p = &m.preprocessing;
@@ -241,4 +275,182 @@ fn check_metadata(m: &Metadata) -> Result<(), BundleError> {
         },
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{
+        Activation, ClassificationMetrics, DatasetInfo, FeatureSpec, MissingStrategy, Preprocessing, Scaler,
+        TestMetrics, TrainConfig,
+    };
+    use crate::{Model, ValueRef};
+
+    /// A small valid classification bundle: 2 features → [3] → 2 classes.
+    fn bundle() -> Bundle {
+        let arch = Architecture {
+            input_dim: 2,
+            hidden_dims: vec![3],
+            output_dim: 2,
+            dropout_rate: 0.0,
+            activation: Activation::Relu,
+            batch_norm_eps: 1e-5,
+        };
+        let tensors: BTreeMap<String, Tensor> = expected_tensors(&arch)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, shape))| {
+                let n = shape.iter().product::<usize>();
+                let data = (0..n)
+                    .map(|j| if name.ends_with("running_var") { 1.5 } else { (i + j) as f32 * 0.1 - 0.3 })
+                    .collect();
+                (name, Tensor { shape, data })
+            })
+            .collect();
+        let metadata = Metadata {
+            format_version: FORMAT_VERSION,
+            model_id: "model_2026_11_26_001".into(),
+            saved_at: "2026-11-26T00:00:00Z".into(),
+            task_type: TaskType::Classification,
+            architecture: arch,
+            train_config: TrainConfig::default(),
+            test_metrics: TestMetrics::Classification(ClassificationMetrics {
+                accuracy: 1.0,
+                precision: 1.0,
+                recall: 1.0,
+                f1_score: 1.0,
+                precision_macro: 1.0,
+                recall_macro: 1.0,
+                f1_macro: 1.0,
+                confusion_matrix: vec![vec![1, 0], vec![0, 1]],
+            }),
+            preprocessing: Preprocessing {
+                feature_names: vec!["x".into(), "c".into()],
+                features: vec![
+                    FeatureSpec { name: "x".into(), kind: FeatureKind::Numeric { fill_value: Some(0.5) } },
+                    FeatureSpec {
+                        name: "c".into(),
+                        kind: FeatureKind::Categorical { categories: vec!["a".into(), "b".into()], fill_value: None },
+                    },
+                ],
+                missing_strategy: MissingStrategy::Mean,
+                scaler: Scaler { mean: vec![0.0, 0.5], scale: vec![1.0, 0.5] },
+                target_scaler: None,
+                dropped_columns: vec![],
+            },
+            classes: Some(vec!["no".into(), "yes".into()]),
+            history: vec![],
+            epochs_run: 1,
+            best_epoch: 1,
+            dataset: DatasetInfo {
+                source: "test".into(),
+                target_column: "y".into(),
+                rows: 2,
+                dropped_rows: 0,
+                train_rows: 2,
+                val_rows: 0,
+                test_rows: 0,
+            },
+            train_seconds: 0.0,
+            device: "cpu".into(),
+            engine: "fused".into(),
+            warnings: vec![],
+            weights_sha256: weights_sha256(&tensors),
+        };
+        Bundle { metadata, tensors }
+    }
+
+    /// `edit` the bundle, refresh its hash unless told not to, and load the result.
+    fn load_edited(edit: impl FnOnce(&mut Bundle), rehash: bool) -> Result<Bundle, BundleError> {
+        let mut b = bundle();
+        edit(&mut b);
+        if rehash {
+            b.metadata.weights_sha256 = weights_sha256(&b.tensors);
+        }
+        Bundle::from_bytes(&b.to_safetensors().unwrap())
+    }
+
+    #[test]
+    fn round_trips_and_loads_both_layouts() {
+        let b = bundle();
+        let bytes = b.to_safetensors().unwrap();
+        let back = Bundle::from_bytes(&bytes).unwrap();
+        assert_eq!((&back.metadata, &back.tensors), (&b.metadata, &b.tensors));
+
+        let json = serde_json::to_string_pretty(&b.metadata).unwrap();
+        let weights_only = Bundle { metadata: b.metadata.clone(), tensors: b.tensors.clone() };
+        // The two-file layout: any safetensors weights (the embedded copy is ignored) + metadata.json.
+        let from_parts = Model::from_parts(&weights_only.to_safetensors().unwrap(), &json).unwrap();
+        let from_bytes = Model::from_bytes(&bytes).unwrap();
+        assert_eq!(from_parts.spec(), from_bytes.spec());
+        assert_eq!(from_parts.metadata_json(), json);
+        let row = [ValueRef::Number(1.0), ValueRef::Text("b")];
+        assert_eq!(from_parts.predict(row.into_iter()).unwrap(), from_bytes.predict(row.into_iter()).unwrap());
+        // The stored JSON is the full metadata, training record included.
+        assert_eq!(serde_json::from_str::<Metadata>(from_bytes.metadata_json()).unwrap(), b.metadata);
+    }
+
+    #[test]
+    fn every_inconsistency_is_a_typed_error() {
+        let err = |edit: fn(&mut Bundle), rehash: bool| load_edited(edit, rehash).unwrap_err();
+        assert!(matches!(
+            err(|b| b.tensors.get_mut("out.bias").unwrap().data[0] = 9.0, false),
+            BundleError::HashMismatch { .. }
+        ));
+        assert_eq!(err(|b| drop(b.tensors.remove("out.bias")), true), BundleError::MissingTensor("out.bias".into()));
+        assert_eq!(
+            err(|b| drop(b.tensors.insert("extra".into(), Tensor { shape: vec![1], data: vec![0.0] })), true),
+            BundleError::UnexpectedTensor("extra".into())
+        );
+        assert!(matches!(
+            err(|b| *b.tensors.get_mut("out.bias").unwrap() = Tensor { shape: vec![1, 2], data: vec![0.0; 2] }, true),
+            BundleError::ShapeMismatch { .. }
+        ));
+        assert_eq!(
+            err(|b| b.tensors.get_mut("out.weight").unwrap().data[3] = f32::NAN, true),
+            BundleError::NonFinite { name: "out.weight".into(), index: 3 }
+        );
+        assert!(matches!(
+            err(|b| b.tensors.get_mut("hidden.0.bn.running_var").unwrap().data[1] = -1.0, true),
+            BundleError::Inconsistent(m) if m.contains("hidden.0.bn.running_var`[1] is negative")
+        ));
+        assert!(matches!(
+            err(|b| b.metadata.classes = Some(vec!["only".into()]), true),
+            BundleError::Inconsistent(m) if m.contains("needs that many (≥ 2) class labels, metadata has 1")
+        ));
+        assert!(matches!(
+            err(|b| b.metadata.preprocessing.scaler.scale[0] = 0.0, true),
+            BundleError::Inconsistent(m) if m.contains("scales finite and positive")
+        ));
+        assert!(matches!(
+            err(|b| b.metadata.architecture.hidden_dims = vec![3; 65], true),
+            BundleError::Inconsistent(m) if m.contains("65 hidden layers (at most 64)")
+        ));
+    }
+
+    #[test]
+    fn metadata_problems_are_named() {
+        let b = bundle();
+        let weights = b.to_safetensors().unwrap();
+        let mut json: serde_json::Value = serde_json::to_value(&b.metadata).unwrap();
+        json["format_version"] = 2.into();
+        let future = BundleError::UnsupportedVersion { found: 2, supported: FORMAT_VERSION };
+        assert_eq!(Bundle::from_parts(&weights, &json.to_string()).unwrap_err(), future);
+        // A future version whose schema differs still reports the version, not the schema.
+        json["preprocessing"] = serde_json::json!("moved");
+        assert_eq!(Bundle::from_parts(&weights, &json.to_string()).unwrap_err(), future);
+        json["format_version"] = 1.into();
+        assert!(matches!(Bundle::from_parts(&weights, &json.to_string()), Err(BundleError::Metadata(_))));
+        // The spec parses but the training record does not: Bundle refuses, Model (which never
+        // reads the record) loads.
+        let mut json = serde_json::to_value(&b.metadata).unwrap();
+        json["train_config"] = serde_json::json!({"epochs": "many"});
+        assert!(
+            matches!(Bundle::from_parts(&weights, &json.to_string()), Err(BundleError::Metadata(m)) if m.contains("epochs"))
+        );
+        assert!(Model::from_parts(&weights, &json.to_string()).is_ok());
+
+        let no_metadata = safetensors::serialize(Vec::<(&str, TensorView)>::new(), None).unwrap();
+        assert_eq!(Bundle::from_bytes(&no_metadata).unwrap_err(), BundleError::MissingMetadata);
+    }
 }

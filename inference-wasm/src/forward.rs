@@ -27,6 +27,8 @@ pub struct Network {
 const TILE_ROWS: usize = 4;
 /// Output columns per register tile (two 128-bit vectors).
 const TILE_COLS: usize = 8;
+/// Output columns per tile for a single row (eight 128-bit accumulators).
+const SINGLE_ROW_TILE_COLS: usize = 32;
 /// Rows processed per pass through all layers, so intermediate activations stay in cache.
 const BLOCK_ROWS: usize = 64;
 
@@ -146,31 +148,19 @@ impl Dense {
         }
     }
 
-    /// R rows at a time, TILE_COLS outputs held in registers across the whole k loop.
+    /// R rows at a time. Each column tile keeps its accumulators in registers across the whole
+    /// k loop; a lone row takes wider tiles, so more independent add chains hide the latency.
     #[inline(always)]
     fn tile<const R: usize>(&self, x: &[f32], y: &mut [f32]) {
-        let (k, m) = (self.in_dim, self.out_dim);
-        let wt = &self.wt[..k * m];
+        let k = self.in_dim;
         let xs: [&[f32]; R] = std::array::from_fn(|r| &x[r * k..(r + 1) * k]);
-        let mut j0 = 0;
-        while j0 + TILE_COLS <= m {
-            let bias: &[f32; TILE_COLS] = self.b[j0..j0 + TILE_COLS].try_into().expect("tile width");
-            let mut acc = [*bias; R];
-            for kk in 0..k {
-                let w: &[f32; TILE_COLS] = wt[kk * m + j0..kk * m + j0 + TILE_COLS].try_into().expect("tile width");
-                for r in 0..R {
-                    let a = xs[r][kk];
-                    for c in 0..TILE_COLS {
-                        acc[r][c] += a * w[c];
-                    }
-                }
-            }
-            for r in 0..R {
-                y[r * m + j0..r * m + j0 + TILE_COLS].copy_from_slice(&acc[r]);
-            }
-            j0 += TILE_COLS;
+        let mut j = 0;
+        if R == 1 {
+            j = self.column_tiles::<R, SINGLE_ROW_TILE_COLS>(&xs, y, j);
         }
-        for j in j0..m {
+        j = self.column_tiles::<R, TILE_COLS>(&xs, y, j);
+        let (m, wt) = (self.out_dim, &self.wt[..k * self.out_dim]);
+        for j in j..m {
             for r in 0..R {
                 let mut s = self.b[j];
                 for kk in 0..k {
@@ -179,6 +169,31 @@ impl Dense {
                 y[r * m + j] = s;
             }
         }
+    }
+
+    /// Outputs `j0..` in tiles of C columns while whole tiles fit; returns the first column left.
+    #[inline(always)]
+    fn column_tiles<const R: usize, const C: usize>(&self, xs: &[&[f32]; R], y: &mut [f32], mut j0: usize) -> usize {
+        let (k, m) = (self.in_dim, self.out_dim);
+        let wt = &self.wt[..k * m];
+        while j0 + C <= m {
+            let bias: &[f32; C] = self.b[j0..j0 + C].try_into().expect("tile width");
+            let mut acc = [*bias; R];
+            for kk in 0..k {
+                let w: &[f32; C] = wt[kk * m + j0..kk * m + j0 + C].try_into().expect("tile width");
+                for r in 0..R {
+                    let a = xs[r][kk];
+                    for c in 0..C {
+                        acc[r][c] += a * w[c];
+                    }
+                }
+            }
+            for r in 0..R {
+                y[r * m + j0..r * m + j0 + C].copy_from_slice(&acc[r]);
+            }
+            j0 += C;
+        }
+        j0
     }
 }
 

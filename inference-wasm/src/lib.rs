@@ -11,6 +11,7 @@ pub mod metadata;
 pub mod model;
 pub mod preprocess;
 pub mod value;
+mod weights;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;
@@ -18,7 +19,7 @@ mod wasm;
 pub use bundle::{Bundle, Tensor};
 pub use config::TrainConfig;
 pub use error::{BundleError, ConfigError, PredictError};
-pub use metadata::Metadata;
+pub use metadata::{Metadata, ModelSpec};
 pub use model::{Model, Prediction};
 pub use preprocess::Preprocessor;
 pub use value::{Value, ValueRef};

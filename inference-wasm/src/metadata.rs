@@ -50,12 +50,88 @@ pub enum FeatureKind {
 
 /// One model input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawFeatureSpec")]
 pub struct FeatureSpec {
     /// Column name in the training data.
     pub name: String,
     /// Encoding.
     #[serde(flatten)]
     pub kind: FeatureKind,
+}
+
+/// [`FeatureSpec`]'s JSON as read. A derived reader for the flattened, tagged [`FeatureKind`]
+/// would buffer every field through serde's `Content` (slower loads, ~10 KB more wasm).
+#[derive(Deserialize)]
+struct RawFeatureSpec {
+    name: String,
+    kind: KindTag,
+    #[serde(default)]
+    categories: Option<Vec<String>>,
+    #[serde(default)]
+    fill_value: Option<FillValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum KindTag {
+    Numeric,
+    Categorical,
+}
+
+/// A fill value as JSON gives it: a number (numeric features) or a string (categorical).
+enum FillValue {
+    Number(f32),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for FillValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FillVisitor;
+        impl serde::de::Visitor<'_> for FillVisitor {
+            type Value = FillValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number or a string")
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<FillValue, E> {
+                Ok(FillValue::Number(v as f32))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<FillValue, E> {
+                Ok(FillValue::Number(v as f32))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<FillValue, E> {
+                Ok(FillValue::Number(v as f32))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<FillValue, E> {
+                Ok(FillValue::Text(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(FillVisitor)
+    }
+}
+
+impl TryFrom<RawFeatureSpec> for FeatureSpec {
+    type Error = String;
+    fn try_from(raw: RawFeatureSpec) -> Result<Self, String> {
+        let kind = match (raw.kind, raw.categories, raw.fill_value) {
+            (KindTag::Numeric, None, None) => FeatureKind::Numeric { fill_value: None },
+            (KindTag::Numeric, None, Some(FillValue::Number(v))) => FeatureKind::Numeric { fill_value: Some(v) },
+            (KindTag::Categorical, Some(categories), None) => FeatureKind::Categorical { categories, fill_value: None },
+            (KindTag::Categorical, Some(categories), Some(FillValue::Text(fill))) => {
+                FeatureKind::Categorical { categories, fill_value: Some(fill) }
+            }
+            (KindTag::Numeric, Some(_), _) => return Err(format!("numeric feature `{}` has categories", raw.name)),
+            (KindTag::Numeric, _, Some(FillValue::Text(_))) => {
+                return Err(format!("numeric feature `{}` has a text fill_value", raw.name))
+            }
+            (KindTag::Categorical, None, _) => {
+                return Err(format!("categorical feature `{}` lacks its categories", raw.name))
+            }
+            (KindTag::Categorical, _, Some(FillValue::Number(_))) => {
+                return Err(format!("categorical feature `{}` has a numeric fill_value", raw.name))
+            }
+        };
+        Ok(FeatureSpec { name: raw.name, kind })
+    }
 }
 
 /// StandardScaler parameters: x' = (x − mean) / scale.
@@ -183,6 +259,28 @@ pub struct DatasetInfo {
     pub test_rows: usize,
 }
 
+/// The part of the metadata that prediction reads, parsed on its own (serde skips the other
+/// fields): loading a model never deserialises the training record, which keeps wasm cold
+/// start short and the wasm file small. Field names and meanings are those of [`Metadata`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ModelSpec {
+    /// Bundle format version ([`FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// e.g. `model_2026_11_26_001`.
+    pub model_id: String,
+    /// Task.
+    pub task_type: TaskType,
+    /// Network shape.
+    pub architecture: Architecture,
+    /// Prediction-time preprocessing.
+    pub preprocessing: Preprocessing,
+    /// Class labels in class-index order (classification only).
+    #[serde(default)]
+    pub classes: Option<Vec<String>>,
+    /// sha256 over the tensors' raw little-endian bytes, in sorted name order.
+    pub weights_sha256: String,
+}
+
 /// The complete bundle metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metadata {
@@ -227,4 +325,55 @@ pub struct Metadata {
     pub warnings: Vec<String>,
     /// sha256 over the tensors' raw little-endian bytes, in sorted name order.
     pub weights_sha256: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feature_specs_round_trip_in_the_documented_shape() {
+        let specs = vec![
+            FeatureSpec { name: "x".into(), kind: FeatureKind::Numeric { fill_value: Some(1.5) } },
+            FeatureSpec { name: "n".into(), kind: FeatureKind::Numeric { fill_value: None } },
+            FeatureSpec {
+                name: "c".into(),
+                kind: FeatureKind::Categorical {
+                    categories: vec!["a".into(), "b".into()],
+                    fill_value: Some("b".into()),
+                },
+            },
+        ];
+        let json = serde_json::to_value(&specs).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([
+                {"name": "x", "kind": "numeric", "fill_value": 1.5},
+                {"name": "n", "kind": "numeric", "fill_value": null},
+                {"name": "c", "kind": "categorical", "categories": ["a", "b"], "fill_value": "b"},
+            ])
+        );
+        assert_eq!(serde_json::from_value::<Vec<FeatureSpec>>(json).unwrap(), specs);
+        // Integers read as numbers; an absent fill_value is none.
+        let x: FeatureSpec = serde_json::from_str(r#"{"name": "x", "kind": "numeric", "fill_value": 2}"#).unwrap();
+        assert_eq!(x.kind, FeatureKind::Numeric { fill_value: Some(2.0) });
+        let y: FeatureSpec = serde_json::from_str(r#"{"kind": "numeric", "name": "y"}"#).unwrap();
+        assert_eq!(y.kind, FeatureKind::Numeric { fill_value: None });
+    }
+
+    #[test]
+    fn malformed_feature_specs_are_named() {
+        for (json, needle) in [
+            (r#"{"name": "x", "kind": "numeric", "fill_value": "a"}"#, "numeric feature `x` has a text fill_value"),
+            (r#"{"name": "x", "kind": "numeric", "categories": []}"#, "numeric feature `x` has categories"),
+            (r#"{"name": "c", "kind": "categorical"}"#, "categorical feature `c` lacks its categories"),
+            (r#"{"name": "c", "kind": "categorical", "categories": ["a"], "fill_value": 1}"#, "numeric fill_value"),
+            (r#"{"name": "c", "kind": "text"}"#, "unknown variant `text`"),
+            (r#"{"name": "c", "kind": "numeric", "fill_value": [1]}"#, "expected a number or a string"),
+            (r#"{"kind": "numeric"}"#, "missing field `name`"),
+        ] {
+            let err = serde_json::from_str::<FeatureSpec>(json).unwrap_err().to_string();
+            assert!(err.contains(needle), "expected `{needle}` in: {err}");
+        }
+    }
 }

@@ -4,10 +4,10 @@ use std::cell::RefCell;
 
 use serde::Serialize;
 
-use crate::bundle::Bundle;
+use crate::bundle::{load_bytes, load_parts, Verified};
 use crate::error::{BundleError, PredictError};
 use crate::forward::{softmax, Network};
-use crate::metadata::{Metadata, TaskType};
+use crate::metadata::{ModelSpec, TaskType};
 use crate::preprocess::Preprocessor;
 use crate::value::ValueRef;
 
@@ -37,7 +37,9 @@ pub enum Prediction {
 /// A bundle ready to predict.
 #[derive(Debug, Clone)]
 pub struct Model {
-    metadata: Metadata,
+    spec: ModelSpec,
+    /// The bundle's metadata JSON as stored, training record included.
+    metadata_json: String,
     preprocessor: Preprocessor,
     network: Network,
 }
@@ -48,27 +50,33 @@ thread_local! {
 }
 
 impl Model {
-    /// Build from a bundle that `Bundle::from_bytes`/`from_parts` verified (its fields are
-    /// public, so only those two constructors lead here).
-    fn from_bundle(bundle: Bundle) -> Self {
-        let preprocessor = Preprocessor::new(&bundle.metadata.preprocessing);
-        let network = Network::new(&bundle.metadata.architecture, &bundle.tensors);
-        Self { metadata: bundle.metadata, preprocessor, network }
+    /// Build from verified parts (only the bundle readers make a [`Verified`]).
+    fn new(verified: Verified, metadata_json: String) -> Self {
+        let Verified { spec, tensors } = verified;
+        let preprocessor = Preprocessor::new(&spec.preprocessing);
+        let network = Network::new(&spec.architecture, &tensors);
+        Self { spec, metadata_json, preprocessor, network }
     }
 
     /// Load a self-contained `model.safetensors`.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, BundleError> {
-        Bundle::from_bytes(bytes).map(Self::from_bundle)
+        load_bytes(bytes).map(|(verified, json)| Self::new(verified, json))
     }
 
     /// Load weights plus `metadata.json`.
     pub fn from_parts(weights: &[u8], metadata_json: &str) -> Result<Self, BundleError> {
-        Bundle::from_parts(weights, metadata_json).map(Self::from_bundle)
+        load_parts(weights, metadata_json).map(|verified| Self::new(verified, metadata_json.to_owned()))
     }
 
-    /// The bundle's metadata.
-    pub fn metadata(&self) -> &Metadata {
-        &self.metadata
+    /// What prediction uses of the metadata (id, task, architecture, preprocessing, classes).
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// The full metadata JSON as stored in the bundle; parse it into [`crate::Metadata`] for
+    /// the training record (it is not parsed at load, so loading stays fast).
+    pub fn metadata_json(&self) -> &str {
+        &self.metadata_json
     }
 
     /// The compiled preprocessing.
@@ -88,7 +96,7 @@ impl Model {
 
     /// Task type.
     pub fn task_type(&self) -> TaskType {
-        self.metadata.task_type
+        self.spec.task_type
     }
 
     /// Floats per row of [`Model::predict_dense`] output: classes, or 1.
@@ -149,7 +157,7 @@ impl Model {
         let mut out = vec![0f32; rows.checked_mul(width).ok_or_else(shape_error)?];
         let mut scratch = vec![0f32; self.network.scratch_len(rows)];
         self.network.forward(&x, rows, &mut out, &mut scratch);
-        match self.metadata.task_type {
+        match self.spec.task_type {
             TaskType::Classification => out.chunks_exact_mut(width).for_each(softmax),
             TaskType::Regression => out.iter_mut().for_each(|v| *v = self.unscale(*v) as f32),
         }
@@ -184,13 +192,13 @@ impl Model {
     }
 
     fn unscale(&self, v: f32) -> f64 {
-        let t = self.metadata.preprocessing.target_scaler;
+        let t = self.spec.preprocessing.target_scaler;
         t.map_or(f64::from(v), |t| f64::from(v) * t.scale + t.mean)
     }
 
     /// Turn raw network outputs into a prediction.
     fn head(&self, mut out: Vec<f32>) -> Prediction {
-        match self.metadata.task_type {
+        match self.spec.task_type {
             TaskType::Regression => Prediction::Value { predicted_value: self.unscale(out[0]) },
             TaskType::Classification => {
                 softmax(&mut out);
@@ -205,8 +213,7 @@ impl Model {
                             }
                         },
                     );
-                let predicted_label =
-                    self.metadata.classes.as_ref().map_or_else(|| best.to_string(), |c| c[best].clone());
+                let predicted_label = self.spec.classes.as_ref().map_or_else(|| best.to_string(), |c| c[best].clone());
                 Prediction::Class { predicted_class: best, predicted_label, confidence, probabilities: out }
             }
         }

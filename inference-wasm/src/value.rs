@@ -80,6 +80,18 @@ pub fn number_as_category(x: f64) -> String {
     }
 }
 
+/// The number a JSON reader gets for `x` as the API prints it: the shortest decimal that
+/// round-trips the f32, read as the nearest f64 (as `JSON.parse` does). The wasm bindings hand
+/// JS these, so JS sees exactly what the HTTP API's JSON gives (`0.1`, not
+/// `0.10000000149011612`). Non-finite: widened as is.
+pub fn f32_as_json_f64(x: f32) -> f64 {
+    if !x.is_finite() {
+        return f64::from(x);
+    }
+    // zmij is serde_json's float printer: the same digits `Prediction` serialises to.
+    zmij::Buffer::new().format_finite(x).parse().unwrap_or(f64::from(x))
+}
+
 impl<'a> ValueRef<'a> {
     /// Read a JSON value: null → missing, number, string, bool (as the text `true`/`false`,
     /// as the loader reads it); arrays and objects → `None`.
@@ -97,6 +109,23 @@ impl<'a> ValueRef<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn f32_reads_as_its_json_text_does() {
+        let mut x = 0.1f32;
+        for i in 0..20_000u32 {
+            // A spread of magnitudes and mantissas, probabilities and beyond.
+            x = f32::from_bits(x.to_bits().wrapping_mul(747_796_405).wrapping_add(i) & 0x7f7f_ffff);
+            // The API's JSON text, read as JSON.parse reads it (correctly rounded, like `str::parse`;
+            // serde_json's own reader may be 1 ulp off without its `float_roundtrip` feature).
+            let via_json: f64 = serde_json::to_string(&x).unwrap().parse().unwrap();
+            assert_eq!(f32_as_json_f64(x).to_bits(), via_json.to_bits(), "{x:e}");
+            assert_eq!(f32_as_json_f64(x) as f32, x);
+        }
+        assert_eq!(f32_as_json_f64(0.1), 0.1);
+        assert!(f32_as_json_f64(f32::NAN).is_nan());
+        assert_eq!(f32_as_json_f64(f32::INFINITY), f64::INFINITY);
+    }
 
     #[test]
     fn missing_tokens_match_pandas_defaults() {

@@ -1,17 +1,31 @@
 //! wasm-bindgen bindings (wasm32 only): the JS `Model` class over the core [`crate::Model`].
 //! Errors become JS `Error`s with the same messages as native.
 
+use std::cell::RefCell;
+
 use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
 use crate::error::PredictError;
 use crate::model::{Model as CoreModel, Prediction};
-use crate::value::Value;
+use crate::value::{f32_as_json_f64, Value, ValueRef};
 
 /// A loaded bundle, ready to predict.
 #[wasm_bindgen(js_name = Model)]
 pub struct WasmModel {
     inner: CoreModel,
+    /// Class labels as JS strings, made once (empty for regression).
+    labels: Vec<JsValue>,
+    /// The row buffer `predict` hands to JS, reused across calls.
+    row: RefCell<Vec<f64>>,
+}
+
+impl WasmModel {
+    fn new(inner: CoreModel) -> Self {
+        let labels = inner.spec().classes.iter().flatten().map(|c| JsValue::from_str(c)).collect();
+        let row = RefCell::new(vec![0.0; inner.num_features()]);
+        Self { inner, labels, row }
+    }
 }
 
 fn js_err(e: impl std::fmt::Display) -> JsValue {
@@ -46,17 +60,32 @@ fn read_value(v: &JsValue, column: &str) -> Result<Value, PredictError> {
     }
 }
 
+#[wasm_bindgen(module = "/js/boundary.js")]
+extern "C" {
+    /// -1 when `out` now holds the row (NaN = missing); otherwise read cell by cell.
+    #[wasm_bindgen(js_name = readNumericRow)]
+    fn read_numeric_row(features: &Array, out: &mut [f64]) -> i32;
+    #[wasm_bindgen(js_name = classPrediction)]
+    fn class_prediction(predicted_class: usize, label: &JsValue, probabilities: &[f64]) -> JsValue;
+    #[wasm_bindgen(js_name = valuePrediction)]
+    fn value_prediction(value: f64) -> JsValue;
+}
+
 fn set(obj: &Object, key: &str, value: &JsValue) {
     // Reflect::set on a fresh plain object cannot fail.
     let _ = Reflect::set(obj, &JsValue::from_str(key), value);
 }
 
-/// The `{predicted_class, …}` / `{predicted_value}` object, made by one `JSON.parse` of the
-/// serialised prediction: one boundary crossing instead of a dozen property sets, and numbers
-/// print as the HTTP API prints them (shortest f32 decimals).
-fn to_js(p: &Prediction) -> Result<JsValue, JsValue> {
-    let json = serde_json::to_string(p).map_err(js_err)?;
-    js_sys::JSON::parse(&json)
+/// The `{predicted_class, …}` / `{predicted_value}` object with the HTTP API's field names and
+/// numbers (each probability as the API's JSON prints it; see [`f32_as_json_f64`]).
+fn to_js(p: &Prediction, labels: &[JsValue]) -> JsValue {
+    match p {
+        Prediction::Class { predicted_class, probabilities, .. } => {
+            let probabilities: Vec<f64> = probabilities.iter().map(|&v| f32_as_json_f64(v)).collect();
+            class_prediction(*predicted_class, &labels[*predicted_class], &probabilities)
+        }
+        Prediction::Value { predicted_value } => value_prediction(*predicted_value),
+    }
 }
 
 #[wasm_bindgen(js_class = Model)]
@@ -64,18 +93,26 @@ impl WasmModel {
     /// Load a self-contained `model.safetensors`.
     #[wasm_bindgen(js_name = fromBundle)]
     pub fn from_bundle(bytes: &[u8]) -> Result<WasmModel, JsValue> {
-        CoreModel::from_bytes(bytes).map(|inner| WasmModel { inner }).map_err(js_err)
+        CoreModel::from_bytes(bytes).map(WasmModel::new).map_err(js_err)
     }
 
     /// Load weights plus the `metadata.json` text.
     #[wasm_bindgen(js_name = fromParts)]
     pub fn from_parts(weights: &[u8], metadata_json: &str) -> Result<WasmModel, JsValue> {
-        CoreModel::from_parts(weights, metadata_json).map(|inner| WasmModel { inner }).map_err(js_err)
+        CoreModel::from_parts(weights, metadata_json).map(WasmModel::new).map_err(js_err)
     }
 
     /// Predict one row: an array of numbers, strings and nulls in `featureNames` order.
     pub fn predict(&self, features: &Array) -> Result<JsValue, JsValue> {
         let names = self.inner.feature_names();
+        // Busy only if a getter on `features` re-entered `predict`: then read cell by cell.
+        let numeric = self.row.try_borrow_mut().ok().and_then(|mut numbers| {
+            (read_numeric_row(features, &mut numbers) == -1)
+                .then(|| self.inner.predict(numbers.iter().map(|&x| ValueRef::Number(x))))
+        });
+        if let Some(p) = numeric {
+            return Ok(to_js(&p.map_err(|e| predict_err(&e, None))?, &self.labels));
+        }
         let len = features.length() as usize;
         if len != names.len() {
             return Err(predict_err(&PredictError::WrongFeatureCount { expected: names.len(), got: len }, None));
@@ -87,7 +124,7 @@ impl WasmModel {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| predict_err(&e, None))?;
         let p = self.inner.predict(row.iter().map(Value::as_ref)).map_err(|e| predict_err(&e, None))?;
-        to_js(&p)
+        Ok(to_js(&p, &self.labels))
     }
 
     /// Predict rows given as objects keyed by column name; returns an array of predictions.
@@ -111,7 +148,7 @@ impl WasmModel {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| predict_err(&e, Some(i)))?;
             let p = self.inner.predict(row.iter().map(Value::as_ref)).map_err(|e| predict_err(&e, Some(i)))?;
-            out.push(&to_js(&p)?);
+            out.push(&to_js(&p, &self.labels));
         }
         Ok(out)
     }
@@ -126,8 +163,8 @@ impl WasmModel {
 
     /// The bundle metadata as a plain object.
     pub fn metadata(&self) -> Result<JsValue, JsValue> {
-        let json = serde_json::to_string(self.inner.metadata()).map_err(js_err)?;
-        js_sys::JSON::parse(&json).map_err(|_| js_err("metadata is not valid JSON"))
+        // The stored text, verified at load: nothing to re-serialise.
+        js_sys::JSON::parse(self.inner.metadata_json())
     }
 
     /// Feature names in input order.

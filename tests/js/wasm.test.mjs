@@ -126,6 +126,23 @@ describe('wasm inference (Node)', () => {
     assertSamePrediction(assert, model.predictRecords([{ sector: 'Energy' }])[0], model.predict([...Array(9).fill(null), 'Energy', null, null, null, null, null]));
   });
 
+  test('numeric and text cells give the same object, with the numbers of the native JSON', () => {
+    for (const name of ['iris', 'diabetes']) {
+      const { model, id } = models[name];
+      const n = model.numFeatures;
+      const nums = Array.from({ length: n }, (_, j) => (j % 3 === 1 ? null : 0.37 * (j + 1)));
+      const got = model.predict(nums); // numbers and nulls: read by the JS half in one call
+      // NaN and undefined are missing like null; text cells take the per-cell path.
+      assert.deepEqual(model.predict(nums.map((v) => (v === null ? NaN : v))), got);
+      assert.deepEqual(model.predict(nums.map((v) => (v === null ? undefined : v))), got);
+      assert.deepEqual(model.predict(nums.map((v) => (v === null ? 'NA' : String(v)))), got);
+      assert.deepEqual(model.predictRecords([Object.fromEntries(model.featureNames.map((f, j) => [f, nums[j]]))])[0], got);
+      // Exactly: every probability is the API's shortest-f32 decimal, as JSON.parse reads it.
+      const native = nativePredict(tmp.dir, id, nums);
+      for (const key of Object.keys(got)) assert.deepEqual(got[key], native[key], `${name}.${key}`);
+    }
+  });
+
   test('predictBatch matches native for a numeric-only classifier and a regressor', () => {
     for (const name of ['iris', 'diabetes']) {
       const { model, dir, id } = models[name];

@@ -276,11 +276,10 @@ pub async fn list_models(State(state): Shared) -> Json<Vec<ModelSummary>> {
 /// A model's metadata.
 #[utoipa::path(get, path = "/api/ml/models/{model_id}", params(("model_id" = String, Path)),
     responses((status = 200, description = "the bundle metadata"), (status = 404, body = super::error::ErrorBody)))]
-pub async fn get_model(
-    State(state): Shared,
-    UrlPath(id): UrlPath<String>,
-) -> Result<Json<inference::Metadata>, ApiError> {
-    Ok(Json(state.models.get(&id)?.metadata().clone()))
+pub async fn get_model(State(state): Shared, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
+    // The bundle's own JSON text, verified at load, served as stored.
+    let model = state.models.get(&id)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], model.metadata_json().to_owned()).into_response())
 }
 
 /// A model's `model.safetensors` bytes (a complete bundle for browsers and workers).
