@@ -58,17 +58,17 @@ pub fn expected_tensors(arch: &Architecture) -> Vec<(String, Vec<usize>)> {
 
 /// sha256 over the tensors' raw little-endian f32 bytes, in sorted name order (header-independent).
 pub fn weights_sha256(tensors: &BTreeMap<String, Tensor>) -> String {
-    let mut h = Sha256::new();
-    for t in tensors.values() {
-        for v in &t.data {
-            h.update(v.to_le_bytes());
-        }
-    }
-    hex(&h.finalize())
+    let bytes: Vec<Vec<u8>> = tensors.values().map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    sha256_hex(bytes.iter().map(Vec::as_slice))
 }
 
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+/// The one hash both writer and reader use: sha256 over the byte runs in order, as hex.
+fn sha256_hex<'a>(runs: impl IntoIterator<Item = &'a [u8]>) -> String {
+    let mut h = Sha256::new();
+    for run in runs {
+        h.update(run);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What prediction needs from a bundle, with every check passed: the spec part of the
@@ -94,21 +94,19 @@ pub(crate) fn load_parts(weights: &[u8], metadata_json: &str) -> Result<Verified
 /// Every check between metadata and tensors, in the order that gives the most telling error.
 fn verify(container: Container<'_>, metadata_json: &str) -> Result<Verified, BundleError> {
     let spec = parse_spec(metadata_json)?;
-    let mut hasher = Sha256::new();
-    let mut tensors = BTreeMap::new();
     // BTreeMap order is the hash's sorted-name order; the stored bytes are already little-endian.
+    let actual = sha256_hex(container.tensors.values().map(|raw| raw.bytes));
+    let mut tensors = BTreeMap::new();
     for (name, raw) in container.tensors {
         if raw.dtype != "F32" {
             return Err(BundleError::Dtype { name, dtype: raw.dtype });
         }
-        hasher.update(raw.bytes);
         let data: Vec<f32> = raw.bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         if let Some(index) = data.iter().position(|v| !v.is_finite()) {
             return Err(BundleError::NonFinite { name, index });
         }
         tensors.insert(name, Tensor { shape: raw.shape, data });
     }
-    let actual = hex(&hasher.finalize());
     if actual != spec.weights_sha256 {
         return Err(BundleError::HashMismatch { expected: spec.weights_sha256.clone(), actual });
     }
