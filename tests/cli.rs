@@ -140,6 +140,43 @@ fn predict_on_the_test_rows_reproduces_the_reported_accuracy() {
 }
 
 #[test]
+fn crosscheck_compares_each_engine_with_the_inference_core() {
+    // The parity fixtures: a classification case with categories and missing cells, and a regression case.
+    for case in ["esg_relu", "esg_gelu", "diabetes_regression"] {
+        let dir = common::root().join("tests/fixtures/parity").join(case);
+        for engine in ["fused", "candle"] {
+            let mut cmd = trainer();
+            if engine == "candle" {
+                cmd.env("TRAINER_ENGINE", "candle");
+            }
+            let o =
+                run(cmd.args(["crosscheck", "--json", "--model"]).arg(&dir).arg("--input").arg(dir.join("inputs.csv")));
+            assert!(o.status.success(), "{case} {engine}: {}", stderr(&o));
+            let c = last_json(&o);
+            assert_eq!(c["engine"], engine);
+            assert_eq!(c["rows"], 600, "{case}");
+            assert_eq!(c["class_disagreements"], 0, "{case}");
+            assert!(c["max_abs_diff"].as_f64().unwrap() <= 1e-5, "{case} {engine}: {c}");
+            assert_eq!(c["ok"], true);
+        }
+    }
+    // Without --input it reads the model's own test rows; without them it says which file is missing.
+    let models = tempfile::tempdir().unwrap();
+    let s = train(models.path(), &["--epochs", "2", "--save-test-rows"]);
+    let dir = models.path().join(s["model_id"].as_str().unwrap());
+    let o = run(trainer().args(["crosscheck", "--model"]).arg(&dir));
+    assert!(o.status.success() && stdout(&o).contains("(OK)"), "{}", stderr(&o));
+    std::fs::remove_file(dir.join("test_rows.csv")).unwrap();
+    let e = fails(&["crosscheck", "--model", dir.to_str().unwrap()], 6);
+    assert!(e.contains("test_rows.csv"), "{e}");
+    let e = fails(
+        &["crosscheck", "--model", dir.to_str().unwrap(), "--input", &fixture("iris.csv"), "--device", "cuda"],
+        6,
+    );
+    assert!(e.contains("without CUDA support"), "{e}");
+}
+
+#[test]
 fn same_seed_same_weights_other_seed_other_weights() {
     let models = tempfile::tempdir().unwrap();
     let args = ["--data", &fixture("wine.csv"), "--target", "class", "--epochs", "8"];

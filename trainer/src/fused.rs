@@ -99,6 +99,8 @@ pub struct FusedMlp {
     lr: f32,
     weight_decay: f32,
     step: i32,
+    /// Batch gathering and the running loss (see [`crate::model::HostBatch`]).
+    pub(crate) batch: crate::model::HostBatch,
 }
 
 // Index of a hidden layer's parameter in `params` (the bundle's tensor order).
@@ -188,6 +190,7 @@ impl FusedMlp {
             lr: lr as f32,
             weight_decay: weight_decay as f32,
             step: 0,
+            batch: Default::default(),
         }
     }
 

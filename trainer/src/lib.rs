@@ -2,6 +2,9 @@
 //! models directory, and the HTTP server. The CLI in `main.rs` is the only user of clap.
 //! Prediction always goes through the `inference` crate.
 
+pub mod crosscheck;
+#[cfg(feature = "cuda")]
+pub mod cuda_engine;
 pub mod data;
 pub mod device;
 pub mod error;

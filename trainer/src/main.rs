@@ -54,6 +54,9 @@ enum Command {
     Inspect(InspectArgs),
     /// Load a CSV or JSON file into Redis, for `--data redis:KEY`.
     RedisPut(RedisPutArgs),
+    /// Cross-check a saved model on a device: the training engine's eval-mode outputs against
+    /// the inference core's predictions, row by row (exit 6 if they differ by more than 1e-5).
+    Crosscheck(CrosscheckArgs),
 }
 
 #[derive(Args)]
@@ -204,6 +207,25 @@ struct PredictArgs {
     #[arg(long, value_name = "rows.csv")]
     input: Option<PathBuf>,
     /// One JSON object per row, with the HTTP API's field names.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct CrosscheckArgs {
+    /// Model id (under --models-dir) or a model directory.
+    #[arg(long)]
+    model: String,
+    /// Where model ids are looked up.
+    #[arg(long, default_value = "models")]
+    models_dir: PathBuf,
+    /// Rows to compare (CSV or JSON, columns matched by name) [default: the model's test_rows.csv].
+    #[arg(long, value_name = "rows.csv")]
+    input: Option<PathBuf>,
+    /// Where the training engine runs: cpu | cuda | auto [default: cpu].
+    #[arg(long, value_parser = json_enum::<DeviceChoice>, default_value = "cpu")]
+    device: DeviceChoice,
+    /// Print the result as one JSON object.
     #[arg(long)]
     json: bool,
 }
@@ -381,6 +403,38 @@ fn run_predict(args: &PredictArgs) -> Result<(), PredictionError> {
     Ok(())
 }
 
+fn run_crosscheck(args: &CrosscheckArgs) -> Result<(), PredictionError> {
+    let dir = trainer::registry::resolve(&args.models_dir, &args.model)?;
+    let bundle_path = dir.join(trainer::registry::BUNDLE_FILE);
+    let bytes = std::fs::read(&bundle_path)
+        .map_err(|source| PredictionError::Input(DataLoadError::Io { path: bundle_path.clone(), source }))?;
+    let input = args.input.clone().unwrap_or_else(|| dir.join("test_rows.csv"));
+    let table = data::load_file(&input)?;
+    let (device, name) = trainer::device::select(args.device).map_err(|e| PredictionError::Usage(e.to_string()))?;
+    let c = trainer::crosscheck::run(&bytes, &table, &device)?;
+    if args.json {
+        out!("{}", serde_json::to_string(&c).unwrap_or_default());
+    } else {
+        out!(
+            "{}: {} rows, engine {} on {name} vs the inference core: max |Δ| {:.3e}, {} class disagreements ({})",
+            c.model_id,
+            c.rows,
+            c.engine,
+            c.max_abs_diff,
+            c.class_disagreements,
+            if c.ok { "OK" } else { "MISMATCH" }
+        );
+    }
+    if c.ok {
+        Ok(())
+    } else {
+        Err(PredictionError::Usage(format!(
+            "the engine and the inference core differ by {:.3e} (tolerance {:.0e}) with {} class disagreements",
+            c.max_abs_diff, c.tolerance, c.class_disagreements
+        )))
+    }
+}
+
 fn run_inspect(args: &InspectArgs) -> Result<(), DataLoadError> {
     let table = data::load(args.data.as_deref(), &RedisOptions::default())?;
     let summary = data::describe(&table);
@@ -408,6 +462,13 @@ fn run_redis_put(args: &RedisPutArgs) -> Result<(), DataLoadError> {
     Ok(())
 }
 
+/// Exit code and message for a failed prediction or cross-check.
+fn prediction_failure(e: PredictionError) -> (u8, String) {
+    let code = if matches!(e, PredictionError::ModelNotFound(_)) { 4 } else { 6 };
+    let kind = if code == 4 { "ModelNotFoundError" } else { "PredictionError" };
+    (code, format!("{kind}: {e}"))
+}
+
 fn main() -> ExitCode {
     // candle's CPU thread pool spins on small matrices; one thread is faster unless told otherwise.
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
@@ -427,11 +488,7 @@ fn main() -> ExitCode {
             };
             (exit_code(&e), format!("{kind}: {e}"))
         }),
-        Command::Predict(a) => run_predict(a).map_err(|e| {
-            let code = if matches!(e, PredictionError::ModelNotFound(_)) { 4 } else { 6 };
-            let kind = if code == 4 { "ModelNotFoundError" } else { "PredictionError" };
-            (code, format!("{kind}: {e}"))
-        }),
+        Command::Predict(a) => run_predict(a).map_err(prediction_failure),
         Command::Serve(a) => trainer::server::run(ServerConfig {
             host: a.host.clone(),
             port: a.port,
@@ -443,6 +500,7 @@ fn main() -> ExitCode {
             redis: RedisOptions::default(),
         })
         .map_err(|e| (1, format!("server error: {e}"))),
+        Command::Crosscheck(a) => run_crosscheck(a).map_err(prediction_failure),
         Command::Inspect(a) => run_inspect(a).map_err(|e| (3, format!("DataLoadError: {e}"))),
         Command::RedisPut(a) => run_redis_put(a).map_err(|e| (3, format!("DataLoadError: {e}"))),
     };

@@ -80,13 +80,18 @@ impl Mlp {
 
     /// A network holding a bundle's tensors (for reference outputs and fine-tuning).
     pub fn from_bundle(bundle: &inference::Bundle, device: &Device) -> candle_core::Result<Self> {
-        let arch = &bundle.metadata.architecture;
+        Self::from_tensors(&bundle.metadata.architecture, &bundle.tensors, device)
+    }
+
+    /// A network holding `tensors`, named and shaped as the bundle defines them.
+    pub fn from_tensors(
+        arch: &Architecture,
+        tensors: &BTreeMap<String, inference::Tensor>,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
         let m = Self::new(arch, &mut <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0), device)?;
         for (name, var) in m.named_vars() {
-            let t = bundle
-                .tensors
-                .get(&name)
-                .ok_or_else(|| candle_core::Error::Msg(format!("bundle lacks tensor {name}")))?;
+            let t = tensors.get(&name).ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {name}")))?;
             var.set(&Tensor::from_slice(&t.data, t.shape.as_slice(), device)?)?;
         }
         Ok(m)
@@ -216,7 +221,8 @@ impl Mlp {
     }
 }
 
-/// Targets of one batch.
+/// Targets of one batch, or of a whole split.
+#[derive(Clone, Copy)]
 pub enum BatchTargets<'a> {
     /// Class ids (classification).
     Classes(&'a [u32]),
@@ -224,23 +230,97 @@ pub enum BatchTargets<'a> {
     Values(&'a [f32]),
 }
 
-/// Host copy of all network state (parameters and running statistics), in bundle order.
+/// The training split as the engines read it: `rows × n` features, row-major, and targets.
+pub struct TrainSet<'a> {
+    /// Features.
+    pub x: &'a [f32],
+    /// Rows.
+    pub rows: usize,
+    /// Features per row.
+    pub n: usize,
+    /// One target per row.
+    pub targets: BatchTargets<'a>,
+}
+
+/// A batch gathered on the host, for the CPU engines, and the running loss sum.
+#[derive(Default)]
+pub struct HostBatch {
+    x: Vec<f32>,
+    classes: Vec<u32>,
+    values: Vec<f32>,
+    loss_sum: f64,
+}
+
+impl HostBatch {
+    /// Gather rows `idx` of `data` into the reused buffers.
+    fn gather(&mut self, data: &TrainSet<'_>, idx: &[usize]) {
+        let n = data.n;
+        self.x.clear();
+        for &i in idx {
+            self.x.extend_from_slice(&data.x[i * n..(i + 1) * n]);
+        }
+        match data.targets {
+            BatchTargets::Classes(c) => {
+                self.classes.clear();
+                self.classes.extend(idx.iter().map(|&i| c[i]));
+            }
+            BatchTargets::Values(v) => {
+                self.values.clear();
+                self.values.extend(idx.iter().map(|&i| v[i]));
+            }
+        }
+    }
+
+    /// Run `step` (returning the batch's mean loss) on rows `idx`, adding its summed loss.
+    fn step(
+        &mut self,
+        data: &TrainSet<'_>,
+        idx: &[usize],
+        step: impl FnOnce(&[f32], &BatchTargets<'_>) -> Result<f64, crate::error::TrainingError>,
+    ) -> Result<(), crate::error::TrainingError> {
+        let mut this = std::mem::take(self);
+        this.gather(data, idx);
+        let y = match data.targets {
+            BatchTargets::Classes(_) => BatchTargets::Classes(&this.classes),
+            BatchTargets::Values(_) => BatchTargets::Values(&this.values),
+        };
+        let loss = step(&this.x, &y);
+        this.loss_sum += loss? * idx.len() as f64;
+        *self = this;
+        Ok(())
+    }
+}
+
+/// Host copy of all network state (parameters and running statistics), in the engine's order.
 pub type Snapshot = Vec<Vec<f32>>;
 
 /// What the training loop needs from a network, whichever engine computes it.
 pub trait Trainable {
     /// The architecture.
     fn architecture(&self) -> &Architecture;
-    /// Which engine computes the steps (`fused` or `candle`), recorded in the metadata.
+    /// Which engine computes the steps (`fused`, `cuda-fused` or `candle`), recorded in the metadata.
     fn engine(&self) -> &'static str;
-    /// Forward, backward and one optimizer update on a batch; returns the batch's mean loss.
+    /// Called once before training with the whole training split (an engine may keep it on its device).
+    fn bind(&mut self, _data: &TrainSet<'_>) -> Result<(), crate::error::TrainingError> {
+        Ok(())
+    }
+    /// Called at the start of each epoch with its row order (a GPU engine uploads it once).
+    fn begin_epoch(&mut self, _order: &[usize]) -> Result<(), crate::error::TrainingError> {
+        Ok(())
+    }
+    /// Forward, backward and one optimizer update on rows `order[range]` of the bound split,
+    /// `order` being the slice passed to [`Trainable::begin_epoch`]. The loss is accumulated
+    /// where the engine computes (read by [`Trainable::take_loss_sum`]), so a GPU step needs
+    /// no transfer at all.
     fn train_batch(
         &mut self,
-        x: &[f32],
-        rows: usize,
-        y: &BatchTargets<'_>,
+        data: &TrainSet<'_>,
+        order: &[usize],
+        range: std::ops::Range<usize>,
         rng: &mut ChaCha8Rng,
-    ) -> Result<f64, crate::error::TrainingError>;
+    ) -> Result<(), crate::error::TrainingError>;
+    /// The summed per-row training loss since the last call (non-finite if any batch was).
+    fn take_loss_sum(&mut self) -> Result<f64, crate::error::TrainingError>;
     /// Eval-mode outputs, `rows × output_dim`.
     fn predict_raw(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, crate::error::TrainingError>;
     /// Copy of all state.
@@ -256,13 +336,14 @@ pub struct CandleNet {
     mlp: Mlp,
     opt: crate::optim::Optimizer,
     device: Device,
+    batch: HostBatch,
 }
 
 impl CandleNet {
     /// Wrap a network and its optimizer.
     pub fn new(mlp: Mlp, opt: crate::optim::Optimizer) -> Self {
         let device = mlp.device.clone();
-        Self { mlp, opt, device }
+        Self { mlp, opt, device, batch: HostBatch::default() }
     }
 }
 
@@ -277,22 +358,31 @@ impl Trainable for CandleNet {
 
     fn train_batch(
         &mut self,
-        x: &[f32],
-        rows: usize,
-        y: &BatchTargets<'_>,
+        data: &TrainSet<'_>,
+        order: &[usize],
+        range: std::ops::Range<usize>,
         rng: &mut ChaCha8Rng,
-    ) -> Result<f64, crate::error::TrainingError> {
-        let xt = Tensor::from_slice(x, (rows, self.mlp.arch.input_dim), &self.device)?;
-        let out = self.mlp.forward_train(&xt, rng)?;
-        let loss = match y {
-            BatchTargets::Classes(c) => cross_entropy(&out, &Tensor::from_slice(c, rows, &self.device)?)?,
-            BatchTargets::Values(v) => mse(&out, &Tensor::from_slice(v, rows, &self.device)?)?,
-        };
-        let l = f64::from(loss.to_scalar::<f32>()?);
-        if l.is_finite() {
-            self.opt.step(&loss.backward()?)?;
-        }
-        Ok(l)
+    ) -> Result<(), crate::error::TrainingError> {
+        let idx = &order[range];
+        let (mlp, opt, device) = (&self.mlp, &mut self.opt, &self.device);
+        self.batch.step(data, idx, |x, y| {
+            let rows = idx.len();
+            let xt = Tensor::from_slice(x, (rows, mlp.arch.input_dim), device)?;
+            let out = mlp.forward_train(&xt, rng)?;
+            let loss = match y {
+                BatchTargets::Classes(c) => cross_entropy(&out, &Tensor::from_slice(c, rows, device)?)?,
+                BatchTargets::Values(v) => mse(&out, &Tensor::from_slice(v, rows, device)?)?,
+            };
+            let l = f64::from(loss.to_scalar::<f32>()?);
+            if l.is_finite() {
+                opt.step(&loss.backward()?)?;
+            }
+            Ok(l)
+        })
+    }
+
+    fn take_loss_sum(&mut self) -> Result<f64, crate::error::TrainingError> {
+        Ok(std::mem::take(&mut self.batch.loss_sum))
     }
 
     fn predict_raw(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, crate::error::TrainingError> {
@@ -329,16 +419,26 @@ impl Trainable for crate::fused::FusedMlp {
 
     fn train_batch(
         &mut self,
-        x: &[f32],
-        rows: usize,
-        y: &BatchTargets<'_>,
+        data: &TrainSet<'_>,
+        order: &[usize],
+        range: std::ops::Range<usize>,
         rng: &mut ChaCha8Rng,
-    ) -> Result<f64, crate::error::TrainingError> {
-        let l = self.forward_backward(x, rows, y, rng);
-        if l.is_finite() {
-            self.apply_gradients();
-        }
-        Ok(l)
+    ) -> Result<(), crate::error::TrainingError> {
+        let idx = &order[range];
+        let mut batch = std::mem::take(&mut self.batch);
+        let r = batch.step(data, idx, |x, y| {
+            let l = self.forward_backward(x, idx.len(), y, rng);
+            if l.is_finite() {
+                self.apply_gradients();
+            }
+            Ok(l)
+        });
+        self.batch = batch;
+        r
+    }
+
+    fn take_loss_sum(&mut self) -> Result<f64, crate::error::TrainingError> {
+        Ok(std::mem::take(&mut self.batch.loss_sum))
     }
 
     fn predict_raw(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, crate::error::TrainingError> {

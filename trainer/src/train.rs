@@ -1,21 +1,22 @@
 //! The training loop: seeded shuffling, batches gathered into a reused buffer, early stopping
 //! on validation loss with the best epoch's weights restored.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use inference::config::{TaskType, TrainConfig};
+use inference::config::{TaskType, TrainConfig, TrainOptions};
 use inference::metadata::{Architecture, EpochRecord};
 
 use crate::error::TrainingError;
 use crate::fused::FusedMlp;
 use crate::metrics;
-use crate::model::{self, BatchTargets, CandleNet, Mlp, Trainable, BN_EPS};
+use crate::model::{BatchTargets, CandleNet, Mlp, TrainSet, Trainable, BN_EPS};
 use crate::optim::Optimizer;
 use crate::prep::{scaled_targets, Prepared, Split};
 
@@ -33,27 +34,6 @@ pub struct Trained {
     pub train_seconds: f64,
     /// Training rows processed per second of the loop.
     pub samples_per_second: f64,
-}
-
-/// Targets of a split as a tensor: u32 class ids or standardised f32 values.
-fn targets(split: &Split, idx: &[usize], p: &Prepared, device: &Device) -> candle_core::Result<Tensor> {
-    match p.task {
-        TaskType::Classification => {
-            let y: Vec<u32> = idx.iter().map(|&i| split.class_ids[i]).collect();
-            Tensor::from_vec(y, idx.len(), device)
-        }
-        TaskType::Regression => {
-            let v: Vec<f64> = idx.iter().map(|&i| split.values[i]).collect();
-            Tensor::from_vec(scaled_targets(&v, p.preprocessing.target_scaler), idx.len(), device)
-        }
-    }
-}
-
-fn loss_of(task: TaskType, out: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
-    match task {
-        TaskType::Classification => model::cross_entropy(out, y),
-        TaskType::Regression => model::mse(out, y),
-    }
 }
 
 /// Batch boundaries over `n` rows; a trailing batch of one row is merged into the previous
@@ -81,26 +61,88 @@ pub fn architecture(p: &Prepared, cfg: &TrainConfig) -> Architecture {
     }
 }
 
-/// Validation loss and metric (accuracy or R²) in eval mode.
-fn evaluate(m: &dyn Trainable, split: &Split, p: &Prepared, device: &Device) -> Result<(f64, f64), TrainingError> {
+/// Mean cross-entropy of logits (`rows × k`) against class ids, in f64.
+fn cross_entropy(out: &[f32], k: usize, ids: &[u32]) -> f64 {
+    let total: f64 = out
+        .chunks_exact(k)
+        .zip(ids)
+        .map(|(o, &t)| {
+            let max = o.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f64 = o.iter().map(|&v| f64::from(v - max).exp()).sum();
+            f64::from(max) + sum.ln() - f64::from(o[t as usize])
+        })
+        .sum();
+    total / ids.len().max(1) as f64
+}
+
+/// Mean squared error.
+fn mean_squared_error(pred: &[f64], want: &[f64]) -> f64 {
+    pred.iter().zip(want).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / want.len().max(1) as f64
+}
+
+/// Validation loss and metric (accuracy or R²) in eval mode. The loss is computed here on the
+/// host from the outputs, whatever the engine (no tensor-library kernels on the GPU path).
+fn evaluate(m: &dyn Trainable, split: &Split, p: &Prepared) -> Result<(f64, f64), TrainingError> {
     let out = m.predict_raw(&split.x, split.rows)?;
     let k = p.output_dim();
-    let outputs = Tensor::from_slice(&out, (split.rows, k), device)?;
-    let all: Vec<usize> = (0..split.rows).collect();
-    let y = targets(split, &all, p, device)?;
-    let loss = f64::from(loss_of(p.task, &outputs, &y)?.to_scalar::<f32>()?);
-    let metric = match p.task {
-        TaskType::Classification => metrics::accuracy(&split.class_ids, &metrics::argmax_rows(&out, k)),
+    Ok(match p.task {
+        TaskType::Classification => (
+            cross_entropy(&out, k, &split.class_ids),
+            metrics::accuracy(&split.class_ids, &metrics::argmax_rows(&out, k)),
+        ),
         TaskType::Regression => {
-            let pred: Vec<f64> = out.iter().map(|&v| f64::from(v)).collect();
-            metrics::regression(&scaled(&split.values, p), &pred).r2
+            let (pred, want): (Vec<f64>, Vec<f64>) =
+                (out.iter().map(|&v| f64::from(v)).collect(), scaled(&split.values, p));
+            (mean_squared_error(&pred, &want), metrics::regression(&want, &pred).r2)
         }
-    };
-    Ok((loss, metric))
+    })
 }
 
 fn scaled(values: &[f64], p: &Prepared) -> Vec<f64> {
     scaled_targets(values, p.preprocessing.target_scaler).into_iter().map(f64::from).collect()
+}
+
+/// The engine `train` uses on `device`, starting from `tensors` (named as the bundle names
+/// them): the fused step on CPU or CUDA, or candle's autograd with `TRAINER_ENGINE=candle`
+/// (and on other devices).
+pub fn engine(
+    arch: &Architecture,
+    tc: &TrainOptions,
+    device: &Device,
+    tensors: &BTreeMap<String, inference::Tensor>,
+) -> Result<Box<dyn Trainable>, TrainingError> {
+    let candle = std::env::var("TRAINER_ENGINE").is_ok_and(|e| e == "candle");
+    if candle || !(device.is_cpu() || device.is_cuda()) {
+        let init = Mlp::from_tensors(arch, tensors, device)?;
+        let opt = Optimizer::new(tc.optimizer, init.parameters(), tc.learning_rate, tc.weight_decay);
+        return Ok(Box::new(CandleNet::new(init, opt)));
+    }
+    if device.is_cpu() {
+        return Ok(Box::new(FusedMlp::new(arch, tensors, tc.optimizer, tc.learning_rate, tc.weight_decay)));
+    }
+    cuda_engine(arch, tc, device, tensors)
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_engine(
+    arch: &Architecture,
+    tc: &TrainOptions,
+    device: &Device,
+    tensors: &BTreeMap<String, inference::Tensor>,
+) -> Result<Box<dyn Trainable>, TrainingError> {
+    let stream = device.as_cuda_device()?.cuda_stream();
+    let m = crate::cuda_engine::CudaMlp::new(stream, arch, tensors, tc.optimizer, tc.learning_rate, tc.weight_decay)?;
+    Ok(Box::new(m))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_engine(
+    _arch: &Architecture,
+    _tc: &TrainOptions,
+    _device: &Device,
+    _tensors: &BTreeMap<String, inference::Tensor>,
+) -> Result<Box<dyn Trainable>, TrainingError> {
+    Err(TrainingError::Device("this trainer was built without CUDA support".into()))
 }
 
 /// Train on `p.train`, early-stopping on `p.val`. `on_epoch` sees each record and the epoch
@@ -123,64 +165,48 @@ pub fn train(
             inference::config::MAX_PARAMETERS
         )));
     }
-    let init = Mlp::new(&arch, &mut rng, device)?;
-    // The fused step on CPU (same function, tested against candle's autograd); candle elsewhere.
-    let use_fused = device.is_cpu() && std::env::var("TRAINER_ENGINE").map_or(true, |e| e != "candle");
-    let mut m: Box<dyn Trainable> = if use_fused {
-        Box::new(FusedMlp::new(&arch, &init.export()?, tc.optimizer, tc.learning_rate, tc.weight_decay))
-    } else {
-        let opt = Optimizer::new(tc.optimizer, init.parameters(), tc.learning_rate, tc.weight_decay);
-        Box::new(CandleNet::new(init, opt))
-    };
+    // Initial weights come from the seeded generator on the host, whatever the device.
+    let init = Mlp::new(&arch, &mut rng, &Device::Cpu)?.export()?;
+    let mut m = engine(&arch, tc, device, &init)?;
     let n = p.n_features();
     let mut order: Vec<usize> = (0..p.train.rows).collect();
     let batch = tc.batch_size.min(p.train.rows);
-    let mut xbuf: Vec<f32> = Vec::with_capacity(batch * n * 2);
-    let mut ybuf_c: Vec<u32> = Vec::with_capacity(batch * 2);
-    let mut ybuf_v: Vec<f32> = Vec::with_capacity(batch * 2);
     let scaled_train = scaled_targets(&p.train.values, p.preprocessing.target_scaler);
+    let data = TrainSet {
+        x: &p.train.x,
+        rows: p.train.rows,
+        n,
+        targets: match p.task {
+            TaskType::Classification => BatchTargets::Classes(&p.train.class_ids),
+            TaskType::Regression => BatchTargets::Values(&scaled_train),
+        },
+    };
+    m.bind(&data)?;
     let mut history = Vec::new();
     let (mut best_loss, mut best_epoch, mut best_state, mut waited) = (f64::INFINITY, 0, None, 0);
     let start = Instant::now();
     let mut samples = 0usize;
     for epoch in 1..=tc.epochs {
         order.shuffle(&mut rng);
-        let (mut loss_sum, mut seen) = (0.0, 0usize);
+        m.begin_epoch(&order)?;
+        let mut seen = 0usize;
         for (s, e) in batch_ranges(order.len(), batch) {
             if cancel.load(Ordering::Relaxed) {
                 return Err(TrainingError::Cancelled("stop requested".into()));
             }
-            // Gather the batch into reused buffers (no per-epoch copy of the dataset).
-            let idx = &order[s..e];
-            xbuf.clear();
-            for &i in idx {
-                xbuf.extend_from_slice(&p.train.x[i * n..(i + 1) * n]);
-            }
-            let y = match p.task {
-                TaskType::Classification => {
-                    ybuf_c.clear();
-                    ybuf_c.extend(idx.iter().map(|&i| p.train.class_ids[i]));
-                    BatchTargets::Classes(&ybuf_c)
-                }
-                TaskType::Regression => {
-                    ybuf_v.clear();
-                    ybuf_v.extend(idx.iter().map(|&i| scaled_train[i]));
-                    BatchTargets::Values(&ybuf_v)
-                }
-            };
-            let l = m.train_batch(&xbuf, idx.len(), &y, &mut rng)?;
-            if !l.is_finite() {
-                return Err(TrainingError::NonFiniteLoss { epoch, loss: l });
-            }
-            loss_sum += l * idx.len() as f64;
-            seen += idx.len();
+            m.train_batch(&data, &order, s..e, &mut rng)?;
+            seen += e - s;
+        }
+        // Read once per epoch: a GPU engine keeps the sum on the device.
+        let train_loss = m.take_loss_sum()? / seen.max(1) as f64;
+        if !train_loss.is_finite() {
+            return Err(TrainingError::NonFiniteLoss { epoch, loss: train_loss });
         }
         samples += seen;
-        let train_loss = loss_sum / seen.max(1) as f64;
         let mut record = EpochRecord { epoch, train_loss, val_loss: None, val_accuracy: None, val_r2: None };
         // Without a validation split, the training loss drives early stopping.
         let monitored = if p.val.rows > 0 {
-            let (loss, metric) = evaluate(m.as_ref(), &p.val, p, device)?;
+            let (loss, metric) = evaluate(m.as_ref(), &p.val, p)?;
             record.val_loss = Some(loss);
             match p.task {
                 TaskType::Classification => record.val_accuracy = Some(metric),
@@ -224,6 +250,28 @@ pub fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Tensor;
+
+    /// The host-side validation losses equal the training losses (candle's) on the same outputs.
+    #[test]
+    fn validation_losses_match_the_training_losses() {
+        let (rows, k) = (7, 3);
+        let out: Vec<f32> = (0..rows * k).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.7).collect();
+        let ids: Vec<u32> = (0..rows as u32).map(|i| i % 3).collect();
+        let dev = Device::Cpu;
+        let logits = Tensor::from_slice(&out, (rows, k), &dev).unwrap();
+        let want = crate::model::cross_entropy(&logits, &Tensor::from_slice(&ids, rows, &dev).unwrap()).unwrap();
+        let want = f64::from(want.to_scalar::<f32>().unwrap());
+        assert!((cross_entropy(&out, k, &ids) - want).abs() < 1e-6);
+
+        let pred: Vec<f32> = out[..rows].to_vec();
+        let targets: Vec<f32> = (0..rows).map(|i| i as f32 * 0.5).collect();
+        let p = Tensor::from_slice(&pred, (rows, 1), &dev).unwrap();
+        let want = crate::model::mse(&p, &Tensor::from_slice(&targets, rows, &dev).unwrap()).unwrap();
+        let want = f64::from(want.to_scalar::<f32>().unwrap());
+        let as64 = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
+        assert!((mean_squared_error(&as64(&pred), &as64(&targets)) - want).abs() < 1e-5);
+    }
 
     #[test]
     fn trailing_single_row_batch_is_merged() {

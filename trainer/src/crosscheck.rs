@@ -1,0 +1,144 @@
+//! Cross-checking a bundle: the training engine's own eval-mode forward pass on a device
+//! (the fused CPU step, the CUDA step, or candle) against the inference core, row by row.
+//! This is how a bundle written on a GPU is shown to predict the same through the CPU/wasm core.
+
+use candle_core::Device;
+use serde::Serialize;
+
+use inference::config::{TaskType, TrainOptions};
+use inference::{Bundle, Model, Prediction, ValueRef};
+
+use crate::data::Table;
+use crate::error::{PredictionError, TrainingError};
+
+/// Largest |Δ| accepted between the engine's and the core's probabilities (or relative |Δ| of values).
+pub const TOLERANCE: f64 = 1e-5;
+
+/// What a cross-check found.
+#[derive(Debug, Clone, Serialize)]
+pub struct CrossCheck {
+    /// The bundle's model id.
+    pub model_id: String,
+    /// The engine that computed the reference outputs (`fused`, `cuda-fused`, `candle`).
+    pub engine: String,
+    /// Rows compared.
+    pub rows: usize,
+    /// Largest |Δprobability| (classification) or relative |Δvalue| (regression).
+    pub max_abs_diff: f64,
+    /// Rows whose predicted class (or, for regression, nothing) differs.
+    pub class_disagreements: usize,
+    /// The tolerance applied.
+    pub tolerance: f64,
+    /// `max_abs_diff ≤ tolerance` and no class disagrees.
+    pub ok: bool,
+}
+
+/// The engine's eval-mode outputs for preprocessed rows `x` (`rows × input_dim`), in the API's
+/// terms: class probabilities (softmax in f64) or values in the target's units.
+pub fn engine_outputs(
+    bundle: &Bundle,
+    x: &[f32],
+    rows: usize,
+    device: &Device,
+) -> Result<(Vec<Vec<f64>>, String), TrainingError> {
+    let meta = &bundle.metadata;
+    let engine = crate::train::engine(&meta.architecture, &TrainOptions::default(), device, &bundle.tensors)?;
+    let raw = engine.predict_raw(x, rows)?;
+    let k = meta.architecture.output_dim;
+    let outputs = raw
+        .chunks_exact(k)
+        .map(|o| match meta.task_type {
+            TaskType::Classification => {
+                let max = o.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let e: Vec<f64> = o.iter().map(|v| f64::from(v - max).exp()).collect();
+                let s: f64 = e.iter().sum();
+                e.iter().map(|v| v / s).collect()
+            }
+            TaskType::Regression => {
+                let t = meta
+                    .preprocessing
+                    .target_scaler
+                    .unwrap_or(inference::metadata::TargetScaler { mean: 0.0, scale: 1.0 });
+                vec![f64::from(o[0]) * t.scale + t.mean]
+            }
+        })
+        .collect();
+    Ok((outputs, engine.engine().to_owned()))
+}
+
+/// Largest difference and the number of class disagreements between reference outputs (in
+/// [`engine_outputs`]' terms) and the core's predictions.
+fn compare(reference: &[Vec<f64>], core: &[Prediction]) -> (f64, usize) {
+    let (mut max_abs_diff, mut class_disagreements) = (0f64, 0usize);
+    for (want, got) in reference.iter().zip(core) {
+        match got {
+            Prediction::Class { predicted_class, probabilities, .. } => {
+                for (a, b) in want.iter().zip(probabilities) {
+                    max_abs_diff = max_abs_diff.max((a - f64::from(*b)).abs());
+                }
+                let argmax = want.iter().enumerate().fold(0, |best, (i, v)| if *v > want[best] { i } else { best });
+                class_disagreements += usize::from(argmax != *predicted_class);
+            }
+            Prediction::Value { predicted_value } => {
+                let d = (want[0] - predicted_value).abs() / want[0].abs().max(1.0);
+                max_abs_diff = max_abs_diff.max(d);
+            }
+        }
+    }
+    (max_abs_diff, class_disagreements)
+}
+
+/// Compare the engine on `device` with the inference core over every row of `table`
+/// (columns matched by name; absent ones are missing).
+pub fn run(bundle_bytes: &[u8], table: &Table, device: &Device) -> Result<CrossCheck, PredictionError> {
+    let bundle_err = |source| PredictionError::Bundle { path: "<bundle>".into(), source };
+    let bundle = Bundle::from_bytes(bundle_bytes).map_err(bundle_err)?;
+    let model = Model::from_bytes(bundle_bytes).map_err(bundle_err)?;
+    let names = &bundle.metadata.preprocessing.feature_names;
+    let columns: Vec<_> = names.iter().map(|n| table.column(n)).collect();
+    let row = |r: usize| columns.iter().map(move |c| c.map_or(ValueRef::Missing, |c| c.value(r)));
+    let pre = inference::Preprocessor::new(&bundle.metadata.preprocessing);
+    let (n, rows) = (pre.num_features(), table.n_rows());
+    let mut x = vec![0f32; rows * n];
+    let mut core = Vec::with_capacity(rows);
+    for r in 0..rows {
+        pre.transform_row(row(r), &mut x[r * n..(r + 1) * n])
+            .map_err(|source| PredictionError::Row { row: r + 1, source })?;
+        core.push(model.predict(row(r)).map_err(|source| PredictionError::Row { row: r + 1, source })?);
+    }
+    let (reference, engine) =
+        engine_outputs(&bundle, &x, rows, device).map_err(|e| PredictionError::Usage(format!("engine: {e}")))?;
+    let (max_abs_diff, class_disagreements) = compare(&reference, &core);
+    Ok(CrossCheck {
+        model_id: bundle.metadata.model_id.clone(),
+        engine,
+        rows,
+        max_abs_diff,
+        class_disagreements,
+        tolerance: TOLERANCE,
+        ok: max_abs_diff <= TOLERANCE && class_disagreements == 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(predicted_class: usize, probabilities: Vec<f32>) -> Prediction {
+        Prediction::Class { predicted_class, predicted_label: String::new(), confidence: 0.0, probabilities }
+    }
+
+    #[test]
+    fn compare_finds_the_largest_difference_and_disagreeing_classes() {
+        let core = [class(1, vec![0.25, 0.75]), class(0, vec![0.5, 0.5])];
+        let same = [vec![0.25, 0.75], vec![0.5, 0.5]];
+        assert_eq!(compare(&same, &core), (0.0, 0));
+        let (d, n) = compare(&[vec![0.25, 0.75], vec![0.4, 0.6]], &core);
+        assert!((d - 0.1).abs() < 1e-7, "{d}");
+        assert_eq!(n, 1);
+        // Regression: relative to the value's size (absolute below 1).
+        let v = |x: f64| Prediction::Value { predicted_value: x };
+        let (d, n) = compare(&[vec![200.0], vec![0.5]], &[v(200.002), v(0.5000001)]);
+        assert!((d - 1e-5).abs() < 1e-9 && n == 0, "{d}");
+    }
+}
