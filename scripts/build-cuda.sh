@@ -6,7 +6,7 @@
 #     compiles its kernels to PTX with nvcc, and cudarc reads the CUDA version from it;
 #   - the CUDA libraries to link against (cudarc uses dynamic linking): libcuda (the driver, or
 #     the toolkit's lib64/stubs/libcuda.so on a machine without a GPU), libcudart, libcublas,
-#     libcublasLt, libcurand, libnvrtc — the same major version must be present where it runs;
+#     libcublasLt, libcurand — the same major version must be present where it runs;
 #   - CUDA_COMPUTE_CAP: the target GPU's compute capability without the dot (default 90 =
 #     H100/H200; 80 = A100, 89 = L4/RTX 40xx, 86 = RTX 30xx). Without a GPU on the build machine,
 #     candle cannot detect it, so set it.
@@ -15,6 +15,7 @@
 # the GPU machines here) into .cuda/ and builds against those; a linker stub for libcuda is
 # generated from the driver API names cudarc uses. The binary goes
 # to target/cuda/release/trainer (separate target dir: the CPU build stays untouched).
+# `scripts/build-cuda.sh --clippy` runs clippy on the CUDA build instead (same environment).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
@@ -50,6 +51,9 @@ nvidia-nvvm==${CUDA_MAJOR}.0.* nvidia-cuda-crt==${CUDA_MAJOR}.0.*}"
   export LIBRARY_PATH="$toolkit/lib:${LIBRARY_PATH:-}" LD_LIBRARY_PATH="$toolkit/lib:${LD_LIBRARY_PATH:-}"
 fi
 
+if [ "${1:-}" = --clippy ]; then
+  exec cargo clippy --release -p trainer --features cuda --target-dir target/cuda --all-targets -- -D warnings
+fi
 echo "build-cuda: nvcc $(nvcc --version | grep -o 'release [0-9.]*'), compute capability $CUDA_COMPUTE_CAP"
 cargo build --release -p trainer --features cuda --target-dir target/cuda
 # A stripped copy to carry to a GPU machine (the unstripped binary is ~61 MiB).
