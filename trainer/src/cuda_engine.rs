@@ -315,6 +315,12 @@ impl CudaMlp {
     /// Keep the training split on the device: features and targets (class ids as f32, exact
     /// below 2²⁴).
     pub fn bind(&mut self, data: &TrainSet<'_>) -> Result<(), TrainingError> {
+        if u32::try_from(data.rows).is_err() {
+            return Err(TrainingError::Unusable(format!(
+                "{} training rows: the CUDA engine indexes rows with u32",
+                data.rows
+            )));
+        }
         let y: Vec<f32> = match data.targets {
             BatchTargets::Classes(c) => c.iter().map(|&v| v as f32).collect(),
             BatchTargets::Values(v) => v.to_vec(),
