@@ -144,7 +144,8 @@ extern "C" __global__ void add_bias(float* out, const float* bias, int rows, int
 
 // Output layer after its GEMM: bias, then per row the loss and d(mean loss)/d(output).
 // classification (k ≥ 2): cross-entropy on logits, y holds class ids; regression (k = 1): squared
-// error. The batch's summed loss is added to `loss_sum` (f64, read once per epoch).
+// error. The batch's summed loss is added to `loss_sum` (f64, read once per epoch); launched
+// as a single block, so the sum's order is fixed.
 extern "C" __global__ void output_loss(float* out, const float* bias, const float* y, float* dout,
                                        double* loss_sum, int rows, int k, int regression) {
     float bf = (float)rows;
@@ -169,7 +170,7 @@ extern "C" __global__ void output_loss(float* out, const float* bias, const floa
         }
     }
     float total = block_sum(loss);  // every thread of the block reaches this
-    if (threadIdx.x == 0) atomicAdd(loss_sum, (double)total);
+    if (threadIdx.x == 0 && blockIdx.x == 0) *loss_sum += (double)total;
 }
 
 // Column sums of x (rows × cols) into out, one block per column.

@@ -66,6 +66,15 @@ pub fn engine_outputs(
     Ok((outputs, engine.engine().to_owned()))
 }
 
+/// The larger difference, a NaN (from a non-finite output) counting as infinite.
+fn worse(max: f64, d: f64) -> f64 {
+    if d.is_nan() {
+        f64::INFINITY
+    } else {
+        max.max(d)
+    }
+}
+
 /// Largest difference and the number of class disagreements between reference outputs (in
 /// [`engine_outputs`]' terms) and the core's predictions.
 fn compare(reference: &[Vec<f64>], core: &[Prediction]) -> (f64, usize) {
@@ -74,14 +83,14 @@ fn compare(reference: &[Vec<f64>], core: &[Prediction]) -> (f64, usize) {
         match got {
             Prediction::Class { predicted_class, probabilities, .. } => {
                 for (a, b) in want.iter().zip(probabilities) {
-                    max_abs_diff = max_abs_diff.max((a - f64::from(*b)).abs());
+                    max_abs_diff = worse(max_abs_diff, (a - f64::from(*b)).abs());
                 }
                 let argmax = want.iter().enumerate().fold(0, |best, (i, v)| if *v > want[best] { i } else { best });
-                class_disagreements += usize::from(argmax != *predicted_class);
+                let finite = want.iter().all(|v| v.is_finite());
+                class_disagreements += usize::from(!finite || argmax != *predicted_class);
             }
             Prediction::Value { predicted_value } => {
-                let d = (want[0] - predicted_value).abs() / want[0].abs().max(1.0);
-                max_abs_diff = max_abs_diff.max(d);
+                max_abs_diff = worse(max_abs_diff, (want[0] - predicted_value).abs() / want[0].abs().max(1.0));
             }
         }
     }
@@ -99,6 +108,9 @@ pub fn run(bundle_bytes: &[u8], table: &Table, device: &Device) -> Result<CrossC
     let row = |r: usize| columns.iter().map(move |c| c.map_or(ValueRef::Missing, |c| c.value(r)));
     let pre = inference::Preprocessor::new(&bundle.metadata.preprocessing);
     let (n, rows) = (pre.num_features(), table.n_rows());
+    if rows == 0 {
+        return Err(PredictionError::Usage("no rows to compare".into()));
+    }
     let mut x = vec![0f32; rows * n];
     let mut core = Vec::with_capacity(rows);
     for r in 0..rows {
@@ -140,5 +152,9 @@ mod tests {
         let v = |x: f64| Prediction::Value { predicted_value: x };
         let (d, n) = compare(&[vec![200.0], vec![0.5]], &[v(200.002), v(0.5000001)]);
         assert!((d - 1e-5).abs() < 1e-9 && n == 0, "{d}");
+        // A non-finite engine output never passes.
+        assert_eq!(compare(&[vec![f64::NAN]], &[v(1.0)]).0, f64::INFINITY);
+        let (d, n) = compare(&[vec![f64::NAN, f64::NAN]], &[class(0, vec![0.5, 0.5])]);
+        assert_eq!((d, n), (f64::INFINITY, 1));
     }
 }

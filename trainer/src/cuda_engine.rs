@@ -22,21 +22,25 @@ use inference::config::{Activation, OptimizerKind};
 use inference::metadata::Architecture;
 
 use crate::error::TrainingError;
-use crate::model::{BatchTargets, Snapshot, TrainSet, Trainable, BN_EPS, BN_MOMENTUM};
+use crate::model::{BatchTargets, Snapshot, TrainSet, Trainable, BN_MOMENTUM};
 use crate::optim::{BETA1, BETA2, EPS, MOMENTUM};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/train_step.ptx"));
 /// Threads per block for every kernel (a multiple of 32, as `block_sum` needs).
 const BLOCK: u32 = 256;
-/// Rows per eval-mode chunk.
+/// Rows per eval-mode chunk, at most.
 const EVAL_CHUNK: usize = 16384;
+/// Floats per eval-mode activation buffer, at most (two are allocated: 256 MiB each).
+const EVAL_BUFFER_FLOATS: usize = 1 << 26;
 
 fn gpu_err(e: impl std::fmt::Display) -> TrainingError {
     TrainingError::Device(format!("CUDA: {e}"))
 }
 
-/// The device address of a buffer. Every buffer lives on the engine's one stream, so kernels
-/// and GEMMs are ordered by the stream alone and the raw addresses stay valid while `self` does.
+/// The device address of a buffer. cudarc's guard (which records cross-stream events) is
+/// dropped at once: that is sound only because every buffer, kernel launch, copy and the
+/// cuBLAS handle of the engine use its one stream, which orders them; the address stays valid
+/// while the buffer is owned by the engine.
 fn ptr<T>(s: &CudaSlice<T>, stream: &CudaStream) -> u64 {
     s.device_ptr(stream).0
 }
@@ -170,6 +174,12 @@ impl CudaMlp {
                 .get(&name)
                 .ok_or_else(|| TrainingError::Unusable(format!("initial weights lack tensor {name}")))?
                 .data;
+            if data.len() != shape.iter().product::<usize>() {
+                return Err(TrainingError::Unusable(format!(
+                    "tensor {name} holds {} values for shape {shape:?}",
+                    data.len()
+                )));
+            }
             let is_running = name.ends_with("running_mean") || name.ends_with("running_var");
             let dst = if is_running { &mut running } else { &mut flat };
             let slot = if is_running { Slot::Running(dst.len()) } else { Slot::Param(dst.len()) };
@@ -370,7 +380,7 @@ impl CudaMlp {
         let p = self.arch.dropout_rate as f32;
         // Drawn only with dropout, so with none the generator (and so the shuffles) match the CPU engine's.
         let step_key: u64 = if p > 0.0 { rng.random() } else { 0 };
-        let (mom, eps) = (BN_MOMENTUM as f32, BN_EPS as f32);
+        let (mom, eps) = (BN_MOMENTUM as f32, self.arch.batch_norm_eps as f32);
 
         // Forward.
         let mut input = xb;
@@ -412,7 +422,9 @@ impl CudaMlp {
         self.gemm(out, input, false, at(params, self.out_w), true, rows, fan_in, kk)?;
         let (ob, loss_sum) = (at(params, self.out_b), ptr(&self.loss_sum, &s));
         let (k_i, regression) = (kk as i32, i32::from(self.regression));
-        launch!(self, self.k.output_loss, Self::grid(rows), out, ob, yb, dout, loss_sum, rows_i, k_i, regression)?;
+        // One block: the loss is summed in a fixed order (reproducible train_loss).
+        let one_block = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
+        launch!(self, self.k.output_loss, one_block, out, ob, yb, dout, loss_sum, rows_i, k_i, regression)?;
 
         // Backward: output layer.
         let (dy, dz) = (ptr(&b.dy, &s), ptr(&b.dz, &s));
@@ -513,7 +525,7 @@ impl CudaMlp {
         let n = self.arch.input_dim;
         let k = self.arch.output_dim;
         let widest = self.layers.iter().map(|l| l.h).max().unwrap_or(0).max(k);
-        let chunk = EVAL_CHUNK.min(rows.max(1));
+        let chunk = EVAL_CHUNK.min(EVAL_BUFFER_FLOATS / widest.max(n).max(1)).min(rows).max(1);
         let mut xin = s.alloc_zeros::<f32>(chunk * n.max(1)).map_err(gpu_err)?;
         let (a, b) = (
             s.alloc_zeros::<f32>(chunk * widest).map_err(gpu_err)?,
@@ -522,7 +534,7 @@ impl CudaMlp {
         let (params, running) = (ptr(&self.params, s), ptr(&self.running, s));
         let f4 = std::mem::size_of::<f32>() as u64;
         let at = |base: u64, off: usize| base + off as u64 * f4;
-        let (act, eps) = (activation_code(self.arch.activation), BN_EPS as f32);
+        let (act, eps) = (activation_code(self.arch.activation), self.arch.batch_norm_eps as f32);
         let mut out = Vec::with_capacity(rows * k);
         for start in (0..rows).step_by(chunk) {
             let r = chunk.min(rows - start);

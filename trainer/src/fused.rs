@@ -18,7 +18,7 @@ use inference::bundle::{expected_tensors, Tensor};
 use inference::config::{Activation, OptimizerKind};
 use inference::metadata::Architecture;
 
-use crate::model::{BatchTargets, Snapshot, BN_EPS, BN_MOMENTUM};
+use crate::model::{BatchTargets, Snapshot, BN_MOMENTUM};
 use crate::optim::{BETA1, BETA2, EPS, MOMENTUM};
 
 /// C (m×n, row-major) = [C +] op(A)·op(B). `a` holds A as m×k row-major, or k×m when `a_t`;
@@ -209,6 +209,7 @@ impl FusedMlp {
         let act = self.arch.activation;
         let p = self.arch.dropout_rate as f32;
         let keep = 1.0 / (1.0 - p);
+        let eps = self.arch.batch_norm_eps as f32;
         let n_hidden = self.arch.hidden_dims.len();
         let bf = rows as f32;
         let mut fan_in = self.arch.input_dim;
@@ -248,7 +249,7 @@ impl FusedMlp {
             }
             var.iter_mut().for_each(|v| *v /= bf);
             for (s, v) in c.inv_std.iter_mut().zip(&var) {
-                *s = 1.0 / (v + BN_EPS as f32).sqrt();
+                *s = 1.0 / (v + eps).sqrt();
             }
             let (gamma, beta) = (self.p(li, GAMMA).to_vec(), self.p(li, BETA));
             for (xrow, yrow) in c.xhat.chunks_exact_mut(h).zip(c.y.chunks_exact_mut(h)) {
@@ -401,7 +402,7 @@ impl FusedMlp {
             matmul(&mut z, &cur, false, self.p(li, W), true, rows, fan_in, h, false);
             let (b, g, beta, rm, rv) =
                 (self.p(li, B), self.p(li, GAMMA), self.p(li, BETA), self.p(li, RMEAN), self.p(li, RVAR));
-            let inv: Vec<f32> = rv.iter().map(|v| 1.0 / (v + BN_EPS as f32).sqrt()).collect();
+            let inv: Vec<f32> = rv.iter().map(|v| 1.0 / (v + self.arch.batch_norm_eps as f32).sqrt()).collect();
             for row in z.chunks_exact_mut(h) {
                 for j in 0..h {
                     let a = activate(act, row[j] + b[j]);
@@ -458,7 +459,7 @@ mod tests {
             output_dim,
             dropout_rate: 0.3,
             activation,
-            batch_norm_eps: BN_EPS,
+            batch_norm_eps: crate::model::BN_EPS,
         }
     }
 

@@ -140,7 +140,7 @@ impl Mlp {
             let mean = h.mean_keepdim(0)?;
             let centered = h.broadcast_sub(&mean)?;
             let var = centered.sqr()?.mean_keepdim(0)?;
-            let inv_std = var.affine(1.0, BN_EPS)?.sqrt()?.recip()?;
+            let inv_std = var.affine(1.0, self.arch.batch_norm_eps)?.sqrt()?.recip()?;
             h = centered.broadcast_mul(&inv_std)?.broadcast_mul(&layer.gamma)?.broadcast_add(&layer.beta)?;
             // Running statistics use the unbiased variance, as torch.nn.BatchNorm1d.
             let unbias = rows as f64 / (rows as f64 - 1.0);
@@ -160,7 +160,7 @@ impl Mlp {
         let mut h = x.clone();
         for layer in &self.hidden {
             h = self.activate(&h.matmul(&layer.w.t()?)?.broadcast_add(&layer.b)?)?;
-            let inv_std = layer.running_var.as_tensor().affine(1.0, BN_EPS)?.sqrt()?.recip()?;
+            let inv_std = layer.running_var.as_tensor().affine(1.0, self.arch.batch_norm_eps)?.sqrt()?.recip()?;
             h = h
                 .broadcast_sub(layer.running_mean.as_tensor())?
                 .broadcast_mul(&inv_std)?
@@ -285,8 +285,8 @@ impl HostBatch {
             BatchTargets::Values(_) => BatchTargets::Values(&this.values),
         };
         let loss = step(&this.x, &y);
-        this.loss_sum += loss? * idx.len() as f64;
         *self = this;
+        self.loss_sum += loss? * idx.len() as f64;
         Ok(())
     }
 }
@@ -321,6 +321,12 @@ pub trait Trainable {
     ) -> Result<(), crate::error::TrainingError>;
     /// The summed per-row training loss since the last call (non-finite if any batch was).
     fn take_loss_sum(&mut self) -> Result<f64, crate::error::TrainingError>;
+    /// Whether a batch loss since the last [`Trainable::take_loss_sum`] is already known to be
+    /// non-finite. Host engines know at once; the CUDA engine reads its loss once per epoch,
+    /// so divergence there surfaces at the epoch's end.
+    fn diverged(&self) -> bool {
+        false
+    }
     /// Eval-mode outputs, `rows × output_dim`.
     fn predict_raw(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, crate::error::TrainingError>;
     /// Copy of all state.
@@ -385,6 +391,10 @@ impl Trainable for CandleNet {
         Ok(std::mem::take(&mut self.batch.loss_sum))
     }
 
+    fn diverged(&self) -> bool {
+        !self.batch.loss_sum.is_finite()
+    }
+
     fn predict_raw(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, crate::error::TrainingError> {
         Ok(self.mlp.predict_raw(x, rows)?)
     }
@@ -439,6 +449,10 @@ impl Trainable for crate::fused::FusedMlp {
 
     fn take_loss_sum(&mut self) -> Result<f64, crate::error::TrainingError> {
         Ok(std::mem::take(&mut self.batch.loss_sum))
+    }
+
+    fn diverged(&self) -> bool {
+        !self.batch.loss_sum.is_finite()
     }
 
     fn predict_raw(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, crate::error::TrainingError> {

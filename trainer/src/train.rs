@@ -196,6 +196,9 @@ pub fn train(
             }
             m.train_batch(&data, &order, s..e, &mut rng)?;
             seen += e - s;
+            if m.diverged() {
+                break;
+            }
         }
         // Read once per epoch: a GPU engine keeps the sum on the device.
         let train_loss = m.take_loss_sum()? / seen.max(1) as f64;
