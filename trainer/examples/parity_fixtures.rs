@@ -77,20 +77,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let m = Mlp::from_bundle(&bundle, &Device::Cpu)?;
         let raw = m.predict_raw(&x, inputs.n_rows())?;
-        let k = bundle.metadata.architecture.output_dim;
-        let expected: Vec<serde_json::Value> = raw
-            .chunks_exact(k)
+        let expected: Vec<serde_json::Value> = trainer::crosscheck::api_outputs(&bundle.metadata, &raw)
+            .into_iter()
             .map(|o| match bundle.metadata.task_type {
-                TaskType::Classification => {
-                    let max = o.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let e: Vec<f64> = o.iter().map(|v| f64::from(v - max).exp()).collect();
-                    let s: f64 = e.iter().sum();
-                    serde_json::json!({ "probabilities": e.iter().map(|v| v / s).collect::<Vec<_>>() })
-                }
-                TaskType::Regression => {
-                    let t = bundle.metadata.preprocessing.target_scaler.expect("regression has a target scaler");
-                    serde_json::json!({ "predicted_value": f64::from(o[0]) * t.scale + t.mean })
-                }
+                TaskType::Classification => serde_json::json!({ "probabilities": o }),
+                TaskType::Regression => serde_json::json!({ "predicted_value": o[0] }),
             })
             .collect();
 

@@ -6,6 +6,7 @@ use candle_core::Device;
 use serde::Serialize;
 
 use inference::config::{TaskType, TrainOptions};
+use inference::metadata::{Metadata, TargetScaler};
 use inference::{Bundle, Model, Prediction, ValueRef};
 
 use crate::data::Table;
@@ -33,20 +34,10 @@ pub struct CrossCheck {
     pub ok: bool,
 }
 
-/// The engine's eval-mode outputs for preprocessed rows `x` (`rows × input_dim`), in the API's
+/// Raw network outputs (`rows × output_dim`, logits or standardised values) in the API's
 /// terms: class probabilities (softmax in f64) or values in the target's units.
-pub fn engine_outputs(
-    bundle: &Bundle,
-    x: &[f32],
-    rows: usize,
-    device: &Device,
-) -> Result<(Vec<Vec<f64>>, String), TrainingError> {
-    let meta = &bundle.metadata;
-    let engine = crate::train::engine(&meta.architecture, &TrainOptions::default(), device, &bundle.tensors)?;
-    let raw = engine.predict_raw(x, rows)?;
-    let k = meta.architecture.output_dim;
-    let outputs = raw
-        .chunks_exact(k)
+pub fn api_outputs(meta: &Metadata, raw: &[f32]) -> Vec<Vec<f64>> {
+    raw.chunks_exact(meta.architecture.output_dim)
         .map(|o| match meta.task_type {
             TaskType::Classification => {
                 let max = o.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -55,15 +46,24 @@ pub fn engine_outputs(
                 e.iter().map(|v| v / s).collect()
             }
             TaskType::Regression => {
-                let t = meta
-                    .preprocessing
-                    .target_scaler
-                    .unwrap_or(inference::metadata::TargetScaler { mean: 0.0, scale: 1.0 });
+                let t = meta.preprocessing.target_scaler.unwrap_or(TargetScaler { mean: 0.0, scale: 1.0 });
                 vec![f64::from(o[0]) * t.scale + t.mean]
             }
         })
-        .collect();
-    Ok((outputs, engine.engine().to_owned()))
+        .collect()
+}
+
+/// The training engine's eval-mode outputs on `device` for preprocessed rows `x`
+/// (`rows × input_dim`), as [`api_outputs`], and the engine's name.
+pub fn engine_outputs(
+    bundle: &Bundle,
+    x: &[f32],
+    rows: usize,
+    device: &Device,
+) -> Result<(Vec<Vec<f64>>, String), TrainingError> {
+    let meta = &bundle.metadata;
+    let engine = crate::train::engine(&meta.architecture, &TrainOptions::default(), device, &bundle.tensors)?;
+    Ok((api_outputs(meta, &engine.predict_raw(x, rows)?), engine.engine().to_owned()))
 }
 
 /// The larger difference, a NaN (from a non-finite output) counting as infinite.

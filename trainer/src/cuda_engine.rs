@@ -234,11 +234,6 @@ impl CudaMlp {
         })
     }
 
-    /// The architecture.
-    pub fn architecture(&self) -> &Architecture {
-        &self.arch
-    }
-
     /// Row-major C (m×n) = op(A)·op(B) with cuBLAS (column-major), as `fused::matmul` without
     /// accumulation: A is m×k (k×m when `a_t`), B is k×n (n×k when `b_t`).
     #[allow(clippy::too_many_arguments)]
@@ -322,9 +317,63 @@ impl CudaMlp {
         Ok(())
     }
 
+    /// One optimizer update over all trainable parameters (one launch).
+    fn apply_gradients(&mut self) -> Result<(), TrainingError> {
+        self.step += 1;
+        let (lr, wd) = (self.lr, self.weight_decay);
+        let bc1 = 1.0 - (BETA1 as f32).powi(self.step);
+        let bc2 = 1.0 - (BETA2 as f32).powi(self.step);
+        let (b1, b2, eps) = (BETA1 as f32, BETA2 as f32, EPS as f32);
+        let first = self.step == 1;
+        let (k1, k2) = if first { (0.0f32, 0.0f32) } else { (b1, b2) };
+        let decay = if self.kind == OptimizerKind::Adamw && wd > 0.0 { 1.0 - lr * wd } else { 1.0 };
+        let momentum_keep = if first { 0.0f32 } else { MOMENTUM as f32 };
+        let kind: i32 = match self.kind {
+            OptimizerKind::Sgd => 0,
+            OptimizerKind::Adam => 1,
+            OptimizerKind::Adamw => 2,
+        };
+        let (step_size, inv_bc2) = (lr / bc1, 1.0 / bc2);
+        let s = &self.stream;
+        let (w, g, m, v) = (ptr(&self.params, s), ptr(&self.grads, s), ptr(&self.m, s), ptr(&self.v, s));
+        let n = self.params.len() as i64;
+        launch!(
+            self,
+            self.k.optimizer_step,
+            Self::grid(self.params.len()),
+            w,
+            g,
+            m,
+            v,
+            n,
+            kind,
+            lr,
+            wd,
+            b1,
+            b2,
+            eps,
+            k1,
+            k2,
+            step_size,
+            inv_bc2,
+            decay,
+            momentum_keep
+        )
+    }
+}
+
+impl Trainable for CudaMlp {
+    fn architecture(&self) -> &Architecture {
+        &self.arch
+    }
+
+    fn engine(&self) -> &'static str {
+        "cuda-fused"
+    }
+
     /// Keep the training split on the device: features and targets (class ids as f32, exact
     /// below 2²⁴).
-    pub fn bind(&mut self, data: &TrainSet<'_>) -> Result<(), TrainingError> {
+    fn bind(&mut self, data: &TrainSet<'_>) -> Result<(), TrainingError> {
         if u32::try_from(data.rows).is_err() {
             return Err(TrainingError::Unusable(format!(
                 "{} training rows: the CUDA engine indexes rows with u32",
@@ -342,7 +391,7 @@ impl CudaMlp {
     }
 
     /// Upload the epoch's row order (one transfer per epoch; batches then read windows of it).
-    pub fn begin_epoch(&mut self, order: &[usize]) -> Result<(), TrainingError> {
+    fn begin_epoch(&mut self, order: &[usize]) -> Result<(), TrainingError> {
         let host: Vec<u32> = order.iter().map(|&i| i as u32).collect();
         match &mut self.order {
             Some(d) if d.len() == host.len() => self.stream.memcpy_htod(&host, d).map_err(gpu_err),
@@ -354,7 +403,13 @@ impl CudaMlp {
     }
 
     /// Forward, backward and optimizer update on the bound rows `order[range]` (at least two).
-    pub fn train_batch(&mut self, range: std::ops::Range<usize>, rng: &mut ChaCha8Rng) -> Result<(), TrainingError> {
+    fn train_batch(
+        &mut self,
+        _data: &TrainSet<'_>,
+        _order: &[usize],
+        range: std::ops::Range<usize>,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<(), TrainingError> {
         let rows = range.len();
         self.ensure_batch(rows)?;
         let s = self.stream.clone();
@@ -468,59 +523,15 @@ impl CudaMlp {
         self.apply_gradients()
     }
 
-    /// One optimizer update over all trainable parameters (one launch).
-    fn apply_gradients(&mut self) -> Result<(), TrainingError> {
-        self.step += 1;
-        let (lr, wd) = (self.lr, self.weight_decay);
-        let bc1 = 1.0 - (BETA1 as f32).powi(self.step);
-        let bc2 = 1.0 - (BETA2 as f32).powi(self.step);
-        let (b1, b2, eps) = (BETA1 as f32, BETA2 as f32, EPS as f32);
-        let first = self.step == 1;
-        let (k1, k2) = if first { (0.0f32, 0.0f32) } else { (b1, b2) };
-        let decay = if self.kind == OptimizerKind::Adamw && wd > 0.0 { 1.0 - lr * wd } else { 1.0 };
-        let momentum_keep = if first { 0.0f32 } else { MOMENTUM as f32 };
-        let kind: i32 = match self.kind {
-            OptimizerKind::Sgd => 0,
-            OptimizerKind::Adam => 1,
-            OptimizerKind::Adamw => 2,
-        };
-        let (step_size, inv_bc2) = (lr / bc1, 1.0 / bc2);
-        let s = &self.stream;
-        let (w, g, m, v) = (ptr(&self.params, s), ptr(&self.grads, s), ptr(&self.m, s), ptr(&self.v, s));
-        let n = self.params.len() as i64;
-        launch!(
-            self,
-            self.k.optimizer_step,
-            Self::grid(self.params.len()),
-            w,
-            g,
-            m,
-            v,
-            n,
-            kind,
-            lr,
-            wd,
-            b1,
-            b2,
-            eps,
-            k1,
-            k2,
-            step_size,
-            inv_bc2,
-            decay,
-            momentum_keep
-        )
-    }
-
     /// The summed per-row training loss since the last call (one device→host read).
-    pub fn take_loss_sum(&mut self) -> Result<f64, TrainingError> {
+    fn take_loss_sum(&mut self) -> Result<f64, TrainingError> {
         let v = self.stream.clone_dtoh(&self.loss_sum).map_err(gpu_err)?;
         self.stream.memset_zeros(&mut self.loss_sum).map_err(gpu_err)?;
         Ok(v[0])
     }
 
     /// Eval-mode outputs (no dropout, running statistics), `rows × output_dim`.
-    pub fn predict_raw(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, TrainingError> {
+    fn predict_raw(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, TrainingError> {
         let s = &self.stream;
         let n = self.arch.input_dim;
         let k = self.arch.output_dim;
@@ -578,7 +589,7 @@ impl CudaMlp {
     }
 
     /// Host copy of all state, in bundle order.
-    pub fn snapshot(&self) -> Result<Snapshot, TrainingError> {
+    fn snapshot(&self) -> Result<Snapshot, TrainingError> {
         let flat = self.stream.clone_dtoh(&self.params).map_err(gpu_err)?;
         let running = self.stream.clone_dtoh(&self.running).map_err(gpu_err)?;
         Ok(self
@@ -595,7 +606,7 @@ impl CudaMlp {
     }
 
     /// Restore a snapshot taken by [`CudaMlp::snapshot`].
-    pub fn restore(&mut self, snap: &Snapshot) -> Result<(), TrainingError> {
+    fn restore(&mut self, snap: &Snapshot) -> Result<(), TrainingError> {
         let (mut flat, mut running) = (vec![0f32; self.params.len()], vec![0f32; self.running.len()]);
         for ((_, _, slot), data) in self.slots.iter().zip(snap) {
             match *slot {
@@ -608,7 +619,7 @@ impl CudaMlp {
     }
 
     /// All state named for the bundle.
-    pub fn export(&self) -> Result<BTreeMap<String, Tensor>, TrainingError> {
+    fn export(&self) -> Result<BTreeMap<String, Tensor>, TrainingError> {
         let snap = self.snapshot()?;
         Ok(self
             .slots
@@ -616,53 +627,5 @@ impl CudaMlp {
             .zip(snap)
             .map(|((name, shape, _), data)| (name.clone(), Tensor { shape: shape.clone(), data }))
             .collect())
-    }
-}
-
-impl Trainable for CudaMlp {
-    fn architecture(&self) -> &Architecture {
-        &self.arch
-    }
-
-    fn engine(&self) -> &'static str {
-        "cuda-fused"
-    }
-
-    fn bind(&mut self, data: &TrainSet<'_>) -> Result<(), TrainingError> {
-        CudaMlp::bind(self, data)
-    }
-
-    fn begin_epoch(&mut self, order: &[usize]) -> Result<(), TrainingError> {
-        CudaMlp::begin_epoch(self, order)
-    }
-
-    fn train_batch(
-        &mut self,
-        _data: &TrainSet<'_>,
-        _order: &[usize],
-        range: std::ops::Range<usize>,
-        rng: &mut ChaCha8Rng,
-    ) -> Result<(), TrainingError> {
-        CudaMlp::train_batch(self, range, rng)
-    }
-
-    fn take_loss_sum(&mut self) -> Result<f64, TrainingError> {
-        CudaMlp::take_loss_sum(self)
-    }
-
-    fn predict_raw(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, TrainingError> {
-        CudaMlp::predict_raw(self, x, rows)
-    }
-
-    fn snapshot(&self) -> Result<Snapshot, TrainingError> {
-        CudaMlp::snapshot(self)
-    }
-
-    fn restore(&mut self, s: &Snapshot) -> Result<(), TrainingError> {
-        CudaMlp::restore(self, s)
-    }
-
-    fn export(&self) -> Result<BTreeMap<String, Tensor>, TrainingError> {
-        CudaMlp::export(self)
     }
 }
