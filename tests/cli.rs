@@ -27,7 +27,7 @@ fn train_writes_a_complete_verifiable_bundle() {
     let dir = models.path().join(id);
     let mut files = entries(&dir);
     files.sort();
-    assert_eq!(files, ["metadata.json", "model.safetensors", "test_rows.csv", "training_curves.svg"]);
+    assert_eq!(files, ["metadata.json", "model.safetensors", "summary.json", "test_rows.csv", "training_curves.svg"]);
     assert!(entries(models.path()).iter().all(|e| !e.starts_with(".tmp")), "temp dir left behind");
 
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("metadata.json")).unwrap()).unwrap();
@@ -37,7 +37,7 @@ fn train_writes_a_complete_verifiable_bundle() {
         "saved_at",
         "task_type",
         "architecture",
-        "train_config",
+        "config",
         "test_metrics",
         "preprocessing",
         "classes",
@@ -49,7 +49,7 @@ fn train_writes_a_complete_verifiable_bundle() {
     ] {
         assert!(!meta[key].is_null(), "metadata lacks {key}");
     }
-    assert_eq!(meta["format_version"], 1);
+    assert_eq!(meta["format_version"], 2);
     assert_eq!(meta["model_id"], id);
     assert_eq!(meta["task_type"], "classification");
     assert_eq!(meta["classes"], serde_json::json!(["setosa", "versicolor", "virginica"]));
@@ -169,11 +169,15 @@ fn crosscheck_compares_each_engine_with_the_inference_core() {
     std::fs::remove_file(dir.join("test_rows.csv")).unwrap();
     let e = fails(&["crosscheck", "--model", dir.to_str().unwrap()], 6);
     assert!(e.contains("test_rows.csv"), "{e}");
+    // "Built without CUDA" is one error: the same line and exit code as `train --device cuda`.
     let e = fails(
         &["crosscheck", "--model", dir.to_str().unwrap(), "--input", &fixture("iris.csv"), "--device", "cuda"],
-        6,
+        5,
     );
+    let m = models.path().to_str().unwrap();
+    let t = fails(&["train", "--device", "cuda", "--epochs", "1", "--models-dir", m], 5);
     assert!(e.contains("without CUDA support"), "{e}");
+    assert_eq!(e.lines().last(), t.lines().last());
 }
 
 #[test]
@@ -228,7 +232,7 @@ fn config_file_is_overridden_by_flags() {
         &std::fs::read(models.path().join(s["model_id"].as_str().unwrap()).join("metadata.json")).unwrap(),
     )
     .unwrap();
-    let tc = &meta["train_config"];
+    let tc = &meta["config"];
     assert_eq!(tc["train_config"]["epochs"], 3);
     assert_eq!(tc["train_config"]["learning_rate"], 0.01);
     assert_eq!(tc["train_config"]["optimizer"], "sgd");

@@ -38,7 +38,7 @@ fn native_core_matches_candle_on_every_fixture_row() {
                 }
                 Prediction::Value { predicted_value } => {
                     let want = expected[i]["predicted_value"].as_f64().unwrap();
-                    max_diff = max_diff.max((predicted_value - want).abs() / want.abs().max(1.0));
+                    max_diff = max_diff.max((f64::from(predicted_value) - want).abs() / want.abs().max(1.0));
                 }
             }
             rows += 1;

@@ -134,14 +134,13 @@ fn passwords_and_db_indices_come_from_the_url() {
 #[test]
 fn the_http_api_trains_from_redis() {
     let r = Redis::start(&[]);
-    let o = run(trainer().env("REDIS_URL", &r.url).args(["redis-put", "iris", &fixture("iris.csv")]));
+    let o = run(trainer().env("REDIS_URL", &r.url).args(["redis-put", "datasets:iris", &fixture("iris.csv")]));
     assert!(o.status.success(), "{}", stderr(&o));
     let models = tempfile::tempdir().unwrap();
     let (mut child, base) =
         common::serve(trainer().env("REDIS_URL", &r.url), &["--models-dir", models.path().to_str().unwrap()]);
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let body =
-        serde_json::json!({"dataset_path": "redis:iris", "target_column": "species", "train_config": {"epochs": 5}});
+    let body = serde_json::json!({"dataset_path": "redis:datasets:iris", "target_column": "species", "train_config": {"epochs": 5}});
     let mut res = agent
         .post(format!("{base}/api/ml/train"))
         .header("content-type", "application/json")

@@ -32,3 +32,16 @@ export function classPrediction(predictedClass, label, probabilities) {
 export function valuePrediction(value) {
   return { predicted_value: value };
 }
+
+/**
+ * The bytes of a request body: a string (UTF-8), bytes (Uint8Array, ArrayBuffer) or any other
+ * value as JSON. Non-finite numbers, which JSON cannot hold, are written as NaN → null
+ * (missing) and ±Infinity → "Infinity" text (which the core rejects by column, as native does).
+ */
+export function bodyBytes(body) {
+  if (body instanceof Uint8Array) return body;
+  if (body instanceof ArrayBuffer) return new Uint8Array(body);
+  if (typeof body === 'string') return new TextEncoder().encode(body);
+  const json = JSON.stringify(body, (_, v) => (typeof v === 'number' && !Number.isFinite(v) ? (Number.isNaN(v) ? null : String(v)) : v));
+  return new TextEncoder().encode(json ?? 'null');
+}

@@ -1,20 +1,22 @@
 //! Reading and writing bundles: safetensors weights plus the metadata JSON, checked end to end.
 //!
-//! The tensor names are defined here once ([`expected_tensors`]); the trainer writes with
-//! [`Bundle::to_safetensors`]. Every reader ([`Bundle::from_bytes`], [`Bundle::from_parts`] and
-//! [`crate::Model`]'s constructors) goes through one verification, `verify`.
+//! The tensor names are defined here once ([`expected_tensors`], [`spec_tensors`]); the trainer
+//! writes with [`Bundle::to_safetensors`] (feature `train`). Every reader ([`crate::Model`]'s
+//! constructors and, with `train`, [`Bundle::from_bytes`]) goes through one verification, `verify`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use safetensors::tensor::{Dtype, TensorView};
 use sha2::{Digest, Sha256};
 
 use crate::error::BundleError;
-use crate::metadata::{Architecture, FeatureKind, Metadata, ModelSpec, TaskType, FORMAT_VERSION};
+use crate::spec::{Architecture, FeatureKind, ModelSpec, TaskType, READABLE_VERSIONS};
 use crate::weights::{self, Container};
 
 /// Key inside the safetensors `__metadata__` map that holds the metadata JSON.
 pub const METADATA_KEY: &str = "bundle";
+
+/// Name of the explanation background tensor (`background_rows × input_dim`, preprocessed rows).
+pub const BACKGROUND_TENSOR: &str = "explain.background";
 
 /// A named f32 tensor, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,34 +27,44 @@ pub struct Tensor {
     pub data: Vec<f32>,
 }
 
-/// A verified bundle: metadata and tensors that agree with each other.
-#[derive(Debug, Clone)]
-pub struct Bundle {
-    /// The metadata.
-    pub metadata: Metadata,
-    /// Tensors by name.
-    pub tensors: BTreeMap<String, Tensor>,
-}
-
 /// Name of a hidden layer's parameter, e.g. `hidden.0.linear.weight`, `hidden.2.bn.running_var`.
 pub fn hidden_tensor_name(layer: usize, part: &str) -> String {
     format!("hidden.{layer}.{part}")
 }
 
-/// Every tensor the architecture implies, with its shape.
+/// The parts of one hidden layer, in the order [`expected_tensors`] lists them.
+pub const HIDDEN_PARTS: [&str; 6] =
+    ["linear.weight", "linear.bias", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"];
+
+/// Whether a tensor holds BatchNorm running statistics (state, not a trainable parameter).
+pub fn is_running_statistic(name: &str) -> bool {
+    name.ends_with("running_mean") || name.ends_with("running_var")
+}
+
+/// Every network tensor the architecture implies, with its shape: for each hidden layer the
+/// six [`HIDDEN_PARTS`], then `out.weight` and `out.bias`.
 pub fn expected_tensors(arch: &Architecture) -> Vec<(String, Vec<usize>)> {
-    let mut out = Vec::with_capacity(arch.hidden_dims.len() * 6 + 2);
+    let mut out = Vec::with_capacity(arch.hidden_dims.len() * HIDDEN_PARTS.len() + 2);
     let mut fan_in = arch.input_dim;
     for (i, &h) in arch.hidden_dims.iter().enumerate() {
-        out.push((hidden_tensor_name(i, "linear.weight"), vec![h, fan_in]));
-        out.push((hidden_tensor_name(i, "linear.bias"), vec![h]));
-        for part in ["bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"] {
-            out.push((hidden_tensor_name(i, part), vec![h]));
+        for part in HIDDEN_PARTS {
+            let shape = if part == "linear.weight" { vec![h, fan_in] } else { vec![h] };
+            out.push((hidden_tensor_name(i, part), shape));
         }
         fan_in = h;
     }
     out.push(("out.weight".to_owned(), vec![arch.output_dim, fan_in]));
     out.push(("out.bias".to_owned(), vec![arch.output_dim]));
+    out
+}
+
+/// Every tensor a bundle with this spec holds: the network's and, when the spec has one, the
+/// explanation background.
+pub fn spec_tensors(spec: &ModelSpec) -> Vec<(String, Vec<usize>)> {
+    let mut out = expected_tensors(&spec.architecture);
+    if let Some(e) = spec.explain {
+        out.push((BACKGROUND_TENSOR.to_owned(), vec![e.background_rows, spec.architecture.input_dim]));
+    }
     out
 }
 
@@ -71,8 +83,22 @@ fn sha256_hex<'a>(runs: impl IntoIterator<Item = &'a [u8]>) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// How much of a bundle to verify at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Recompute `weights_sha256`. Turn off only for bytes already verified another way (e.g.
+    /// fetched with Subresource Integrity): every other check still runs.
+    pub verify_hash: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { verify_hash: true }
+    }
+}
+
 /// What prediction needs from a bundle, with every check passed: the spec part of the
-/// metadata and the tensors. Both [`Bundle`] and [`crate::Model`] are built from this.
+/// metadata and the tensors. Both [`crate::Model`] and (with `train`) `Bundle` are built from this.
 #[derive(Debug)]
 pub(crate) struct Verified {
     pub spec: ModelSpec,
@@ -80,22 +106,27 @@ pub(crate) struct Verified {
 }
 
 /// Read a self-contained `model.safetensors`: the verified parts and the embedded metadata JSON.
-pub(crate) fn load_bytes(bytes: &[u8]) -> Result<(Verified, String), BundleError> {
+pub(crate) fn load_bytes(bytes: &[u8], opts: LoadOptions) -> Result<(Verified, String), BundleError> {
     let mut container = weights::read(bytes)?;
     let json = container.metadata.remove(METADATA_KEY).ok_or(BundleError::MissingMetadata)?;
-    Ok((verify(container, &json)?, json))
+    Ok((verify(container, &json, opts)?, json))
 }
 
 /// Read the two-file layout.
-pub(crate) fn load_parts(weights: &[u8], metadata_json: &str) -> Result<Verified, BundleError> {
-    verify(weights::read(weights)?, metadata_json)
+pub(crate) fn load_parts(weights: &[u8], metadata_json: &str, opts: LoadOptions) -> Result<Verified, BundleError> {
+    verify(weights::read(weights)?, metadata_json, opts)
 }
 
 /// Every check between metadata and tensors, in the order that gives the most telling error.
-fn verify(container: Container<'_>, metadata_json: &str) -> Result<Verified, BundleError> {
+fn verify(container: Container<'_>, metadata_json: &str, opts: LoadOptions) -> Result<Verified, BundleError> {
     let spec = parse_spec(metadata_json)?;
-    // BTreeMap order is the hash's sorted-name order; the stored bytes are already little-endian.
-    let actual = sha256_hex(container.tensors.values().map(|raw| raw.bytes));
+    if opts.verify_hash {
+        // BTreeMap order is the hash's sorted-name order; the stored bytes are already little-endian.
+        let actual = sha256_hex(container.tensors.values().map(|raw| raw.bytes));
+        if actual != spec.weights_sha256 {
+            return Err(BundleError::HashMismatch { expected: spec.weights_sha256.clone(), actual });
+        }
+    }
     let mut tensors = BTreeMap::new();
     for (name, raw) in container.tensors {
         if raw.dtype != "F32" {
@@ -107,12 +138,9 @@ fn verify(container: Container<'_>, metadata_json: &str) -> Result<Verified, Bun
         }
         tensors.insert(name, Tensor { shape: raw.shape, data });
     }
-    if actual != spec.weights_sha256 {
-        return Err(BundleError::HashMismatch { expected: spec.weights_sha256.clone(), actual });
-    }
     // Metadata first: it bounds the architecture before any per-layer work.
     check_metadata(&spec)?;
-    let expected = expected_tensors(&spec.architecture);
+    let expected = spec_tensors(&spec);
     for (name, shape) in &expected {
         let t = tensors.get(name).ok_or_else(|| BundleError::MissingTensor(name.clone()))?;
         if &t.shape != shape {
@@ -140,51 +168,21 @@ fn verify(container: Container<'_>, metadata_json: &str) -> Result<Verified, Bun
     Ok(Verified { spec, tensors })
 }
 
-impl Bundle {
-    /// Load a single `model.safetensors` whose header carries the metadata.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, BundleError> {
-        let (verified, json) = load_bytes(bytes)?;
-        Ok(Bundle { metadata: parse_full(&json)?, tensors: verified.tensors })
-    }
-
-    /// Load the two-file layout: safetensors weights and `metadata.json`.
-    pub fn from_parts(weights: &[u8], metadata_json: &str) -> Result<Self, BundleError> {
-        let verified = load_parts(weights, metadata_json)?;
-        Ok(Bundle { metadata: parse_full(metadata_json)?, tensors: verified.tensors })
-    }
-
-    /// Serialise as one self-contained `model.safetensors` (metadata embedded in the header).
-    pub fn to_safetensors(&self) -> Result<Vec<u8>, BundleError> {
-        let json = serde_json::to_string(&self.metadata).map_err(|e| BundleError::Metadata(e.to_string()))?;
-        let bytes: Vec<(&String, Vec<u8>)> = self
-            .tensors
-            .iter()
-            .map(|(name, t)| (name, t.data.iter().flat_map(|v| v.to_le_bytes()).collect()))
-            .collect();
-        let views = bytes
-            .iter()
-            .zip(self.tensors.values())
-            .map(|((name, raw), t)| {
-                TensorView::new(Dtype::F32, t.shape.clone(), raw)
-                    .map(|v| (name.as_str(), v))
-                    .map_err(|e| BundleError::Safetensors(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let info = HashMap::from([(METADATA_KEY.to_owned(), json)]);
-        safetensors::serialize(views, Some(info)).map_err(|e| BundleError::Safetensors(e.to_string()))
-    }
-}
-
-/// The full metadata (training record included), once the spec part has been verified.
-fn parse_full(json: &str) -> Result<Metadata, BundleError> {
-    serde_json::from_str(json).map_err(|e| BundleError::Metadata(e.to_string()))
+/// The format versions this build reads, for messages.
+fn supported_versions() -> String {
+    READABLE_VERSIONS.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// Version-check metadata JSON and parse its spec part.
 fn parse_spec(json: &str) -> Result<ModelSpec, BundleError> {
-    let version_error = |found| BundleError::UnsupportedVersion { found, supported: FORMAT_VERSION };
+    let version_error = |found| BundleError::UnsupportedVersion { found, supported: supported_versions() };
     match serde_json::from_str::<ModelSpec>(json) {
-        Ok(spec) if spec.format_version == FORMAT_VERSION => Ok(spec),
+        Ok(spec) if READABLE_VERSIONS.contains(&spec.format_version) => {
+            if spec.format_version == 1 && spec.explain.is_some() {
+                return Err(BundleError::Inconsistent("format_version 1 has no `explain` section".into()));
+            }
+            Ok(spec)
+        }
         Ok(spec) => Err(version_error(spec.format_version)),
         Err(e) => {
             // A future format may fail the schema: name its version rather than the schema error.
@@ -193,7 +191,7 @@ fn parse_spec(json: &str) -> Result<ModelSpec, BundleError> {
                 format_version: u32,
             }
             match serde_json::from_str::<Version>(json) {
-                Ok(v) if v.format_version != FORMAT_VERSION => Err(version_error(v.format_version)),
+                Ok(v) if !READABLE_VERSIONS.contains(&v.format_version) => Err(version_error(v.format_version)),
                 _ => Err(BundleError::Metadata(e.to_string())),
             }
         }
@@ -209,8 +207,8 @@ fn check_metadata(m: &ModelSpec) -> Result<(), BundleError> {
     if n == 0 || a.output_dim == 0 || a.hidden_dims.contains(&0) {
         return bad("architecture has a zero dimension".into());
     }
-    if a.hidden_dims.len() > crate::config::MAX_HIDDEN_LAYERS {
-        return bad(format!("{} hidden layers (at most {})", a.hidden_dims.len(), crate::config::MAX_HIDDEN_LAYERS));
+    if a.hidden_dims.len() > MAX_HIDDEN_LAYERS {
+        return bad(format!("{} hidden layers (at most {MAX_HIDDEN_LAYERS})", a.hidden_dims.len()));
     }
     if !(a.batch_norm_eps.is_finite() && a.batch_norm_eps > 0.0) {
         return bad(format!("batch_norm_eps must be positive, got {}", a.batch_norm_eps));
@@ -224,6 +222,10 @@ fn check_metadata(m: &ModelSpec) -> Result<(), BundleError> {
     }
     if let Some((name, spec)) = p.feature_names.iter().zip(&p.features).find(|(name, spec)| *name != &spec.name) {
         return bad(format!("feature_names has `{name}` where features has `{}`", spec.name));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = p.feature_names.iter().find(|n| !seen.insert(n.as_str())) {
+        return bad(format!("feature `{dup}` is named twice"));
     }
     if p.scaler.mean.len() != n || p.scaler.scale.len() != n {
         return bad(format!(
@@ -272,17 +274,87 @@ fn check_metadata(m: &ModelSpec) -> Result<(), BundleError> {
             _ => {}
         },
     }
+    if m.explain.is_some_and(|e| e.background_rows == 0) {
+        return bad("explain.background_rows must be at least 1".into());
+    }
     Ok(())
 }
 
-#[cfg(test)]
+/// Most hidden layers a bundle may have (also the training config's limit).
+pub const MAX_HIDDEN_LAYERS: usize = 64;
+
+#[cfg(feature = "train")]
+pub use writer::Bundle;
+
+/// The full bundle (training record included) and its writer: only the trainer needs these.
+#[cfg(feature = "train")]
+mod writer {
+    use std::collections::{BTreeMap, HashMap};
+
+    use safetensors::tensor::{Dtype, TensorView};
+
+    use super::{load_bytes, load_parts, LoadOptions, Tensor, METADATA_KEY};
+    use crate::error::BundleError;
+    use crate::record::Metadata;
+
+    /// A verified bundle: metadata and tensors that agree with each other.
+    #[derive(Debug, Clone)]
+    pub struct Bundle {
+        /// The metadata.
+        pub metadata: Metadata,
+        /// Tensors by name.
+        pub tensors: BTreeMap<String, Tensor>,
+    }
+
+    impl Bundle {
+        /// Load a single `model.safetensors` whose header carries the metadata.
+        pub fn from_bytes(bytes: &[u8]) -> Result<Self, BundleError> {
+            let (verified, json) = load_bytes(bytes, LoadOptions::default())?;
+            Ok(Bundle { metadata: parse_full(&json)?, tensors: verified.tensors })
+        }
+
+        /// Load the two-file layout: safetensors weights and `metadata.json`.
+        pub fn from_parts(weights: &[u8], metadata_json: &str) -> Result<Self, BundleError> {
+            let verified = load_parts(weights, metadata_json, LoadOptions::default())?;
+            Ok(Bundle { metadata: parse_full(metadata_json)?, tensors: verified.tensors })
+        }
+
+        /// Serialise as one self-contained `model.safetensors` (metadata embedded in the header).
+        pub fn to_safetensors(&self) -> Result<Vec<u8>, BundleError> {
+            let json = serde_json::to_string(&self.metadata).map_err(|e| BundleError::Metadata(e.to_string()))?;
+            let bytes: Vec<(&String, Vec<u8>)> = self
+                .tensors
+                .iter()
+                .map(|(name, t)| (name, t.data.iter().flat_map(|v| v.to_le_bytes()).collect()))
+                .collect();
+            let views = bytes
+                .iter()
+                .zip(self.tensors.values())
+                .map(|((name, raw), t)| {
+                    TensorView::new(Dtype::F32, t.shape.clone(), raw)
+                        .map(|v| (name.as_str(), v))
+                        .map_err(|e| BundleError::Safetensors(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let info = HashMap::from([(METADATA_KEY.to_owned(), json)]);
+            safetensors::serialize(views, Some(info)).map_err(|e| BundleError::Safetensors(e.to_string()))
+        }
+    }
+
+    /// The full metadata (training record included), once the spec part has been verified.
+    fn parse_full(json: &str) -> Result<Metadata, BundleError> {
+        serde_json::from_str(json).map_err(|e| BundleError::Metadata(e.to_string()))
+    }
+}
+
+#[cfg(all(test, feature = "train"))]
 mod tests {
     use super::*;
-    use crate::metadata::{
-        Activation, ClassificationMetrics, DatasetInfo, FeatureSpec, MissingStrategy, Preprocessing, Scaler,
-        TestMetrics, TrainConfig,
-    };
+    use crate::config::TrainConfig;
+    use crate::record::{ClassificationMetrics, DatasetInfo, Metadata, TestMetrics};
+    use crate::spec::{Activation, FeatureSpec, MissingStrategy, Preprocessing, Scaler, FORMAT_VERSION};
     use crate::{Model, ValueRef};
+    use safetensors::tensor::TensorView;
 
     /// A small valid classification bundle: 2 features → [3] → 2 classes.
     fn bundle() -> Bundle {
@@ -311,7 +383,7 @@ mod tests {
             saved_at: "2026-11-26T00:00:00Z".into(),
             task_type: TaskType::Classification,
             architecture: arch,
-            train_config: TrainConfig::default(),
+            config: TrainConfig::default(),
             test_metrics: TestMetrics::Classification(ClassificationMetrics {
                 accuracy: 1.0,
                 precision: 1.0,
@@ -337,6 +409,7 @@ mod tests {
                 dropped_columns: vec![],
             },
             classes: Some(vec!["no".into(), "yes".into()]),
+            explain: None,
             history: vec![],
             epochs_run: 1,
             best_epoch: 1,
@@ -353,6 +426,7 @@ mod tests {
             device: "cpu".into(),
             engine: "fused".into(),
             warnings: vec![],
+            tuning: None,
             weights_sha256: weights_sha256(&tensors),
         };
         Bundle { metadata, tensors }
@@ -431,18 +505,18 @@ mod tests {
         let b = bundle();
         let weights = b.to_safetensors().unwrap();
         let mut json: serde_json::Value = serde_json::to_value(&b.metadata).unwrap();
-        json["format_version"] = 2.into();
-        let future = BundleError::UnsupportedVersion { found: 2, supported: FORMAT_VERSION };
+        json["format_version"] = 3.into();
+        let future = BundleError::UnsupportedVersion { found: 3, supported: "1, 2".into() };
         assert_eq!(Bundle::from_parts(&weights, &json.to_string()).unwrap_err(), future);
         // A future version whose schema differs still reports the version, not the schema.
         json["preprocessing"] = serde_json::json!("moved");
         assert_eq!(Bundle::from_parts(&weights, &json.to_string()).unwrap_err(), future);
-        json["format_version"] = 1.into();
+        json["format_version"] = 2.into();
         assert!(matches!(Bundle::from_parts(&weights, &json.to_string()), Err(BundleError::Metadata(_))));
         // The spec parses but the training record does not: Bundle refuses, Model (which never
         // reads the record) loads.
         let mut json = serde_json::to_value(&b.metadata).unwrap();
-        json["train_config"] = serde_json::json!({"epochs": "many"});
+        json["config"] = serde_json::json!({"epochs": "many"});
         assert!(
             matches!(Bundle::from_parts(&weights, &json.to_string()), Err(BundleError::Metadata(m)) if m.contains("epochs"))
         );

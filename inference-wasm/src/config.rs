@@ -1,63 +1,33 @@
-//! The one training configuration: the CLI's `--config` file, the HTTP train body and the
-//! bundle's `train_config` are all this struct, validated once by [`TrainConfig::validate`].
+//! The one training configuration: the CLI's `--config` file and flags, the HTTP train body
+//! and the bundle's `config` are all [`TrainConfig`]. [`TrainConfig::check`] holds every rule
+//! and turns it into a [`CheckedConfig`], the only type the pipeline accepts (linfa-style
+//! checked parameters). Feature `train`.
 
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
-use crate::error::ConfigError;
+pub use crate::spec::{Activation, MissingStrategy, TaskType};
 
-/// Classification or regression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum TaskType {
-    /// Predict one of a fixed set of labels.
-    Classification,
-    /// Predict a real number.
-    Regression,
+/// A training configuration value that is out of range, named by its field path.
+#[derive(Debug, Clone, PartialEq, Error)]
+#[error("invalid config field `{field}`: {message}")]
+pub struct ConfigError {
+    /// Dotted path of the offending field, e.g. `model_config.dropout_rate`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
 }
 
-impl TaskType {
-    /// The lowercase name used in JSON and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskType::Classification => "classification",
-            TaskType::Regression => "regression",
-        }
+impl ConfigError {
+    /// An error about `field`.
+    pub fn new(field: &str, message: impl Into<String>) -> Self {
+        Self { field: field.to_owned(), message: message.into() }
     }
-}
 
-/// Hidden-layer activation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum Activation {
-    /// max(0, x)
-    #[default]
-    Relu,
-    /// x·Φ(x), the exact (erf) form, as PyTorch's default.
-    Gelu,
-    /// tanh(x)
-    Tanh,
-    /// x for x > 0, else 0.01·x (PyTorch's default slope).
-    LeakyRelu,
-    /// 1 / (1 + e^−x)
-    Sigmoid,
-}
-
-/// How missing feature values are handled; fill values are fitted on the train split only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum MissingStrategy {
-    /// Numeric: train mean; categorical: train mode.
-    #[default]
-    Mean,
-    /// Numeric: train median; categorical: train mode.
-    Median,
-    /// Every column: the most frequent train value.
-    Mode,
-    /// Rows with any missing feature are dropped; prediction then requires every value.
-    Drop,
+    /// A short machine-readable kind.
+    pub fn kind(&self) -> &'static str {
+        "invalid_config"
+    }
 }
 
 /// Optimizer choice.
@@ -88,12 +58,26 @@ pub enum DeviceChoice {
     Auto,
 }
 
+/// Which implementation computes the training steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum EngineChoice {
+    /// The fused step of the device (CPU or CUDA); the `TRAINER_ENGINE` environment variable may override it.
+    #[default]
+    Auto,
+    /// The fused step: hand-written backward over GEMMs (CPU) or cuBLAS + kernels (CUDA).
+    Fused,
+    /// candle's autograd on either device (slower; the reference the fused steps are tested against).
+    Candle,
+}
+
 /// Network shape (`model_config` in the documented request body).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// Width of each hidden layer.
+    /// Width of each hidden layer; empty gives a linear (or logistic) model.
     pub hidden_dims: Vec<usize>,
     /// Dropout probability after each hidden activation, in [0, 1).
     pub dropout_rate: f64,
@@ -129,6 +113,11 @@ pub struct TrainOptions {
     pub min_delta: f64,
     /// Training device.
     pub device: DeviceChoice,
+    /// Training engine.
+    pub engine: EngineChoice,
+    /// Wall-clock limit of the training loop in seconds; absent = none (a server applies its own cap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_seconds: Option<f64>,
 }
 
 impl Default for TrainOptions {
@@ -142,8 +131,44 @@ impl Default for TrainOptions {
             patience: 10,
             min_delta: 0.0,
             device: DeviceChoice::Cpu,
+            engine: EngineChoice::Auto,
+            max_seconds: None,
         }
     }
+}
+
+/// What explanations store at training time (`explain` in the request body).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields, default)]
+pub struct ExplainConfig {
+    /// Background rows sampled (seeded) from the train split into the bundle; 0 stores none.
+    pub background_rows: usize,
+    /// Test rows the global importance (mean |φ|) is computed over; 0 skips it.
+    pub importance_rows: usize,
+}
+
+impl Default for ExplainConfig {
+    fn default() -> Self {
+        Self { background_rows: 100, importance_rows: 200 }
+    }
+}
+
+/// Redis connection for `redis:KEY` datasets. Never written to a bundle (the URL may carry a
+/// password) and never accepted from an HTTP body (a server uses its own).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[:password@]host:port[/db]`.
+    pub url: String,
+    /// Connect, read and write timeout, seconds.
+    #[serde(default = "default_redis_timeout")]
+    pub timeout_seconds: f64,
+}
+
+fn default_redis_timeout() -> f64 {
+    5.0
 }
 
 /// The whole training request, as the documented Python service takes it.
@@ -153,7 +178,7 @@ impl Default for TrainOptions {
 pub struct TrainConfig {
     /// `path.csv`, `path.json` or `redis:KEY`; absent means the embedded default dataset.
     pub dataset_path: Option<String>,
-    /// Column to predict; absent means the dataset's default target (embedded dataset only).
+    /// Column to predict; required with a `dataset_path` (the embedded dataset has a default).
     pub target_column: Option<String>,
     /// Absent means guessed from the target column.
     pub task_type: Option<TaskType>,
@@ -165,12 +190,19 @@ pub struct TrainConfig {
     pub missing_strategy: MissingStrategy,
     /// Text columns with more distinct values than this are dropped (recorded in the metadata).
     pub max_categories: usize,
+    /// A classification target with more classes than this is refused before training.
+    pub max_classes: usize,
     /// Seed for the split, weight init, shuffling and dropout.
     pub seed: u64,
     /// Network shape.
     pub model_config: ModelConfig,
     /// Optimisation settings.
     pub train_config: TrainOptions,
+    /// Explanation background and global importance.
+    pub explain: ExplainConfig,
+    /// Redis connection for `redis:KEY` datasets (CLI config files only; environment fallback `REDIS_URL`).
+    #[serde(skip_serializing)]
+    pub redis: Option<RedisConfig>,
 }
 
 impl Default for TrainConfig {
@@ -183,9 +215,12 @@ impl Default for TrainConfig {
             val_size: 0.1,
             missing_strategy: MissingStrategy::Mean,
             max_categories: 1000,
+            max_classes: 1000,
             seed: 42,
             model_config: ModelConfig::default(),
             train_config: TrainOptions::default(),
+            explain: ExplainConfig::default(),
+            redis: None,
         }
     }
 }
@@ -194,15 +229,87 @@ impl Default for TrainConfig {
 pub const MAX_HIDDEN_DIM: usize = 65_536;
 
 /// Most hidden layers a network may have.
-pub const MAX_HIDDEN_LAYERS: usize = 64;
+pub const MAX_HIDDEN_LAYERS: usize = crate::bundle::MAX_HIDDEN_LAYERS;
 
 /// Most weights a network may have (200 MB of f32); checked against the hidden layers here
 /// and against the whole architecture once the input width is known.
 pub const MAX_PARAMETERS: usize = 50_000_000;
 
+/// Most classes a target may have, whatever the config says (the confusion matrix grows
+/// with the square, and the bundle header must stay under the safetensors header cap).
+pub const MAX_CLASSES: usize = 10_000;
+
+/// Most background rows a bundle may store.
+pub const MAX_BACKGROUND_ROWS: usize = 10_000;
+
+/// Limits a server puts on configs from its clients, beyond the intrinsic ranges.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Caps {
+    /// Most epochs.
+    pub max_epochs: usize,
+    /// Most patience epochs.
+    pub max_patience: usize,
+    /// Longest training loop, seconds (also the default limit when the config sets none).
+    pub max_seconds: Option<f64>,
+    /// Most classes (a ceiling on the config's `max_classes`).
+    pub max_classes: usize,
+}
+
+impl Default for Caps {
+    /// No caps beyond the intrinsic ranges (the CLI's).
+    fn default() -> Self {
+        Self { max_epochs: 100_000, max_patience: usize::MAX, max_seconds: None, max_classes: MAX_CLASSES }
+    }
+}
+
+/// Where the training data comes from, as checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataSource {
+    /// The embedded default dataset.
+    Embedded,
+    /// A `.csv`/`.json` path (relative to a server's data dir, or as given on the CLI).
+    File(String),
+    /// `redis:KEY`.
+    Redis(String),
+}
+
+/// A [`TrainConfig`] that passed every check: what the pipeline runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedConfig {
+    config: TrainConfig,
+    source: DataSource,
+}
+
+impl CheckedConfig {
+    /// The config as given (with any server cap on `max_seconds` applied).
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Where the data comes from.
+    pub fn source(&self) -> &DataSource {
+        &self.source
+    }
+
+    /// The target column; `None` means the embedded dataset's default.
+    pub fn target_column(&self) -> Option<&str> {
+        self.config.target_column.as_deref()
+    }
+
+    /// The config back, for callers that edit and re-check it.
+    pub fn into_inner(self) -> TrainConfig {
+        self.config
+    }
+}
+
 impl TrainConfig {
-    /// Check every range the pipeline relies on; the error names the field.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Check every rule with no server caps (the CLI's view).
+    pub fn check(self) -> Result<CheckedConfig, ConfigError> {
+        self.check_with(&Caps::default())
+    }
+
+    /// Check every rule the pipeline relies on, within `caps`; the error names the field.
+    pub fn check_with(mut self, caps: &Caps) -> Result<CheckedConfig, ConfigError> {
         let frac = |field: &str, v: f64| {
             if v.is_finite() && (0.0..1.0).contains(&v) {
                 Ok(())
@@ -221,19 +328,34 @@ impl TrainConfig {
                 ),
             ));
         }
-        if matches!(&self.dataset_path, Some(p) if p.trim().is_empty()) {
-            return Err(ConfigError::new("dataset_path", "must not be empty"));
-        }
-        if matches!(&self.target_column, Some(c) if c.is_empty()) {
-            return Err(ConfigError::new("target_column", "must not be empty"));
+        let source = match self.dataset_path.as_deref() {
+            None => DataSource::Embedded,
+            Some(p) if p.trim().is_empty() => return Err(ConfigError::new("dataset_path", "must not be empty")),
+            Some(p) => match p.strip_prefix("redis:") {
+                Some("") => return Err(ConfigError::new("dataset_path", "redis: needs a key (redis:KEY)")),
+                Some(key) => DataSource::Redis(key.to_owned()),
+                None => DataSource::File(p.to_owned()),
+            },
+        };
+        match (&self.target_column, &source) {
+            (Some(c), _) if c.is_empty() => return Err(ConfigError::new("target_column", "must not be empty")),
+            (None, DataSource::File(_) | DataSource::Redis(_)) => {
+                return Err(ConfigError::new("target_column", "is required with a dataset_path"))
+            }
+            _ => {}
         }
         if self.max_categories < 2 {
             return Err(ConfigError::new("max_categories", "must be at least 2"));
         }
-        let m = &self.model_config;
-        if m.hidden_dims.is_empty() {
-            return Err(ConfigError::new("model_config.hidden_dims", "must name at least one hidden layer"));
+        if !(2..=MAX_CLASSES).contains(&self.max_classes) {
+            return Err(ConfigError::new(
+                "max_classes",
+                format!("must be in 2..={MAX_CLASSES}, got {}", self.max_classes),
+            ));
         }
+        // A server's class cap is a ceiling on the config's own.
+        self.max_classes = self.max_classes.min(caps.max_classes);
+        let m = &self.model_config;
         if m.hidden_dims.len() > MAX_HIDDEN_LAYERS {
             return Err(ConfigError::new(
                 "model_config.hidden_dims",
@@ -255,8 +377,18 @@ impl TrainConfig {
         }
         frac("model_config.dropout_rate", m.dropout_rate)?;
         let t = &self.train_config;
-        if t.epochs == 0 || t.epochs > 100_000 {
-            return Err(ConfigError::new("train_config.epochs", format!("must be in 1..=100000, got {}", t.epochs)));
+        let max_epochs = caps.max_epochs.min(100_000);
+        if t.epochs == 0 || t.epochs > max_epochs {
+            return Err(ConfigError::new(
+                "train_config.epochs",
+                format!("must be in 1..={max_epochs}, got {}", t.epochs),
+            ));
+        }
+        if t.patience > caps.max_patience {
+            return Err(ConfigError::new(
+                "train_config.patience",
+                format!("must be at most {}, got {}", caps.max_patience, t.patience),
+            ));
         }
         if t.batch_size < 2 || t.batch_size > 1 << 20 {
             return Err(ConfigError::new(
@@ -276,7 +408,33 @@ impl TrainConfig {
         if !(t.min_delta.is_finite() && t.min_delta >= 0.0) {
             return Err(ConfigError::new("train_config.min_delta", format!("must be ≥ 0, got {}", t.min_delta)));
         }
-        Ok(())
+        if let Some(s) = t.max_seconds {
+            if !(s.is_finite() && s > 0.0) {
+                return Err(ConfigError::new("train_config.max_seconds", format!("must be > 0, got {s}")));
+            }
+            if let Some(cap) = caps.max_seconds.filter(|&cap| s > cap) {
+                return Err(ConfigError::new(
+                    "train_config.max_seconds",
+                    format!("must be at most {cap} (the server's limit), got {s}"),
+                ));
+            }
+        }
+        if self.explain.background_rows > MAX_BACKGROUND_ROWS {
+            return Err(ConfigError::new(
+                "explain.background_rows",
+                format!("must be at most {MAX_BACKGROUND_ROWS}, got {}", self.explain.background_rows),
+            ));
+        }
+        if let Some(r) = &self.redis {
+            if !(r.timeout_seconds.is_finite() && r.timeout_seconds > 0.0) {
+                return Err(ConfigError::new("redis.timeout_seconds", "must be > 0"));
+            }
+        }
+        // The server's time limit applies to a config that sets none.
+        if self.train_config.max_seconds.is_none() {
+            self.train_config.max_seconds = caps.max_seconds;
+        }
+        Ok(CheckedConfig { config: self, source })
     }
 }
 
@@ -296,7 +454,8 @@ mod tests {
         assert_eq!(c.val_size, 0.1);
         assert_eq!(c.model_config.activation, Activation::Gelu);
         assert_eq!(c.task_type, Some(TaskType::Regression));
-        c.validate().unwrap();
+        let checked = c.check().unwrap();
+        assert_eq!(checked.source(), &DataSource::File("data.csv".into()));
     }
 
     #[test]
@@ -308,23 +467,44 @@ mod tests {
     }
 
     #[test]
-    fn validation_names_the_field() {
-        let mut c = TrainConfig::default();
-        c.model_config.dropout_rate = 1.0;
-        assert_eq!(c.validate().unwrap_err().field, "model_config.dropout_rate");
-        let mut c = TrainConfig::default();
-        c.train_config.batch_size = 1;
-        assert_eq!(c.validate().unwrap_err().field, "train_config.batch_size");
+    fn every_rule_names_its_field() {
+        let field = |edit: fn(&mut TrainConfig)| {
+            let mut c = TrainConfig::default();
+            edit(&mut c);
+            c.check().unwrap_err().field
+        };
+        assert_eq!(field(|c| c.model_config.dropout_rate = 1.0), "model_config.dropout_rate");
+        assert_eq!(field(|c| c.train_config.batch_size = 1), "train_config.batch_size");
+        assert_eq!(field(|c| c.model_config.hidden_dims = vec![60_000, 60_000]), "model_config.hidden_dims");
+        assert_eq!(field(|c| (c.test_size, c.val_size) = (0.5, 0.45)), "val_size");
+        assert_eq!(field(|c| c.train_config.learning_rate = f64::NAN), "train_config.learning_rate");
+        assert_eq!(field(|c| c.dataset_path = Some("data.csv".into())), "target_column");
+        assert_eq!(field(|c| c.dataset_path = Some("redis:".into())), "dataset_path");
+        assert_eq!(field(|c| c.max_classes = 1), "max_classes");
+        assert_eq!(field(|c| c.train_config.max_seconds = Some(0.0)), "train_config.max_seconds");
+        assert!(TrainConfig::default().check().is_ok());
+        // No hidden layer: a linear model.
         let mut c = TrainConfig::default();
         c.model_config.hidden_dims.clear();
-        assert_eq!(c.validate().unwrap_err().field, "model_config.hidden_dims");
-        c.model_config.hidden_dims = vec![60_000, 60_000];
-        assert!(c.validate().unwrap_err().message.contains("exceed the limit"));
-        let c = TrainConfig { test_size: 0.5, val_size: 0.45, ..TrainConfig::default() };
-        assert_eq!(c.validate().unwrap_err().field, "val_size");
+        assert!(c.check().is_ok());
+    }
+
+    #[test]
+    fn server_caps_bound_epochs_patience_time_and_classes() {
+        let caps = Caps { max_epochs: 50, max_patience: 5, max_seconds: Some(60.0), max_classes: 100 };
         let mut c = TrainConfig::default();
-        c.train_config.learning_rate = f64::NAN;
-        assert_eq!(c.validate().unwrap_err().field, "train_config.learning_rate");
-        assert!(TrainConfig::default().validate().is_ok());
+        c.train_config.epochs = 51;
+        assert_eq!(c.clone().check_with(&caps).unwrap_err().field, "train_config.epochs");
+        c.train_config.epochs = 50;
+        c.train_config.patience = 6;
+        assert_eq!(c.clone().check_with(&caps).unwrap_err().field, "train_config.patience");
+        c.train_config.patience = 5;
+        c.train_config.max_seconds = Some(61.0);
+        assert_eq!(c.clone().check_with(&caps).unwrap_err().field, "train_config.max_seconds");
+        c.train_config.max_seconds = None;
+        // Without its own limits, a config gets the server's.
+        let checked = c.check_with(&caps).unwrap();
+        assert_eq!(checked.config().train_config.max_seconds, Some(60.0));
+        assert_eq!(checked.config().max_classes, 100);
     }
 }

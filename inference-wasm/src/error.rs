@@ -1,22 +1,7 @@
-//! Typed errors of the inference core. Every malformed input ends in one of these, never a panic.
+//! Typed errors of the inference core. Every malformed input ends in one of these, never a
+//! panic; each names its `kind()`, and request errors also their row and column as fields.
 
 use thiserror::Error;
-
-/// A training configuration value that is out of range, named by its field path.
-#[derive(Debug, Clone, PartialEq, Error)]
-#[error("invalid config field `{field}`: {message}")]
-pub struct ConfigError {
-    /// Dotted path of the offending field, e.g. `model_config.dropout_rate`.
-    pub field: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(field: &str, message: impl Into<String>) -> Self {
-        Self { field: field.to_owned(), message: message.into() }
-    }
-}
 
 /// Why a bundle (untrusted bytes) could not be loaded.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -31,13 +16,23 @@ pub enum BundleError {
     #[error("invalid bundle metadata: {0}")]
     Metadata(String),
     /// `format_version` is not one this build reads.
-    #[error("unsupported bundle format_version {found}: this build reads version {supported}")]
-    UnsupportedVersion { found: u32, supported: u32 },
+    #[error("unsupported bundle format_version {found}: this build reads versions {supported}")]
+    UnsupportedVersion {
+        /// The bundle's version.
+        found: u32,
+        /// The versions this build reads, e.g. `1, 2`.
+        supported: String,
+    },
     /// The tensors do not hash to `weights_sha256`.
     #[error(
         "weights_sha256 mismatch: metadata says {expected}, the tensors hash to {actual} (corrupt or edited weights)"
     )]
-    HashMismatch { expected: String, actual: String },
+    HashMismatch {
+        /// The metadata's hash.
+        expected: String,
+        /// The tensors' hash.
+        actual: String,
+    },
     /// A tensor the architecture needs is absent.
     #[error("tensor `{0}` is missing from the weights")]
     MissingTensor(String),
@@ -46,47 +41,119 @@ pub enum BundleError {
     UnexpectedTensor(String),
     /// A tensor's shape disagrees with the architecture.
     #[error("tensor `{name}` has shape {actual:?}, the architecture needs {expected:?}")]
-    ShapeMismatch { name: String, expected: Vec<usize>, actual: Vec<usize> },
+    ShapeMismatch {
+        /// Tensor name.
+        name: String,
+        /// What the architecture implies.
+        expected: Vec<usize>,
+        /// What the file holds.
+        actual: Vec<usize>,
+    },
     /// A tensor is not f32.
     #[error("tensor `{name}` has dtype {dtype}, expected F32")]
-    Dtype { name: String, dtype: String },
+    Dtype {
+        /// Tensor name.
+        name: String,
+        /// Its dtype.
+        dtype: String,
+    },
     /// A tensor holds NaN or infinity.
     #[error("tensor `{name}` holds a non-finite value at index {index}")]
-    NonFinite { name: String, index: usize },
+    NonFinite {
+        /// Tensor name.
+        name: String,
+        /// First bad element.
+        index: usize,
+    },
     /// The metadata parses but contradicts itself (lengths, dimensions, classes).
     #[error("inconsistent bundle metadata: {0}")]
     Inconsistent(String),
 }
 
-/// Why one input row could not be turned into a prediction.
+impl BundleError {
+    /// A short machine-readable kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Safetensors(_) => "not_safetensors",
+            Self::MissingMetadata => "missing_metadata",
+            Self::Metadata(_) => "invalid_metadata",
+            Self::UnsupportedVersion { .. } => "unsupported_version",
+            Self::HashMismatch { .. } => "hash_mismatch",
+            Self::MissingTensor(_) | Self::UnexpectedTensor(_) | Self::ShapeMismatch { .. } | Self::Dtype { .. } => {
+                "tensor_mismatch"
+            }
+            Self::NonFinite { .. } => "non_finite_weights",
+            Self::Inconsistent(_) => "inconsistent_metadata",
+        }
+    }
+}
+
+/// Why one input value or row could not be turned into a prediction.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum PredictError {
     /// A positional row has the wrong length.
     #[error("wrong number of features: expected {expected}, got {got}")]
-    WrongFeatureCount { expected: usize, got: usize },
+    WrongFeatureCount {
+        /// The model's feature count.
+        expected: usize,
+        /// Values given.
+        got: usize,
+    },
     /// A categorical value that the training data never had.
     #[error("unknown category {value:?} for column `{column}` (known: {known})")]
-    UnknownCategory { column: String, value: String, known: String },
+    UnknownCategory {
+        /// Feature name.
+        column: String,
+        /// The value given (truncated).
+        value: String,
+        /// A preview of the vocabulary.
+        known: String,
+    },
     /// Text where a number is expected.
     #[error("column `{column}` expects a number, got {value:?}")]
-    NotANumber { column: String, value: String },
-    /// NaN is missing; infinities are rejected.
+    NotANumber {
+        /// Feature name.
+        column: String,
+        /// The value given (truncated).
+        value: String,
+    },
+    /// NaN is missing; infinities (and finite values beyond f32) are rejected.
     #[error("column `{column}` got a non-finite number ({value})")]
-    NonFinite { column: String, value: f64 },
+    NonFinite {
+        /// Feature name.
+        column: String,
+        /// The value given.
+        value: f64,
+    },
     /// A missing value where the model has no fill value (trained with `missing_strategy = drop`).
     #[error(
         "column `{column}` is missing and the model has no fill value (it was trained with missing_strategy \"drop\")"
     )]
-    MissingValue { column: String },
-    /// A JSON value of a type that is no feature value (bool, array, object).
-    #[error("column `{column}` got an unsupported value {value} (expected a number, a string or null)")]
-    InvalidValue { column: String, value: String },
+    MissingValue {
+        /// Feature name.
+        column: String,
+    },
+    /// A JSON value of a type that is no feature value (array, object).
+    #[error("column `{column}` got an unsupported value ({value}; expected a number, a string or null)")]
+    InvalidValue {
+        /// Feature name.
+        column: String,
+        /// What was given, e.g. `an array`.
+        value: String,
+    },
     /// A batch whose flat buffer does not divide into rows.
     #[error("batch of {len} values does not hold {rows} rows of {features} features")]
-    BatchShape { len: usize, rows: usize, features: usize },
-    /// The request is not of a shape the API knows.
+    BatchShape {
+        /// Values given.
+        len: usize,
+        /// Rows claimed.
+        rows: usize,
+        /// Features per row.
+        features: usize,
+    },
+    /// The call does not fit this model (e.g. the numeric-only batch path on a model with categories).
     #[error("{0}")]
-    BadRequest(String),
+    Unsupported(String),
 }
 
 impl PredictError {
@@ -100,7 +167,126 @@ impl PredictError {
             Self::MissingValue { .. } => "missing_value",
             Self::InvalidValue { .. } => "invalid_value",
             Self::BatchShape { .. } => "batch_shape",
-            Self::BadRequest(_) => "bad_request",
+            Self::Unsupported(_) => "unsupported",
         }
+    }
+
+    /// The feature the error is about, if one.
+    pub fn column(&self) -> Option<&str> {
+        match self {
+            Self::UnknownCategory { column, .. }
+            | Self::NotANumber { column, .. }
+            | Self::NonFinite { column, .. }
+            | Self::MissingValue { column }
+            | Self::InvalidValue { column, .. } => Some(column),
+            Self::WrongFeatureCount { .. } | Self::BatchShape { .. } | Self::Unsupported(_) => None,
+        }
+    }
+}
+
+/// Why a prediction request (any protocol) could not be answered. Rows count from 0, as the
+/// request's array index.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum RequestError {
+    /// The body is not valid JSON (or CSV).
+    #[error("malformed {format}: {message}")]
+    Malformed {
+        /// `JSON` or `CSV`.
+        format: &'static str,
+        /// The parser's message, with its position.
+        message: String,
+    },
+    /// Valid syntax, wrong shape: a missing, extra or mistyped field.
+    #[error("{0}")]
+    Invalid(String),
+    /// A value of a row could not be used; `row` is `None` for single-row requests.
+    #[error("{}{source}", row.map(|r| format!("row {r}: ")).unwrap_or_default())]
+    Value {
+        /// 0-based row index within the request.
+        row: Option<usize>,
+        /// What was wrong with it.
+        source: PredictError,
+    },
+    /// More rows in one request than the server allows.
+    #[error("the request holds more than {limit} rows (the per-request limit)")]
+    TooManyRows {
+        /// The limit.
+        limit: usize,
+    },
+    /// A content type or charset the protocol does not accept.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A protocol feature this implementation does not offer.
+    #[error("{0}")]
+    NotImplemented(String),
+}
+
+impl RequestError {
+    /// A short machine-readable kind, shared by HTTP and JS errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Malformed { .. } => "malformed_json",
+            Self::Invalid(_) => "validation_error",
+            Self::Value { source, .. } => source.kind(),
+            Self::TooManyRows { .. } => "too_many_rows",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::NotImplemented(_) => "not_implemented",
+        }
+    }
+
+    /// The row the error is about, if one.
+    pub fn row(&self) -> Option<usize> {
+        match self {
+            Self::Value { row, .. } => *row,
+            _ => None,
+        }
+    }
+
+    /// The column the error is about, if one.
+    pub fn column(&self) -> Option<&str> {
+        match self {
+            Self::Value { source, .. } => source.column(),
+            _ => None,
+        }
+    }
+
+    /// A value error in row `row` (or the single row).
+    pub(crate) fn at(row: Option<usize>, source: PredictError) -> Self {
+        Self::Value { row, source }
+    }
+}
+
+/// Longest input echoed back in a message; longer text is cut with an ellipsis, so a
+/// megabyte of garbage never comes back in an error.
+pub const ECHO_LIMIT: usize = 200;
+
+/// `s` cut to [`ECHO_LIMIT`] characters (on a char boundary).
+pub fn truncate_echo(s: &str) -> String {
+    match s.char_indices().nth(ECHO_LIMIT) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_errors_carry_row_column_and_kind() {
+        let e = RequestError::at(Some(3), PredictError::NotANumber { column: "x".into(), value: "a".into() });
+        assert_eq!(e.to_string(), "row 3: column `x` expects a number, got \"a\"");
+        assert_eq!((e.kind(), e.row(), e.column()), ("not_a_number", Some(3), Some("x")));
+        let single = RequestError::at(None, PredictError::MissingValue { column: "y".into() });
+        assert!(single.to_string().starts_with("column `y` is missing"));
+        assert_eq!(single.row(), None);
+    }
+
+    #[test]
+    fn echoes_are_bounded() {
+        let long = "é".repeat(10_000);
+        let cut = truncate_echo(&long);
+        assert_eq!(cut.chars().count(), ECHO_LIMIT + 1);
+        assert_eq!(truncate_echo("short"), "short");
     }
 }

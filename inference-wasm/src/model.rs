@@ -4,14 +4,15 @@ use std::cell::RefCell;
 
 use serde::Serialize;
 
-use crate::bundle::{load_bytes, load_parts, Verified};
+use crate::bundle::{load_bytes, load_parts, LoadOptions, Verified, BACKGROUND_TENSOR};
 use crate::error::{BundleError, PredictError};
 use crate::forward::{softmax, Network};
-use crate::metadata::{ModelSpec, TaskType};
 use crate::preprocess::Preprocessor;
+use crate::spec::{ModelSpec, TaskType};
 use crate::value::ValueRef;
 
-/// One prediction, serialised with the HTTP API's field names.
+/// One prediction, serialised with the HTTP API's field names. Every number is an f32, and
+/// every surface prints it as the shortest decimal that reads back as the same f32.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
@@ -30,7 +31,7 @@ pub enum Prediction {
     /// Regression result, in the target's units.
     Value {
         /// Predicted value.
-        predicted_value: f64,
+        predicted_value: f32,
     },
 }
 
@@ -42,6 +43,8 @@ pub struct Model {
     metadata_json: String,
     preprocessor: Preprocessor,
     network: Network,
+    /// Explanation background, `rows × input_dim` preprocessed values (format 2).
+    background: Option<Vec<f32>>,
 }
 
 thread_local! {
@@ -52,20 +55,27 @@ thread_local! {
 impl Model {
     /// Build from verified parts (only the bundle readers make a [`Verified`]).
     fn new(verified: Verified, metadata_json: String) -> Self {
-        let Verified { spec, tensors } = verified;
+        let Verified { spec, mut tensors } = verified;
+        let background = tensors.remove(BACKGROUND_TENSOR).map(|t| t.data);
         let preprocessor = Preprocessor::new(&spec.preprocessing);
         let network = Network::new(&spec.architecture, &tensors);
-        Self { spec, metadata_json, preprocessor, network }
+        Self { spec, metadata_json, preprocessor, network, background }
     }
 
-    /// Load a self-contained `model.safetensors`.
+    /// Load a self-contained `model.safetensors`, verifying everything.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, BundleError> {
-        load_bytes(bytes).map(|(verified, json)| Self::new(verified, json))
+        Self::from_bytes_with(bytes, LoadOptions::default())
+    }
+
+    /// Load a self-contained `model.safetensors` with the given checks.
+    pub fn from_bytes_with(bytes: &[u8], opts: LoadOptions) -> Result<Self, BundleError> {
+        load_bytes(bytes, opts).map(|(verified, json)| Self::new(verified, json))
     }
 
     /// Load weights plus `metadata.json`.
     pub fn from_parts(weights: &[u8], metadata_json: &str) -> Result<Self, BundleError> {
-        load_parts(weights, metadata_json).map(|verified| Self::new(verified, metadata_json.to_owned()))
+        load_parts(weights, metadata_json, LoadOptions::default())
+            .map(|verified| Self::new(verified, metadata_json.to_owned()))
     }
 
     /// What prediction uses of the metadata (id, task, architecture, preprocessing, classes).
@@ -73,8 +83,13 @@ impl Model {
         &self.spec
     }
 
-    /// The full metadata JSON as stored in the bundle; parse it into [`crate::Metadata`] for
-    /// the training record (it is not parsed at load, so loading stays fast).
+    /// The model id stored in the bundle.
+    pub fn id(&self) -> &str {
+        &self.spec.model_id
+    }
+
+    /// The full metadata JSON as stored in the bundle; with feature `train`, parse it into
+    /// `Metadata` for the training record (it is not parsed at load, so loading stays fast).
     pub fn metadata_json(&self) -> &str {
         &self.metadata_json
     }
@@ -99,9 +114,19 @@ impl Model {
         self.spec.task_type
     }
 
-    /// Floats per row of [`Model::predict_dense`] output: classes, or 1.
+    /// Class labels (classification).
+    pub fn classes(&self) -> Option<&[String]> {
+        self.spec.classes.as_deref()
+    }
+
+    /// Floats per row of [`Model::outputs`]: classes, or 1.
     pub fn output_width(&self) -> usize {
         self.network.output_dim()
+    }
+
+    /// The stored explanation background (`rows × num_features`, preprocessed), if any.
+    pub fn background(&self) -> Option<&[f32]> {
+        self.background.as_deref()
     }
 
     /// Predict one positional row of raw values.
@@ -134,7 +159,7 @@ impl Model {
             self.preprocessor.transform_row(row.into_iter(), &mut x[i * n..]).map_err(|e| (i, e))?;
             count += 1;
         }
-        Ok(self.finish_batch(&x, count))
+        Ok(self.predictions(&x, count))
     }
 
     /// Numeric-only fast path: `x` holds `rows` raw rows (NaN = missing); writes probabilities
@@ -148,20 +173,37 @@ impl Model {
             return Err(shape_error());
         }
         if !self.preprocessor.is_numeric_only() {
-            return Err(PredictError::BadRequest(
+            return Err(PredictError::Unsupported(
                 "predictBatch takes numbers only, and this model has categorical features: use predict or predictRecords".into(),
             ));
         }
         self.preprocessor.transform_numeric_in_place(&mut x)?;
+        Ok(self.outputs(&x, rows))
+    }
+
+    /// The model's outputs for `rows` preprocessed rows: class probabilities (softmax) or
+    /// values in the target's units, `rows × output_width`, row-major.
+    pub fn outputs(&self, x: &[f32], rows: usize) -> Vec<f32> {
         let width = self.output_width();
-        let mut out = vec![0f32; rows.checked_mul(width).ok_or_else(shape_error)?];
+        let mut out = vec![0f32; rows * width];
         let mut scratch = vec![0f32; self.network.scratch_len(rows)];
-        self.network.forward(&x, rows, &mut out, &mut scratch);
+        self.network.forward(x, rows, &mut out, &mut scratch);
+        self.finish_outputs(&mut out);
+        out
+    }
+
+    /// Predictions for `rows` preprocessed rows (`rows × num_features`).
+    pub fn predictions(&self, x: &[f32], rows: usize) -> Vec<Prediction> {
+        let width = self.output_width();
+        self.outputs(x, rows).chunks_exact(width).map(|o| self.prediction(o)).collect()
+    }
+
+    /// Softmax (classification) or target unscaling (regression), in place on raw network outputs.
+    fn finish_outputs(&self, out: &mut [f32]) {
         match self.spec.task_type {
-            TaskType::Classification => out.chunks_exact_mut(width).for_each(softmax),
-            TaskType::Regression => out.iter_mut().for_each(|v| *v = self.unscale(*v) as f32),
+            TaskType::Classification => out.chunks_exact_mut(self.output_width()).for_each(softmax),
+            TaskType::Regression => out.iter_mut().for_each(|v| *v = self.unscale(*v)),
         }
-        Ok(out)
     }
 
     fn predict_with(
@@ -169,7 +211,7 @@ impl Model {
         fill: impl FnOnce(&Preprocessor, &mut [f32]) -> Result<(), PredictError>,
     ) -> Result<Prediction, PredictError> {
         let n = self.num_features();
-        let mut logits = vec![0f32; self.output_width()];
+        let mut out = vec![0f32; self.output_width()];
         SCRATCH.with_borrow_mut(|scratch| {
             let need = n + self.network.scratch_len(1);
             if scratch.len() < need {
@@ -177,45 +219,43 @@ impl Model {
             }
             let (x, rest) = scratch.split_at_mut(n);
             fill(&self.preprocessor, x)?;
-            self.network.forward(x, 1, &mut logits, rest);
+            self.network.forward(x, 1, &mut out, rest);
             Ok(())
         })?;
-        Ok(self.head(logits))
+        self.finish_outputs(&mut out);
+        Ok(self.prediction(&out))
     }
 
-    fn finish_batch(&self, x: &[f32], rows: usize) -> Vec<Prediction> {
-        let width = self.output_width();
-        let mut out = vec![0f32; rows * width];
-        let mut scratch = vec![0f32; self.network.scratch_len(rows)];
-        self.network.forward(x, rows, &mut out, &mut scratch);
-        out.chunks_exact(width).map(|o| self.head(o.to_vec())).collect()
-    }
-
-    fn unscale(&self, v: f32) -> f64 {
+    fn unscale(&self, v: f32) -> f32 {
         let t = self.spec.preprocessing.target_scaler;
-        t.map_or(f64::from(v), |t| f64::from(v) * t.scale + t.mean)
+        t.map_or(v, |t| (f64::from(v) * t.scale + t.mean) as f32)
     }
 
-    /// Turn raw network outputs into a prediction.
-    fn head(&self, mut out: Vec<f32>) -> Prediction {
+    /// A prediction from one row of finished outputs (probabilities or a value).
+    pub fn prediction(&self, out: &[f32]) -> Prediction {
         match self.spec.task_type {
-            TaskType::Regression => Prediction::Value { predicted_value: self.unscale(out[0]) },
+            TaskType::Regression => Prediction::Value { predicted_value: out[0] },
             TaskType::Classification => {
-                softmax(&mut out);
-                let (best, &confidence) =
-                    out.iter().enumerate().fold(
-                        (0, &f32::NEG_INFINITY),
-                        |acc, (i, p)| {
-                            if *p > *acc.1 {
-                                (i, p)
-                            } else {
-                                acc
-                            }
-                        },
-                    );
+                let best = argmax(out);
                 let predicted_label = self.spec.classes.as_ref().map_or_else(|| best.to_string(), |c| c[best].clone());
-                Prediction::Class { predicted_class: best, predicted_label, confidence, probabilities: out }
+                Prediction::Class {
+                    predicted_class: best,
+                    predicted_label,
+                    confidence: out[best],
+                    probabilities: out.to_vec(),
+                }
             }
         }
     }
+}
+
+/// Index of the largest value (the first on ties; NaN never wins; 0 if none is a number).
+pub fn argmax(v: &[f32]) -> usize {
+    let (mut best, mut max) = (0, f32::NEG_INFINITY);
+    for (i, &x) in v.iter().enumerate() {
+        if x > max {
+            (best, max) = (i, x);
+        }
+    }
+    best
 }

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use crate::error::PredictError;
-use crate::metadata::{FeatureKind, Preprocessing};
+use crate::error::{truncate_echo, PredictError};
+use crate::spec::{FeatureKind, Preprocessing};
 use crate::value::{category_of, is_missing_token, number_as_category, parse_number, to_f32, ValueRef};
 
 #[derive(Debug, Clone)]
@@ -17,6 +17,8 @@ enum Encoder {
 #[derive(Debug, Clone)]
 pub struct Preprocessor {
     names: Vec<String>,
+    /// Feature index by name, for records and columnar input.
+    index: HashMap<String, usize>,
     encoders: Vec<Encoder>,
     mean: Vec<f32>,
     scale: Vec<f32>,
@@ -50,6 +52,7 @@ impl Preprocessor {
         let numeric_only = encoders.iter().all(|e| matches!(e, Encoder::Numeric { .. }));
         Self {
             names: p.feature_names.clone(),
+            index: p.feature_names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect(),
             encoders,
             mean: p.scaler.mean.clone(),
             scale: p.scaler.scale.clone(),
@@ -65,6 +68,16 @@ impl Preprocessor {
     /// Feature names in input order.
     pub fn feature_names(&self) -> &[String] {
         &self.names
+    }
+
+    /// The index of the feature named `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
+    /// Whether feature `index` is categorical.
+    pub fn is_categorical(&self, index: usize) -> bool {
+        matches!(self.encoders[index], Encoder::Categorical { .. })
     }
 
     /// Whether every feature is numeric (the fast `predict_batch` path needs this).
@@ -92,7 +105,7 @@ impl Preprocessor {
                 }
                 match parse_number(s) {
                     Some(x) => self.encode_value(index, ValueRef::Number(x)),
-                    None => Err(PredictError::NotANumber { column: column(), value: s.to_owned() }),
+                    None => Err(PredictError::NotANumber { column: column(), value: truncate_echo(s) }),
                 }
             }
             (Encoder::Categorical { fill, .. }, ValueRef::Missing) => {
@@ -121,9 +134,15 @@ impl Preprocessor {
         };
         codes.get(s).map(|&c| c as f32).ok_or_else(|| PredictError::UnknownCategory {
             column: self.names[index].clone(),
-            value: s.to_owned(),
+            value: truncate_echo(s),
             known: known.clone(),
         })
+    }
+
+    /// Encode and standardise one value of feature `index`: what the network sees.
+    #[inline]
+    pub fn transform_value(&self, index: usize, v: ValueRef<'_>) -> Result<f32, PredictError> {
+        Ok(self.scale_value(index, self.encode_value(index, v)?))
     }
 
     /// Standardise an encoded value of feature `index`.
@@ -142,7 +161,7 @@ impl Preprocessor {
             return Err(PredictError::WrongFeatureCount { expected: self.num_features(), got: row.len() });
         }
         for (i, (v, o)) in row.zip(out.iter_mut()).enumerate() {
-            *o = self.scale_value(i, self.encode_value(i, v)?);
+            *o = self.transform_value(i, v)?;
         }
         Ok(())
     }
@@ -155,7 +174,7 @@ impl Preprocessor {
     ) -> Result<(), PredictError> {
         for (i, o) in out.iter_mut().enumerate().take(self.num_features()) {
             let v = lookup(&self.names[i]).unwrap_or(ValueRef::Missing);
-            *o = self.scale_value(i, self.encode_value(i, v)?);
+            *o = self.transform_value(i, v)?;
         }
         Ok(())
     }
@@ -177,7 +196,7 @@ impl Preprocessor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metadata::{FeatureSpec, MissingStrategy, Scaler};
+    use crate::spec::{FeatureSpec, MissingStrategy, Scaler};
 
     fn prep(strategy_fill: bool) -> Preprocessor {
         Preprocessor::new(&Preprocessing {

@@ -4,7 +4,7 @@
 //!
 //! `cargo run --release -p trainer --example parity_fixtures`
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use candle_core::Device;
@@ -13,8 +13,8 @@ use rand_chacha::ChaCha8Rng;
 
 use inference::config::{Activation, TaskType, TrainConfig};
 use inference::{Bundle, ValueRef};
-use trainer::data::{self, redis::RedisOptions, Table};
-use trainer::model::Mlp;
+use trainer::data::{self, DataContext, Table};
+use trainer::engine::candle::Mlp;
 use trainer::pipeline::{self, rows_csv, RunOptions};
 
 const ROWS: usize = 600;
@@ -42,7 +42,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             activation: Activation::Relu,
         },
     ];
-    let work = tempfile_dir(&root)?;
     for case in cases {
         let mut cfg = TrainConfig {
             dataset_path: case.data.map(|d| root.join(d).display().to_string()),
@@ -52,18 +51,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg.model_config.activation = case.activation;
         cfg.model_config.hidden_dims = vec![32, 16];
         cfg.train_config.epochs = 15;
-        let opts = RunOptions {
-            models_dir: work.clone(),
-            redis: RedisOptions::default(),
-            save_test_rows: false,
-            data_dir: None,
-        };
-        let r = pipeline::run(&cfg, &opts, &mut |_| {}, &AtomicBool::new(false))?;
-        let bundle_bytes = std::fs::read(r.model_dir.join("model.safetensors"))?;
+        let checked = cfg.clone().check()?;
+        let trained = pipeline::run(&checked, &RunOptions::default(), &mut |_| {}, &AtomicBool::new(false))?;
+        let id = trainer::store::id_for("2026_11_26", 1);
+        let bundle_bytes = trainer::export::finish(trained, &id, chrono_now())?.bundle;
         let bundle = Bundle::from_bytes(&bundle_bytes)?;
 
         // Inputs: rows of the data (features only), cycled to ROWS, with cells blanked at random.
-        let table = data::load(cfg.dataset_path.as_deref(), &RedisOptions::default())?;
+        let table = data::load(checked.source(), &DataContext::default())?;
         let inputs = blanked_inputs(&table, &bundle.metadata.preprocessing.feature_names, case.name)?;
         let csv = rows_csv(&inputs, &(0..inputs.n_rows()).collect::<Vec<_>>())?;
 
@@ -92,14 +87,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::fs::write(dir.join("expected.json"), serde_json::to_vec(&expected)?)?;
         println!("{}: {} rows, model {}", case.name, inputs.n_rows(), bundle.metadata.model_id);
     }
-    std::fs::remove_dir_all(&work)?;
     Ok(())
 }
 
-fn tempfile_dir(root: &Path) -> std::io::Result<PathBuf> {
-    let d = root.join("target").join(format!("parity-models-{}", std::process::id()));
-    std::fs::create_dir_all(&d)?;
-    Ok(d)
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
 }
 
 /// The feature columns of `table`, cycled to ROWS rows, with about BLANK of the cells missing.

@@ -1,5 +1,5 @@
-// The fused CUDA training step (see trainer/src/cuda_engine.rs): the kernels between the cuBLAS
-// GEMMs. Same formulas as the fused CPU step in trainer/src/fused.rs; every matrix is row-major
+// The fused CUDA training step (see trainer/src/engine/cuda.rs): the kernels between the cuBLAS
+// GEMMs. Same formulas as the fused CPU step in trainer/src/engine/cpu.rs; every matrix is row-major
 // f32, `rows` is the batch, `h` a layer's width. Column kernels run one block per column so
 // each BatchNorm statistic is a block reduction in a fixed order (runs are reproducible).
 //
@@ -16,6 +16,7 @@ __device__ __forceinline__ float activate(int act, float z) {
         case ACT_RELU: return fmaxf(z, 0.0f);
         case ACT_GELU: return 0.5f * z * (1.0f + erff(z * 0.70710678118654752f));
         case ACT_TANH: return tanhf(z);
+        // 0.01 = inference::activation::LEAKY_RELU_SLOPE (bench/cuda/run.sh checks each activation against the CPU).
         case ACT_LEAKY_RELU: return z > 0.0f ? z : 0.01f * z;
         default: return 1.0f / (1.0f + expf(-z));
     }

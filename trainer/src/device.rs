@@ -3,10 +3,10 @@
 use candle_core::Device;
 use inference::config::DeviceChoice;
 
-use crate::error::TrainingError;
+use crate::error::DeviceError;
 
 /// The device and a human-readable name (`cpu`, `cuda:0`).
-pub fn select(choice: DeviceChoice) -> Result<(Device, String), TrainingError> {
+pub fn select(choice: DeviceChoice) -> Result<(Device, String), DeviceError> {
     match choice {
         DeviceChoice::Cpu => Ok((Device::Cpu, "cpu".into())),
         DeviceChoice::Cuda => cuda(),
@@ -15,15 +15,11 @@ pub fn select(choice: DeviceChoice) -> Result<(Device, String), TrainingError> {
 }
 
 #[cfg(feature = "cuda")]
-fn cuda() -> Result<(Device, String), TrainingError> {
-    Device::new_cuda(0)
-        .map(|d| (d, "cuda:0".to_owned()))
-        .map_err(|e| TrainingError::Device(format!("no usable CUDA device: {e}")))
+fn cuda() -> Result<(Device, String), DeviceError> {
+    Device::new_cuda(0).map(|d| (d, "cuda:0".to_owned())).map_err(|e| DeviceError::CudaUnavailable(e.to_string()))
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda() -> Result<(Device, String), TrainingError> {
-    Err(TrainingError::Device(
-        "this trainer was built without CUDA support: rebuild with `cargo build --release -p trainer --features cuda` (see scripts/build-cuda.sh)".into(),
-    ))
+fn cuda() -> Result<(Device, String), DeviceError> {
+    Err(DeviceError::CudaNotBuilt)
 }

@@ -1,22 +1,20 @@
-//! The trainer: the training pipeline (data → prep → model → train → metrics → export), the
-//! models directory, and the HTTP server. The CLI in `main.rs` is the only user of clap.
-//! Prediction always goes through the `inference` crate.
+//! The trainer: the training pipeline (data → prep → engine → train → metrics → export), the
+//! model store and task queue, the workers, and the HTTP server. The CLI in `main.rs` is the
+//! only user of clap; prediction always goes through the `inference` crate.
 
 pub mod crosscheck;
-#[cfg(feature = "cuda")]
-pub mod cuda_engine;
 pub mod data;
 pub mod device;
+pub mod engine;
 pub mod error;
 pub mod export;
-pub mod fused;
 pub mod metrics;
-pub mod model;
-pub mod optim;
 pub mod pipeline;
 pub mod plot;
 pub mod predict;
 pub mod prep;
-pub mod registry;
+pub mod queue;
 pub mod server;
+pub mod store;
 pub mod train;
+pub mod worker;

@@ -1,23 +1,30 @@
-//! `trainer`: the command line. Parses flags into the shared `TrainConfig`, runs the
-//! pipeline, predicts through the inference core, and maps errors to exit codes.
+//! `trainer`: the command line, and the only module that knows clap. Flags become the shared
+//! `TrainConfig` (whose defaults the help text shows), commands call the library, and every
+//! error is mapped to its exit code once, at the end of `main`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::de::DeserializeOwned;
 
-use inference::config::{Activation, DeviceChoice, MissingStrategy, OptimizerKind, TaskType, TrainConfig};
+use inference::config::{
+    Activation, Caps, DeviceChoice, EngineChoice, MissingStrategy, OptimizerKind, TaskType, TrainConfig,
+};
 use inference::Prediction;
-use trainer::data::redis::{RedisLayout, RedisOptions};
-use trainer::error::{ConfigError, DataLoadError, PredictionError, TrainingError};
+use trainer::data::redis::{KeyPattern, RedisLayout, RedisOptions};
+use trainer::data::{self, DataContext};
+use trainer::error::{ConfigError, DataLoadError, PredictionError, ServeError, TrainingError};
 use trainer::pipeline::{self, Event, RunOptions};
-use trainer::server::ServerConfig;
-use trainer::{data, predict};
+use trainer::queue::local::{LocalOptions, LocalQueue};
+use trainer::server::{Limits, ServerConfig};
+use trainer::store::fs::{FsOptions, FsStore};
+use trainer::{crosscheck, predict};
 
 /// `println!` that ends the process quietly when stdout is closed (`trainer predict … | head`).
 macro_rules! out {
@@ -32,11 +39,7 @@ macro_rules! out {
 }
 
 #[derive(Parser)]
-#[command(
-    name = "trainer",
-    version,
-    about = "Train tabular MLPs (candle), export prediction bundles, predict and serve them."
-)]
+#[command(name = "trainer", version, about = "Train tabular MLPs, export prediction bundles, predict and serve them.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,14 +62,17 @@ enum Command {
     Crosscheck(CrosscheckArgs),
 }
 
-#[derive(Args)]
-struct InspectArgs {
-    /// Dataset: a .csv or .json file, or redis:KEY. Default: the embedded dataset.
-    #[arg(long, value_name = "PATH")]
-    data: Option<String>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
+/// `HELP [default: VALUE]`, from the config struct's own default.
+fn with_default(help: &str, value: impl std::fmt::Display) -> String {
+    format!("{help} [default: {value}]")
+}
+
+fn defaults() -> TrainConfig {
+    TrainConfig::default()
+}
+
+fn json_name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 /// Parse a value the way the JSON config spells it (e.g. `leaky_relu`).
@@ -88,54 +94,53 @@ struct TrainArgs {
     /// classification | regression (default: guessed from the target and printed).
     #[arg(long, value_parser = json_enum::<TaskType>)]
     task: Option<TaskType>,
-    /// Hidden layer widths, comma-separated [default: 128,64,32].
-    #[arg(long, value_delimiter = ',', value_name = "N,N,…")]
+    #[arg(long, value_delimiter = ',', value_name = "N,N,…",
+        help = with_default("Hidden layer widths, comma-separated (none: a linear model)", format!("{:?}", defaults().model_config.hidden_dims)))]
     hidden: Option<Vec<usize>>,
-    /// Dropout rate after each hidden activation, in [0, 1) [default: 0.2].
-    #[arg(long)]
+    #[arg(long, help = with_default("Dropout rate after each hidden activation, in [0, 1)", defaults().model_config.dropout_rate))]
     dropout: Option<f64>,
-    /// relu | gelu | tanh | leaky_relu | sigmoid [default: relu].
-    #[arg(long, value_parser = json_enum::<Activation>)]
+    #[arg(long, value_parser = json_enum::<Activation>,
+        help = with_default("relu | gelu | tanh | leaky_relu | sigmoid", defaults().model_config.activation.as_str()))]
     activation: Option<Activation>,
-    /// Maximum epochs [default: 100].
-    #[arg(long)]
+    #[arg(long, help = with_default("Maximum epochs", defaults().train_config.epochs))]
     epochs: Option<usize>,
-    /// Rows per step, ≥ 2 [default: 32].
-    #[arg(long)]
+    #[arg(long, help = with_default("Rows per step, ≥ 2", defaults().train_config.batch_size))]
     batch_size: Option<usize>,
-    /// Learning rate [default: 0.001].
-    #[arg(long)]
+    #[arg(long, help = with_default("Learning rate", defaults().train_config.learning_rate))]
     lr: Option<f64>,
-    /// adam | adamw | sgd (momentum 0.9) [default: adam].
-    #[arg(long, value_parser = json_enum::<OptimizerKind>)]
+    #[arg(long, value_parser = json_enum::<OptimizerKind>,
+        help = with_default("adam | adamw | sgd (momentum 0.9)", json_name(&defaults().train_config.optimizer)))]
     optimizer: Option<OptimizerKind>,
-    /// Weight decay (L2 for adam/sgd, decoupled for adamw) [default: 0].
-    #[arg(long)]
+    #[arg(long, help = with_default("Weight decay (L2 for adam/sgd, decoupled for adamw)", defaults().train_config.weight_decay))]
     weight_decay: Option<f64>,
-    /// Test fraction [default: 0.2].
-    #[arg(long)]
+    #[arg(long, help = with_default("Test fraction", defaults().test_size))]
     test_size: Option<f64>,
-    /// Validation fraction of all rows [default: 0.1].
-    #[arg(long)]
+    #[arg(long, help = with_default("Validation fraction of all rows", defaults().val_size))]
     val_size: Option<f64>,
-    /// Missing values: mean | median | mode | drop [default: mean].
-    #[arg(long, value_parser = json_enum::<MissingStrategy>)]
+    #[arg(long, value_parser = json_enum::<MissingStrategy>,
+        help = with_default("Missing values: mean | median | mode | drop", json_name(&defaults().missing_strategy)))]
     missing: Option<MissingStrategy>,
-    /// Early-stopping patience in epochs, 0 = off [default: 10].
-    #[arg(long)]
+    #[arg(long, help = with_default("Early-stopping patience in epochs, 0 = off", defaults().train_config.patience))]
     patience: Option<usize>,
-    /// Smallest validation-loss improvement that resets patience [default: 0].
-    #[arg(long)]
+    #[arg(long, help = with_default("Smallest validation-loss improvement that resets patience", defaults().train_config.min_delta))]
     min_delta: Option<f64>,
-    /// Text columns with more distinct values are dropped [default: 1000].
-    #[arg(long)]
+    #[arg(long, help = with_default("Text columns with more distinct values are dropped", defaults().max_categories))]
     max_categories: Option<usize>,
-    /// Seed for split, init, shuffling and dropout [default: 42].
-    #[arg(long)]
+    #[arg(long, help = with_default("A target with more classes is refused", defaults().max_classes))]
+    max_classes: Option<usize>,
+    #[arg(long, help = with_default("Seed for split, init, shuffling and dropout", defaults().seed))]
     seed: Option<u64>,
-    /// cpu | cuda | auto [default: cpu]; cuda needs a build with `--features cuda`.
-    #[arg(long, value_parser = json_enum::<DeviceChoice>)]
+    #[arg(long, value_parser = json_enum::<DeviceChoice>,
+        help = with_default("cpu | cuda | auto; cuda needs a build with `--features cuda`", json_name(&defaults().train_config.device)))]
     device: Option<DeviceChoice>,
+    #[arg(long, value_parser = json_enum::<EngineChoice>,
+        help = with_default("auto | fused | candle (auto: TRAINER_ENGINE, else fused)", json_name(&defaults().train_config.engine)))]
+    engine: Option<EngineChoice>,
+    /// Stop training after this many seconds (exit 5) [default: no limit].
+    #[arg(long, value_name = "S")]
+    max_seconds: Option<f64>,
+    #[arg(long, help = with_default("Background rows stored for explanations (0: none)", defaults().explain.background_rows))]
+    background_rows: Option<usize>,
     /// Where model directories are written.
     #[arg(long, default_value = "models")]
     models_dir: PathBuf,
@@ -154,8 +159,7 @@ impl TrainArgs {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|source| TrainingError::Data(DataLoadError::Io { path: path.clone(), source }))?;
-                serde_json::from_str(&text)
-                    .map_err(|e| ConfigError { field: path.display().to_string(), message: e.to_string() })?
+                serde_json::from_str(&text).map_err(|e| ConfigError::new(&path.display().to_string(), e.to_string()))?
             }
             None => TrainConfig::default(),
         };
@@ -171,6 +175,9 @@ impl TrainArgs {
         if self.task.is_some() {
             c.task_type = self.task;
         }
+        if self.max_seconds.is_some() {
+            c.train_config.max_seconds = self.max_seconds;
+        }
         set!(self.hidden => model_config.hidden_dims);
         set!(self.dropout => model_config.dropout_rate);
         set!(self.activation => model_config.activation);
@@ -182,11 +189,14 @@ impl TrainArgs {
         set!(self.patience => train_config.patience);
         set!(self.min_delta => train_config.min_delta);
         set!(self.device => train_config.device);
+        set!(self.engine => train_config.engine);
         set!(self.test_size => test_size);
         set!(self.val_size => val_size);
         set!(self.missing => missing_strategy);
         set!(self.max_categories => max_categories);
+        set!(self.max_classes => max_classes);
         set!(self.seed => seed);
+        set!(self.background_rows => explain.background_rows);
         Ok(c)
     }
 }
@@ -219,10 +229,10 @@ struct CrosscheckArgs {
     /// Where model ids are looked up.
     #[arg(long, default_value = "models")]
     models_dir: PathBuf,
-    /// Rows to compare (CSV or JSON, columns matched by name) [default: the model's test_rows.csv].
+    /// Rows to compare (CSV or JSON records, columns matched by name) [default: the model's test_rows.csv].
     #[arg(long, value_name = "rows.csv")]
     input: Option<PathBuf>,
-    /// Where the training engine runs: cpu | cuda | auto [default: cpu].
+    /// Where the training engine runs: cpu | cuda | auto.
     #[arg(long, value_parser = json_enum::<DeviceChoice>, default_value = "cpu")]
     device: DeviceChoice,
     /// Print the result as one JSON object.
@@ -231,8 +241,18 @@ struct CrosscheckArgs {
 }
 
 #[derive(Args)]
+struct InspectArgs {
+    /// Dataset: a .csv or .json file, or redis:KEY. Default: the embedded dataset.
+    #[arg(long, value_name = "PATH")]
+    data: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct ServeArgs {
-    /// Address to bind; binding beyond loopback without --api-key prints a warning.
+    /// Address to bind; beyond loopback it needs --api-key (or --insecure-no-auth).
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
     /// Port (0 picks a free one and prints it).
@@ -241,18 +261,63 @@ struct ServeArgs {
     /// Where models are saved and loaded.
     #[arg(long, default_value = "models")]
     models_dir: PathBuf,
-    /// Relative dataset_path values of train requests resolve inside this directory.
-    #[arg(long, default_value = ".")]
+    /// Train requests may only read dataset files inside this directory (created if absent).
+    #[arg(long, default_value = "datasets")]
     data_dir: PathBuf,
-    /// Trainings running at once; more requests wait as pending.
-    #[arg(long, default_value_t = 1)]
-    max_concurrent_trainings: usize,
-    /// Require `Authorization: Bearer KEY` for train and delete (delete is disabled without it).
-    #[arg(long, env = "TRAINER_API_KEY")]
+    /// Redis keys train requests may read (comma-separated globs; `*` matches any run).
+    #[arg(long, default_value = "datasets:*")]
+    redis_keys: String,
+    /// Trainings running at once (in-process workers; 0 = API only); more wait as pending.
+    #[arg(long, alias = "max-concurrent-trainings", default_value_t = 1)]
+    workers: usize,
+    /// Require `Authorization: Bearer KEY` for train, cancel and delete (delete is disabled without it).
+    #[arg(long, env = "TRAINER_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Allow binding beyond loopback without --api-key.
+    #[arg(long)]
+    insecure_no_auth: bool,
     /// Static files served at / (the prediction page).
     #[arg(long, default_value = "web")]
     web_dir: PathBuf,
+    /// Largest request body, bytes.
+    #[arg(long, default_value_t = Limits::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Most rows in one predict request (more: 413 too_many_rows).
+    #[arg(long, default_value_t = inference::request::DEFAULT_MAX_ROWS)]
+    max_batch_rows: usize,
+    /// Connections served at once (more wait in the listen backlog).
+    #[arg(long, default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Seconds a client has to send its request headers.
+    #[arg(long, default_value_t = Limits::default().header_timeout.as_secs_f64())]
+    header_timeout: f64,
+    /// Seconds a request (body included) may take.
+    #[arg(long, default_value_t = Limits::default().request_timeout.as_secs_f64())]
+    request_timeout: f64,
+    /// Trainings that may wait for a worker; more get 429.
+    #[arg(long, default_value_t = LocalOptions::default().max_queued)]
+    max_queued: usize,
+    /// Most epochs a train request may ask for.
+    #[arg(long, default_value_t = 1000)]
+    max_epochs: usize,
+    /// Most early-stopping patience a train request may ask for.
+    #[arg(long, default_value_t = 100)]
+    max_patience: usize,
+    /// Longest training of a request, seconds (also its limit when it sets none).
+    #[arg(long, default_value_t = 3600.0)]
+    max_train_seconds: f64,
+    /// Most target classes a train request may have.
+    #[arg(long, default_value_t = 1000)]
+    max_classes: usize,
+    /// Largest dataset a training reads, bytes.
+    #[arg(long, default_value_t = data::DEFAULT_MAX_DATA_BYTES)]
+    max_dataset_bytes: u64,
+    /// Largest bundle file loaded, bytes.
+    #[arg(long, default_value_t = trainer::store::fs::DEFAULT_MAX_BUNDLE_BYTES)]
+    max_bundle_bytes: u64,
+    /// Memory for loaded models, bytes (least recently used are dropped first).
+    #[arg(long, default_value_t = trainer::store::fs::DEFAULT_CACHE_BYTES)]
+    model_cache_bytes: u64,
 }
 
 #[derive(Args)]
@@ -266,15 +331,6 @@ struct RedisPutArgs {
     layout: String,
 }
 
-/// Process exit codes, one per error family (documented in the README).
-fn exit_code(e: &TrainingError) -> u8 {
-    match e {
-        TrainingError::Config(_) => 2,
-        TrainingError::Data(_) => 3,
-        _ => 5,
-    }
-}
-
 fn progress_bar(total: usize) -> ProgressBar {
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
@@ -286,7 +342,7 @@ fn progress_bar(total: usize) -> ProgressBar {
     bar
 }
 
-fn epoch_message(r: &inference::metadata::EpochRecord) -> String {
+fn epoch_message(r: &inference::record::EpochRecord) -> String {
     let mut s = format!("loss {:.4}", r.train_loss);
     if let Some(v) = r.val_loss {
         s.push_str(&format!(" val_loss {v:.4}"));
@@ -300,19 +356,26 @@ fn epoch_message(r: &inference::metadata::EpochRecord) -> String {
     s
 }
 
+fn cli_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
+}
+
 fn run_train(args: &TrainArgs) -> Result<(), TrainingError> {
     let cfg = args.config()?;
+    let checked = cfg.check()?;
     let opts = RunOptions {
-        models_dir: args.models_dir.clone(),
-        redis: RedisOptions::default(),
+        data: DataContext {
+            redis: RedisOptions::from_config(checked.config().redis.as_ref()),
+            ..DataContext::default()
+        },
         save_test_rows: args.save_test_rows,
-        data_dir: None,
     };
     let interactive = std::io::stderr().is_terminal();
+    let total = checked.config().train_config.epochs;
     let mut bar: Option<ProgressBar> = None;
     let cancel = AtomicBool::new(false);
     let result = pipeline::run(
-        &cfg,
+        &checked,
         &opts,
         &mut |event| match event {
             Event::Prepared { prepared, task_guessed, device } => {
@@ -333,7 +396,7 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainingError> {
                     eprintln!("warning: {w}");
                 }
                 if interactive {
-                    bar = Some(progress_bar(cfg.train_config.epochs));
+                    bar = Some(progress_bar(total));
                 }
             }
             Event::Epoch { record, total_epochs } => match &bar {
@@ -349,27 +412,32 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainingError> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let r = result?;
-    let m = &r.metadata;
-    out!("model {} saved to {}", m.model_id, r.model_dir.display());
+    let trained = result?;
+    let samples_per_second = trained.samples_per_second;
+    let store = FsStore::open_dir(&args.models_dir, FsOptions::default())
+        .map_err(|e| trainer::error::StoreError::Backend(format!("{}: {e}", args.models_dir.display())))?;
+    let rt = cli_runtime().map_err(|e| TrainingError::Engine(e.to_string()))?;
+    let m = rt.block_on(trainer::export::publish(&store, trained))?;
+    let model_dir = store.model_dir(&trainer::store::ModelId::parse(&m.model_id)?);
+    out!("model {} saved to {}", m.model_id, model_dir.display());
     out!(
         "epochs run: {} (best {}), {:.1} s, {:.0} samples/s",
         m.epochs_run,
         m.best_epoch,
         m.train_seconds,
-        r.samples_per_second
+        samples_per_second
     );
     out!("test metrics: {}", serde_json::to_string(&m.test_metrics).unwrap_or_default());
     if args.json {
         let summary = serde_json::json!({
             "model_id": m.model_id,
-            "model_dir": r.model_dir,
+            "model_dir": model_dir,
             "task_type": m.task_type,
             "test_metrics": m.test_metrics,
             "epochs_run": m.epochs_run,
             "best_epoch": m.best_epoch,
             "train_seconds": m.train_seconds,
-            "samples_per_second": r.samples_per_second,
+            "samples_per_second": samples_per_second,
         });
         out!("{summary}");
     }
@@ -378,7 +446,7 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainingError> {
 
 fn print_prediction(p: &Prediction, json: bool, row: Option<usize>) {
     if json {
-        out!("{}", serde_json::to_string(p).unwrap_or_default());
+        out!("{}", inference::request::prediction_json(p));
         return;
     }
     let prefix = row.map(|r| format!("row {r}: ")).unwrap_or_default();
@@ -391,27 +459,30 @@ fn print_prediction(p: &Prediction, json: bool, row: Option<usize>) {
 }
 
 fn run_predict(args: &PredictArgs) -> Result<(), PredictionError> {
-    let model = predict::load_model(&args.models_dir, &args.model)?;
-    if let Some(line) = &args.features {
-        let values = predict::parse_feature_line(line)?;
-        print_prediction(&predict::predict_features(&model, &values)?, args.json, None);
-    } else if let Some(path) = &args.input {
-        for (i, p) in predict::predict_csv(&model, path)?.iter().enumerate() {
-            print_prediction(p, args.json, Some(i + 1));
-        }
+    let loaded = predict::load_model(&args.models_dir, &args.model)?;
+    let model = &loaded.model;
+    let (rows, numbered) = match (&args.features, &args.input) {
+        (Some(line), _) => (predict::feature_line_rows(model, line)?, false),
+        (None, Some(path)) => (predict::csv_file_rows(model, path)?, true),
+        (None, None) => return Err(PredictionError::Usage("give --features or --input".into())),
+    };
+    for (i, p) in predict::predict(model, &rows).iter().enumerate() {
+        print_prediction(p, args.json, numbered.then_some(i + 1));
     }
     Ok(())
 }
 
 fn run_crosscheck(args: &CrosscheckArgs) -> Result<(), PredictionError> {
-    let dir = trainer::registry::resolve(&args.models_dir, &args.model)?;
-    let bundle_path = dir.join(trainer::registry::BUNDLE_FILE);
-    let bytes = std::fs::read(&bundle_path)
-        .map_err(|source| PredictionError::Input(DataLoadError::Io { path: bundle_path.clone(), source }))?;
-    let input = args.input.clone().unwrap_or_else(|| dir.join("test_rows.csv"));
-    let table = data::load_file(&input)?;
-    let (device, name) = trainer::device::select(args.device).map_err(|e| PredictionError::Usage(e.to_string()))?;
-    let c = trainer::crosscheck::run(&bytes, &table, &device)?;
+    let dir = if args.model.contains('/') || PathBuf::from(&args.model).join("model.safetensors").exists() {
+        PathBuf::from(&args.model)
+    } else {
+        args.models_dir.join(trainer::store::ModelId::parse(&args.model)?.as_str())
+    };
+    let loaded = trainer::store::fs::load_dir(&dir, trainer::store::fs::DEFAULT_MAX_BUNDLE_BYTES)?;
+    let input = args.input.clone().unwrap_or_else(|| dir.join(pipeline::TEST_ROWS_FILE));
+    let rows = std::fs::read(&input).map_err(|source| DataLoadError::Io { path: input.clone(), source })?;
+    let (device, name) = trainer::device::select(args.device)?;
+    let c = crosscheck::run(&loaded.bytes, &rows, &device)?;
     if args.json {
         out!("{}", serde_json::to_string(&c).unwrap_or_default());
     } else {
@@ -428,15 +499,23 @@ fn run_crosscheck(args: &CrosscheckArgs) -> Result<(), PredictionError> {
     if c.ok {
         Ok(())
     } else {
-        Err(PredictionError::Usage(format!(
-            "the engine and the inference core differ by {:.3e} (tolerance {:.0e}) with {} class disagreements",
-            c.max_abs_diff, c.tolerance, c.class_disagreements
-        )))
+        Err(PredictionError::Mismatch {
+            max_abs_diff: c.max_abs_diff,
+            tolerance: c.tolerance,
+            class_disagreements: c.class_disagreements,
+        })
     }
 }
 
 fn run_inspect(args: &InspectArgs) -> Result<(), DataLoadError> {
-    let table = data::load(args.data.as_deref(), &RedisOptions::default())?;
+    let source = match args.data.as_deref() {
+        None => inference::config::DataSource::Embedded,
+        Some(s) => match s.strip_prefix("redis:") {
+            Some(k) => inference::config::DataSource::Redis(k.to_owned()),
+            None => inference::config::DataSource::File(s.to_owned()),
+        },
+    };
+    let table = data::load(&source, &DataContext::default())?;
     let summary = data::describe(&table);
     if args.json {
         out!("{}", serde_json::to_string(&summary).unwrap_or_default());
@@ -462,11 +541,59 @@ fn run_redis_put(args: &RedisPutArgs) -> Result<(), DataLoadError> {
     Ok(())
 }
 
-/// Exit code and message for a failed prediction or cross-check.
-fn prediction_failure(e: PredictionError) -> (u8, String) {
-    let code = if matches!(e, PredictionError::ModelNotFound(_)) { 4 } else { 6 };
-    let kind = if code == 4 { "ModelNotFoundError" } else { "PredictionError" };
-    (code, format!("{kind}: {e}"))
+fn secs(flag: &str, s: f64) -> Result<Duration, ServeError> {
+    Duration::try_from_secs_f64(s)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| ServeError::Config(format!("--{flag} must be a positive number of seconds, got {s}")))
+}
+
+fn run_serve(a: &ServeArgs) -> Result<(), ServeError> {
+    std::fs::create_dir_all(&a.data_dir)?;
+    let config = ServerConfig {
+        host: a.host.clone(),
+        port: a.port,
+        api_key: a.api_key.clone(),
+        insecure_no_auth: a.insecure_no_auth,
+        web_dir: Some(a.web_dir.clone()),
+        run: RunOptions {
+            data: DataContext {
+                data_dir: Some(a.data_dir.clone()),
+                redis: RedisOptions::default(),
+                redis_keys: Some(KeyPattern::parse(&a.redis_keys)),
+                max_bytes: a.max_dataset_bytes,
+            },
+            save_test_rows: false,
+        },
+        caps: Caps {
+            max_epochs: a.max_epochs,
+            max_patience: a.max_patience,
+            max_seconds: Some(a.max_train_seconds).filter(|s| s.is_finite() && *s > 0.0),
+            max_classes: a.max_classes,
+        },
+        limits: Limits {
+            max_body_bytes: a.max_body_bytes,
+            request: inference::request::Limits { max_rows: a.max_batch_rows.max(1) },
+            max_connections: a.max_connections.max(1),
+            header_timeout: secs("header-timeout", a.header_timeout)?,
+            request_timeout: secs("request-timeout", a.request_timeout)?,
+            ..Limits::default()
+        },
+        workers: a.workers,
+    };
+    trainer::server::check_security(&config)?;
+    let store = FsStore::open_dir(
+        &a.models_dir,
+        FsOptions { max_bundle_bytes: a.max_bundle_bytes, cache_bytes: a.model_cache_bytes },
+    )?;
+    let queue =
+        LocalQueue::new(Some(&a.models_dir), LocalOptions { max_queued: a.max_queued, ..LocalOptions::default() })?;
+    trainer::server::run(config, Arc::new(store), Arc::new(queue))
+}
+
+/// `family: message` and the exit code of an error.
+fn failure<E: trainer::error::ExitCode + std::fmt::Display>(e: E) -> (u8, String) {
+    (e.exit_code(), format!("{}: {e}", e.family()))
 }
 
 fn main() -> ExitCode {
@@ -480,29 +607,12 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let outcome: Result<(), (u8, String)> = match &cli.command {
-        Command::Train(a) => run_train(a).map_err(|e| {
-            let kind = match e {
-                TrainingError::Config(_) => "ConfigError",
-                TrainingError::Data(_) => "DataLoadError",
-                _ => "TrainingError",
-            };
-            (exit_code(&e), format!("{kind}: {e}"))
-        }),
-        Command::Predict(a) => run_predict(a).map_err(prediction_failure),
-        Command::Serve(a) => trainer::server::run(ServerConfig {
-            host: a.host.clone(),
-            port: a.port,
-            models_dir: a.models_dir.clone(),
-            data_dir: a.data_dir.clone(),
-            max_concurrent_trainings: a.max_concurrent_trainings,
-            api_key: a.api_key.clone(),
-            web_dir: Some(a.web_dir.clone()),
-            redis: RedisOptions::default(),
-        })
-        .map_err(|e| (1, format!("server error: {e}"))),
-        Command::Crosscheck(a) => run_crosscheck(a).map_err(prediction_failure),
-        Command::Inspect(a) => run_inspect(a).map_err(|e| (3, format!("DataLoadError: {e}"))),
-        Command::RedisPut(a) => run_redis_put(a).map_err(|e| (3, format!("DataLoadError: {e}"))),
+        Command::Train(a) => run_train(a).map_err(failure),
+        Command::Predict(a) => run_predict(a).map_err(failure),
+        Command::Serve(a) => run_serve(a).map_err(failure),
+        Command::Crosscheck(a) => run_crosscheck(a).map_err(failure),
+        Command::Inspect(a) => run_inspect(a).map_err(failure),
+        Command::RedisPut(a) => run_redis_put(a).map_err(failure),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

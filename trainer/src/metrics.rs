@@ -1,7 +1,7 @@
 //! Test metrics: accuracy, weighted and macro precision/recall/F1, confusion matrix;
 //! MAE, RMSE, R². Definitions follow scikit-learn (zero_division = 0).
 
-use inference::metadata::{ClassificationMetrics, RegressionMetrics};
+use inference::record::{ClassificationMetrics, RegressionMetrics};
 
 /// Fraction of equal entries.
 pub fn accuracy(y_true: &[u32], y_pred: &[u32]) -> f64 {

@@ -1,48 +1,60 @@
-//! The whole job, shared by `trainer train` and the HTTP server: load → prepare → train →
-//! evaluate → export.
+//! The whole job, shared by `trainer train`, the server's workers and `trainer tune`:
+//! load → prepare → train → evaluate, giving a [`Trained`] model that [`crate::export`] turns
+//! into a bundle and a [`crate::store::ModelStore`] saves.
 
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use inference::config::{TaskType, TrainConfig};
-use inference::metadata::{EpochRecord, Metadata, TestMetrics, FORMAT_VERSION};
+use inference::config::{CheckedConfig, TaskType};
+use inference::record::{EpochRecord, Metadata, TestMetrics};
+use inference::spec::FORMAT_VERSION;
+use inference::Tensor;
 
-use crate::data::{self, redis::RedisOptions, ColumnData, Table, EMBEDDED_SOURCE, EMBEDDED_TARGET};
-use crate::error::{ConfigError, TrainingError};
-use crate::export::{self, CURVES_FILE};
+use crate::data::{self, ColumnData, DataContext, Table, EMBEDDED_SOURCE, EMBEDDED_TARGET};
+use crate::error::TrainingError;
+use crate::export::CURVES_FILE;
 use crate::prep::{self, Prepared};
 use crate::{device, metrics, plot, train};
 
 /// Where and how to run, beyond the training config itself.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Parent directory of model directories.
-    pub models_dir: PathBuf,
-    /// Redis connection for `redis:KEY` datasets.
-    pub redis: RedisOptions,
-    /// Also write the raw test rows as `test_rows.csv` into the model directory.
+    /// Where datasets are read from.
+    pub data: DataContext,
+    /// Also keep the raw test rows, to be written as `test_rows.csv` beside the bundle.
     pub save_test_rows: bool,
-    /// Relative dataset paths are read from here (the server's `--data-dir`); the metadata
-    /// records the path as given.
-    pub data_dir: Option<PathBuf>,
 }
 
 /// Progress of a run.
 #[derive(Debug)]
 pub enum Event<'a> {
     /// The data is loaded and split.
-    Prepared { prepared: &'a Prepared, task_guessed: bool, device: &'a str },
+    Prepared {
+        /// The prepared splits.
+        prepared: &'a Prepared,
+        /// Whether the task was guessed from the target.
+        task_guessed: bool,
+        /// The device's name.
+        device: &'a str,
+    },
     /// An epoch finished.
-    Epoch { record: &'a EpochRecord, total_epochs: usize },
+    Epoch {
+        /// Its record.
+        record: &'a EpochRecord,
+        /// The configured number of epochs.
+        total_epochs: usize,
+    },
 }
 
-/// What a run produced.
+/// A trained model, not yet saved: metadata (without id, time and hash), tensors and the
+/// files that go beside the bundle.
 #[derive(Debug, Clone)]
-pub struct RunResult {
-    /// The saved model's metadata.
+pub struct Trained {
+    /// Everything but `model_id`, `saved_at` and `weights_sha256`, which saving fills in.
     pub metadata: Metadata,
-    /// Its directory.
-    pub model_dir: PathBuf,
+    /// The network's (and the explanation background's) tensors.
+    pub tensors: std::collections::BTreeMap<String, Tensor>,
+    /// Extra files: the training curves, and the test rows when asked.
+    pub extra: Vec<(String, Vec<u8>)>,
     /// Training rows per second of the training loop.
     pub samples_per_second: f64,
 }
@@ -52,36 +64,22 @@ pub const TEST_ROWS_FILE: &str = "test_rows.csv";
 
 /// Run the whole pipeline.
 pub fn run(
-    cfg: &TrainConfig,
+    cfg: &CheckedConfig,
     opts: &RunOptions,
     on_event: &mut dyn FnMut(Event<'_>),
     cancel: &AtomicBool,
-) -> Result<RunResult, TrainingError> {
-    cfg.validate()?;
-    let source = cfg.dataset_path.clone().unwrap_or_else(|| EMBEDDED_SOURCE.to_owned());
-    let target = match (&cfg.target_column, &cfg.dataset_path) {
-        (Some(t), _) => t.clone(),
-        (None, None) => EMBEDDED_TARGET.to_owned(),
-        (None, Some(_)) => {
-            return Err(ConfigError {
-                field: "target_column".into(),
-                message: "is required with a dataset_path".into(),
-            }
-            .into())
-        }
-    };
-    let resolved = match (&opts.data_dir, &cfg.dataset_path) {
-        (Some(dir), Some(p)) if !p.starts_with("redis:") => Some(dir.join(p).display().to_string()),
-        _ => cfg.dataset_path.clone(),
-    };
-    let table = data::load(resolved.as_deref(), &opts.redis)?;
-    let prepared = prep::prepare(&table, cfg, &target, &source)?;
-    let (device, device_name) = device::select(cfg.train_config.device)?;
-    on_event(Event::Prepared { prepared: &prepared, task_guessed: cfg.task_type.is_none(), device: &device_name });
+) -> Result<Trained, TrainingError> {
+    let config = cfg.config();
+    let source = config.dataset_path.clone().unwrap_or_else(|| EMBEDDED_SOURCE.to_owned());
+    let target = cfg.target_column().unwrap_or(EMBEDDED_TARGET).to_owned();
+    let table = data::load(cfg.source(), &opts.data)?;
+    let prepared = prep::prepare(&table, config, &target, &source)?;
+    let (device, device_name) = device::select(config.train_config.device)?;
+    on_event(Event::Prepared { prepared: &prepared, task_guessed: config.task_type.is_none(), device: &device_name });
 
     let trained = train::train(
         &prepared,
-        cfg,
+        config,
         &device,
         &mut |record, total_epochs| on_event(Event::Epoch { record, total_epochs }),
         cancel,
@@ -91,19 +89,20 @@ pub fn run(
     if prepared.test.rows == 0 {
         warnings.push("test_size is 0: test_metrics are not meaningful".into());
     }
-    let mut train_config = cfg.clone();
-    train_config.target_column = Some(target);
-    train_config.task_type = Some(prepared.task);
+    let mut recorded = config.clone();
+    recorded.target_column = Some(target);
+    recorded.task_type = Some(prepared.task);
     let metadata = Metadata {
         format_version: FORMAT_VERSION,
         model_id: String::new(),
         saved_at: String::new(),
         task_type: prepared.task,
         architecture: trained.model.architecture().clone(),
-        train_config,
+        config: recorded,
         test_metrics,
         preprocessing: prepared.preprocessing.clone(),
         classes: prepared.classes.clone(),
+        explain: None,
         history: trained.history.clone(),
         epochs_run: trained.epochs_run,
         best_epoch: trained.best_epoch,
@@ -112,23 +111,23 @@ pub fn run(
         device: device_name,
         engine: trained.model.engine().to_owned(),
         warnings,
+        tuning: None,
         weights_sha256: String::new(),
     };
     let title = format!("{} on {}", metadata.task_type.as_str(), source);
     let mut extra = Vec::new();
     match plot::training_curves_svg(&metadata.history, &title) {
-        Ok(svg) => extra.push((CURVES_FILE, svg.into_bytes())),
+        Ok(svg) => extra.push((CURVES_FILE.to_owned(), svg.into_bytes())),
         Err(e) => tracing::warn!("could not draw the training curves: {e}"),
     }
     if opts.save_test_rows {
-        extra.push((TEST_ROWS_FILE, rows_csv(&table, &prepared.test.table_rows)?));
+        extra.push((TEST_ROWS_FILE.to_owned(), rows_csv(&table, &prepared.test.table_rows)?));
     }
-    let (metadata, model_dir) = export::save(&opts.models_dir, metadata, trained.model.export()?, &extra)?;
-    Ok(RunResult { metadata, model_dir, samples_per_second: trained.samples_per_second })
+    Ok(Trained { metadata, tensors: trained.model.export()?, extra, samples_per_second: trained.samples_per_second })
 }
 
 /// Test-split metrics from the trained network's eval-mode outputs.
-fn test_metrics(m: &dyn crate::model::Trainable, p: &Prepared) -> Result<TestMetrics, TrainingError> {
+fn test_metrics(m: &dyn crate::engine::Trainable, p: &Prepared) -> Result<TestMetrics, TrainingError> {
     let out = m.predict_raw(&p.test.x, p.test.rows)?;
     Ok(match p.task {
         TaskType::Classification => {
@@ -146,16 +145,16 @@ fn test_metrics(m: &dyn crate::model::Trainable, p: &Prepared) -> Result<TestMet
 
 /// The given table rows as CSV text (missing cells empty).
 pub fn rows_csv(table: &Table, rows: &[usize]) -> Result<Vec<u8>, TrainingError> {
-    let err = |e: csv::Error| TrainingError::Export { path: TEST_ROWS_FILE.into(), message: e.to_string() };
+    let err = |e: &dyn std::fmt::Display| TrainingError::Unusable(format!("cannot write {TEST_ROWS_FILE}: {e}"));
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(table.columns.iter().map(|c| c.name.as_str())).map_err(err)?;
+    w.write_record(table.columns.iter().map(|c| c.name.as_str())).map_err(|e| err(&e))?;
     for &r in rows {
         w.write_record(table.columns.iter().map(|c| match &c.data {
             ColumnData::Numeric(v) if v[r].is_nan() => String::new(),
             ColumnData::Numeric(v) => v[r].to_string(),
             ColumnData::Text(v) => v[r].clone().unwrap_or_default(),
         }))
-        .map_err(err)?;
+        .map_err(|e| err(&e))?;
     }
-    w.into_inner().map_err(|e| TrainingError::Export { path: TEST_ROWS_FILE.into(), message: e.to_string() })
+    w.into_inner().map_err(|e| err(&e))
 }

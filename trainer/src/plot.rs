@@ -1,6 +1,6 @@
 //! `training_curves.svg`: train and validation loss per epoch (plotters' SVG backend).
 
-use inference::metadata::EpochRecord;
+use inference::record::EpochRecord;
 use plotters::prelude::*;
 
 /// Render the loss curves as an SVG document.

@@ -1,66 +1,75 @@
-//! CLI-side prediction input: `--features "v1,v2,…"` and `--input rows.csv`, passed to the
-//! inference core as raw text (the core parses numbers and missing tokens as training did).
+//! The CLI's prediction input: `--model ID|DIR`, and rows from `--features "v1,v2,…"` or
+//! `--input rows.csv`, read through the core's request layer (the same CSV reader as MLflow's
+//! `text/csv` and the page), so the CLI predicts exactly what every other surface does.
 
 use std::path::Path;
 
-use inference::{Model, Prediction, ValueRef};
+use inference::request::{CsvColumns, Limits, Request, Rows};
+use inference::{Model, Prediction};
 
-use crate::error::{DataLoadError, PredictionError};
-use crate::registry::{resolve, BUNDLE_FILE};
+use crate::error::{DataLoadError, ModelNotFoundError, PredictionError, StoreError};
+use crate::store::fs::{load_dir, BUNDLE_FILE, DEFAULT_MAX_BUNDLE_BYTES};
+use crate::store::{Loaded, ModelId};
 
-/// Load the model named by an id or a directory.
-pub fn load_model(models_dir: &Path, model: &str) -> Result<Model, PredictionError> {
-    let dir = resolve(models_dir, model)?;
-    let path = dir.join(BUNDLE_FILE);
-    let bytes = std::fs::read(&path)
-        .map_err(|source| PredictionError::Input(DataLoadError::Io { path: path.clone(), source }))?;
-    Model::from_bytes(&bytes).map_err(|source| PredictionError::Bundle { path, source })
-}
-
-/// Split one CSV-style line of feature values (quotes allowed for values holding commas).
-pub fn parse_feature_line(line: &str) -> Result<Vec<String>, PredictionError> {
-    let mut rdr = csv::ReaderBuilder::new().has_headers(false).from_reader(line.as_bytes());
-    match rdr.records().next() {
-        Some(Ok(r)) => Ok(r.iter().map(str::to_owned).collect()),
-        Some(Err(e)) => Err(PredictionError::Usage(format!("cannot parse --features: {e}"))),
-        None => Ok(vec![String::new()]),
+/// Load the model named by a directory holding a bundle, or an id under `models_dir`.
+pub fn load_model(models_dir: &Path, model: &str) -> Result<Loaded, PredictionError> {
+    let as_dir = Path::new(model);
+    if as_dir.join(BUNDLE_FILE).exists() {
+        return Ok(load_dir(as_dir, DEFAULT_MAX_BUNDLE_BYTES)?);
     }
-}
-
-/// Predict one positional row of text values.
-pub fn predict_features(model: &Model, values: &[String]) -> Result<Prediction, PredictionError> {
-    model.predict(values.iter().map(|v| ValueRef::Text(v))).map_err(|source| PredictionError::Row { row: 1, source })
-}
-
-/// Predict every row of a CSV file, matching columns by name (extra columns are ignored,
-/// absent ones are missing).
-pub fn predict_csv(model: &Model, path: &Path) -> Result<Vec<Prediction>, PredictionError> {
-    let io = |source| PredictionError::Input(DataLoadError::Io { path: path.to_owned(), source });
-    let bytes = std::fs::read(path).map_err(io)?;
-    let name = path.display().to_string();
-    let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(&bytes[..]);
-    let csv_err = |e: csv::Error| {
-        PredictionError::Input(DataLoadError::Csv {
-            source_name: name.clone(),
-            line: e.position().map_or(0, csv::Position::line),
-            message: e.to_string(),
+    let id = ModelId::parse(model)?;
+    match load_dir(&models_dir.join(id.as_str()), DEFAULT_MAX_BUNDLE_BYTES) {
+        Err(StoreError::NotFound(_)) => Err(StoreError::NotFound(ModelNotFoundError {
+            model: model.to_owned(),
+            hint: format!(" in {}{}", models_dir.display(), available(models_dir)),
         })
-    };
-    let header: Vec<String> =
-        rdr.headers().map_err(csv_err)?.iter().map(|h| h.trim_start_matches('\u{feff}').trim().to_owned()).collect();
-    let positions: Vec<Option<usize>> =
-        model.feature_names().iter().map(|f| header.iter().position(|h| h == f)).collect();
-    if positions.iter().all(Option::is_none) {
-        return Err(PredictionError::Usage(format!(
-            "{name}: no column matches the model's features ({})",
-            model.feature_names().join(", ")
-        )));
+        .into()),
+        Err(StoreError::Corrupt { source, .. }) => Err(StoreError::Corrupt { id: id.to_string(), source }.into()),
+        other => Ok(other?),
     }
-    let mut out = Vec::new();
-    for (i, rec) in rdr.records().enumerate() {
-        let rec = rec.map_err(csv_err)?;
-        let row = positions.iter().map(|p| p.and_then(|p| rec.get(p)).map_or(ValueRef::Missing, ValueRef::Text));
-        out.push(model.predict(row).map_err(|source| PredictionError::Row { row: i + 1, source })?);
+}
+
+/// ` (available: …)` listing up to ten model directories, newest first.
+fn available(models_dir: &Path) -> String {
+    let mut ids: Vec<ModelId> = std::fs::read_dir(models_dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| ModelId::parse(e.file_name().to_str()?).ok())
+                .filter(|id| models_dir.join(id.as_str()).join(BUNDLE_FILE).exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort_by(|a, b| b.order_key().cmp(&a.order_key()));
+    if ids.is_empty() {
+        return " (it holds no models)".into();
     }
-    Ok(out)
+    let shown: Vec<&str> = ids.iter().take(10).map(ModelId::as_str).collect();
+    format!(" (available: {})", shown.join(", "))
+}
+
+const NO_LIMIT: Limits = Limits { max_rows: usize::MAX };
+
+/// Rows of one CSV-style line of values in feature order (quotes allowed; empty = missing).
+pub fn feature_line_rows(model: &Model, line: &str) -> Result<Rows, PredictionError> {
+    let text = format!("{line}\n");
+    Ok(Request::csv(&text, CsvColumns::Positional).rows(model, &NO_LIMIT)?)
+}
+
+/// Rows of a CSV file whose header names the columns (matched by name; others ignored).
+pub fn csv_file_rows(model: &Model, path: &Path) -> Result<Rows, PredictionError> {
+    let (file, len) = crate::data::open_regular(path, path, crate::data::DEFAULT_MAX_DATA_BYTES)?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    std::io::Read::read_to_end(&mut { file }, &mut bytes)
+        .map_err(|source| DataLoadError::Io { path: path.to_owned(), source })?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| DataLoadError::Csv {
+        source_name: path.display().to_string(),
+        line: 0,
+        message: format!("not UTF-8: {e}"),
+    })?;
+    Ok(Request::csv(text, CsvColumns::Header).rows(model, &NO_LIMIT)?)
+}
+
+/// Predictions for bound rows.
+pub fn predict(model: &Model, rows: &Rows) -> Vec<Prediction> {
+    model.predictions(&rows.x, rows.rows)
 }

@@ -1,23 +1,22 @@
 //! The training loop: seeded shuffling, batches gathered into a reused buffer, early stopping
 //! on validation loss with the best epoch's weights restored.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use inference::config::{TaskType, TrainConfig, TrainOptions};
-use inference::metadata::{Architecture, EpochRecord};
+use inference::config::{TaskType, TrainConfig};
+use inference::record::EpochRecord;
+use inference::spec::{Architecture, DEFAULT_BATCH_NORM_EPS};
 
+use crate::engine::candle::Mlp;
+use crate::engine::{self, BatchTargets, TrainSet, Trainable};
 use crate::error::TrainingError;
-use crate::fused::FusedMlp;
 use crate::metrics;
-use crate::model::{BatchTargets, CandleNet, Mlp, TrainSet, Trainable, BN_EPS};
-use crate::optim::Optimizer;
 use crate::prep::{scaled_targets, Prepared, Split};
 
 /// What training produced.
@@ -57,7 +56,7 @@ pub fn architecture(p: &Prepared, cfg: &TrainConfig) -> Architecture {
         output_dim: p.output_dim(),
         dropout_rate: cfg.model_config.dropout_rate,
         activation: cfg.model_config.activation,
-        batch_norm_eps: BN_EPS,
+        batch_norm_eps: DEFAULT_BATCH_NORM_EPS,
     }
 }
 
@@ -102,51 +101,8 @@ fn scaled(values: &[f64], p: &Prepared) -> Vec<f64> {
     scaled_targets(values, p.preprocessing.target_scaler).into_iter().map(f64::from).collect()
 }
 
-/// The engine `train` uses on `device`, starting from `tensors` (named as the bundle names
-/// them): the fused step on CPU or CUDA, or candle's autograd with `TRAINER_ENGINE=candle`
-/// (and on other devices).
-pub fn engine(
-    arch: &Architecture,
-    tc: &TrainOptions,
-    device: &Device,
-    tensors: &BTreeMap<String, inference::Tensor>,
-) -> Result<Box<dyn Trainable>, TrainingError> {
-    let candle = std::env::var("TRAINER_ENGINE").is_ok_and(|e| e == "candle");
-    if candle || !(device.is_cpu() || device.is_cuda()) {
-        let init = Mlp::from_tensors(arch, tensors, device)?;
-        let opt = Optimizer::new(tc.optimizer, init.parameters(), tc.learning_rate, tc.weight_decay);
-        return Ok(Box::new(CandleNet::new(init, opt)));
-    }
-    if device.is_cpu() {
-        return Ok(Box::new(FusedMlp::new(arch, tensors, tc.optimizer, tc.learning_rate, tc.weight_decay)));
-    }
-    cuda_engine(arch, tc, device, tensors)
-}
-
-#[cfg(feature = "cuda")]
-fn cuda_engine(
-    arch: &Architecture,
-    tc: &TrainOptions,
-    device: &Device,
-    tensors: &BTreeMap<String, inference::Tensor>,
-) -> Result<Box<dyn Trainable>, TrainingError> {
-    let stream = device.as_cuda_device()?.cuda_stream();
-    let m = crate::cuda_engine::CudaMlp::new(stream, arch, tensors, tc.optimizer, tc.learning_rate, tc.weight_decay)?;
-    Ok(Box::new(m))
-}
-
-#[cfg(not(feature = "cuda"))]
-fn cuda_engine(
-    _arch: &Architecture,
-    _tc: &TrainOptions,
-    _device: &Device,
-    _tensors: &BTreeMap<String, inference::Tensor>,
-) -> Result<Box<dyn Trainable>, TrainingError> {
-    Err(TrainingError::Device("this trainer was built without CUDA support".into()))
-}
-
 /// Train on `p.train`, early-stopping on `p.val`. `on_epoch` sees each record and the epoch
-/// total; `cancel` stops training between batches.
+/// total; `cancel` stops training between batches, as does `train_config.max_seconds`.
 pub fn train(
     p: &Prepared,
     cfg: &TrainConfig,
@@ -167,7 +123,7 @@ pub fn train(
     }
     // Initial weights come from the seeded generator on the host, whatever the device.
     let init = Mlp::new(&arch, &mut rng, &Device::Cpu)?.export()?;
-    let mut m = engine(&arch, tc, device, &init)?;
+    let mut m = engine::build(&arch, tc, device, &init)?;
     let n = p.n_features();
     let mut order: Vec<usize> = (0..p.train.rows).collect();
     let batch = tc.batch_size.min(p.train.rows);
@@ -185,6 +141,7 @@ pub fn train(
     let mut history = Vec::new();
     let (mut best_loss, mut best_epoch, mut best_state, mut waited) = (f64::INFINITY, 0, None, 0);
     let start = Instant::now();
+    let deadline = tc.max_seconds.map(|s| (start + Duration::from_secs_f64(s), s));
     let mut samples = 0usize;
     for epoch in 1..=tc.epochs {
         order.shuffle(&mut rng);
@@ -193,6 +150,11 @@ pub fn train(
         for (s, e) in batch_ranges(order.len(), batch) {
             if cancel.load(Ordering::Relaxed) {
                 return Err(TrainingError::Cancelled("stop requested".into()));
+            }
+            if let Some((at, seconds)) = deadline {
+                if Instant::now() >= at {
+                    return Err(TrainingError::TimedOut { seconds });
+                }
             }
             m.train_batch(&data, &order, s..e, &mut rng)?;
             seen += e - s;
@@ -263,14 +225,15 @@ mod tests {
         let ids: Vec<u32> = (0..rows as u32).map(|i| i % 3).collect();
         let dev = Device::Cpu;
         let logits = Tensor::from_slice(&out, (rows, k), &dev).unwrap();
-        let want = crate::model::cross_entropy(&logits, &Tensor::from_slice(&ids, rows, &dev).unwrap()).unwrap();
+        let want =
+            crate::engine::candle::cross_entropy(&logits, &Tensor::from_slice(&ids, rows, &dev).unwrap()).unwrap();
         let want = f64::from(want.to_scalar::<f32>().unwrap());
         assert!((cross_entropy(&out, k, &ids) - want).abs() < 1e-6);
 
         let pred: Vec<f32> = out[..rows].to_vec();
         let targets: Vec<f32> = (0..rows).map(|i| i as f32 * 0.5).collect();
         let p = Tensor::from_slice(&pred, (rows, 1), &dev).unwrap();
-        let want = crate::model::mse(&p, &Tensor::from_slice(&targets, rows, &dev).unwrap()).unwrap();
+        let want = crate::engine::candle::mse(&p, &Tensor::from_slice(&targets, rows, &dev).unwrap()).unwrap();
         let want = f64::from(want.to_scalar::<f32>().unwrap());
         let as64 = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
         assert!((mean_squared_error(&as64(&pred), &as64(&targets)) - want).abs() < 1e-5);

@@ -71,7 +71,6 @@ pub(super) fn read<R: Read>(
                         source_name: source_name.to_owned(),
                         row: line,
                         column: names[j].clone(),
-                        value: text.trim().to_owned(),
                     })
                 }
                 Cell::Text => numeric[j] = None,

@@ -84,12 +84,7 @@ fn column(source_name: &str, name: String, cells: &[&Value]) -> Result<Column, D
         });
     }
     if let Some(row) = kinds.iter().position(|k| matches!(k, Cell::Number(x) if to_f32(*x).is_none())) {
-        return Err(DataLoadError::NonFinite {
-            source_name: source_name.to_owned(),
-            row: row as u64,
-            column: name,
-            value: cells[row].to_string(),
-        });
+        return Err(DataLoadError::NonFinite { source_name: source_name.to_owned(), row: row as u64, column: name });
     }
     let data = if kinds.contains(&Cell::Text) {
         ColumnData::Text(

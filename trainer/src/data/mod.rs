@@ -9,8 +9,10 @@ mod embedded;
 mod json;
 pub mod redis;
 
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
+use inference::config::DataSource;
+use inference::error::truncate_echo;
 use inference::value::{is_missing_token, parse_number};
 
 use crate::error::DataLoadError;
@@ -95,9 +97,18 @@ impl Table {
         self.columns.iter().find(|c| c.name == name)
     }
 
-    /// Column names, comma-separated (for messages).
+    /// Column names, comma-separated.
     pub fn names(&self) -> String {
         self.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+    }
+
+    /// `; the columns are: …` for messages, but only for a table of several columns: a lone
+    /// "column" is as likely a secret's first line read as a header, and is never echoed.
+    pub fn names_hint(&self) -> String {
+        if self.columns.len() < 2 {
+            return format!(" (the data has {} column)", self.columns.len());
+        }
+        format!("; the columns are: {}", inference::error::truncate_echo(&self.names()))
     }
 }
 
@@ -172,35 +183,125 @@ pub fn describe(table: &Table) -> TableSummary {
     TableSummary { rows: table.n_rows(), columns }
 }
 
-/// Load `path.csv`, `path.json`, `redis:KEY`, or (None) the embedded default dataset.
-pub fn load(source: Option<&str>, redis: &redis::RedisOptions) -> Result<Table, DataLoadError> {
-    match source {
-        None => embedded::load(),
-        Some(s) => match s.strip_prefix("redis:") {
-            Some(key) => redis::load(key, redis),
-            None => load_file(Path::new(s)),
-        },
+/// Where and how datasets are read.
+#[derive(Debug, Clone)]
+pub struct DataContext {
+    /// Relative file paths resolve inside this directory and may not leave it (a server's
+    /// `--data-dir`); `None` reads paths as given (the CLI).
+    pub data_dir: Option<PathBuf>,
+    /// Redis connection for `redis:KEY`.
+    pub redis: redis::RedisOptions,
+    /// Redis keys that may be read (`None`: any, as on the CLI).
+    pub redis_keys: Option<redis::KeyPattern>,
+    /// Largest dataset read, in bytes.
+    pub max_bytes: u64,
+}
+
+/// Datasets larger than this are refused unless configured otherwise (4 GiB).
+pub const DEFAULT_MAX_DATA_BYTES: u64 = 4 << 30;
+
+impl Default for DataContext {
+    /// The CLI's: paths as given, any Redis key, Redis from the environment.
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            redis: redis::RedisOptions::default(),
+            redis_keys: None,
+            max_bytes: DEFAULT_MAX_DATA_BYTES,
+        }
     }
 }
 
-/// Load a `.csv` or `.json` file.
-pub fn load_file(path: &Path) -> Result<Table, DataLoadError> {
-    let io = |source| DataLoadError::Io { path: path.to_owned(), source };
-    let meta = std::fs::metadata(path).map_err(io)?;
-    if meta.is_dir() {
-        return Err(DataLoadError::IsDirectory(path.to_owned()));
+impl DataContext {
+    /// Check that `source` may be read here, without reading it: a file must exist inside the
+    /// data dir, a Redis key must be allowed. Returns the path to open for a file.
+    pub fn admit(&self, source: &DataSource) -> Result<Option<PathBuf>, DataLoadError> {
+        match source {
+            DataSource::Embedded => Ok(None),
+            DataSource::Redis(key) => {
+                if let Some(p) = &self.redis_keys {
+                    if !p.matches(key) {
+                        return Err(DataLoadError::KeyNotAllowed { key: truncate_echo(key), allowed: p.to_string() });
+                    }
+                }
+                Ok(None)
+            }
+            DataSource::File(p) => match &self.data_dir {
+                None => Ok(Some(PathBuf::from(p))),
+                Some(dir) => resolve_in(dir, p).map(Some),
+            },
+        }
     }
-    let name = path.display().to_string();
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+}
+
+/// `rel` inside `dir`: relative, without `..`, and still inside after resolving symlinks.
+fn resolve_in(dir: &Path, rel: &str) -> Result<PathBuf, DataLoadError> {
+    let shown = truncate_echo(rel);
+    let bad = |why: &str| DataLoadError::OutsideDataDir(format!("dataset_path {shown:?} {why}"));
+    let p = Path::new(rel);
+    if p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(bad("must be redis:KEY or a relative path without `..` inside the server's data dir"));
+    }
+    let base = dir.canonicalize().map_err(|source| DataLoadError::Io { path: "<data dir>".into(), source })?;
+    let full = base.join(p).canonicalize().map_err(|_| bad("does not exist in the data dir"))?;
+    if !full.starts_with(&base) {
+        return Err(bad("resolves outside the data dir"));
+    }
+    Ok(full)
+}
+
+/// Load the dataset `source` names.
+pub fn load(source: &DataSource, ctx: &DataContext) -> Result<Table, DataLoadError> {
+    let path = ctx.admit(source)?;
+    match (source, path) {
+        (DataSource::Embedded, _) => embedded::load(),
+        (DataSource::Redis(key), _) => redis::load(key, &ctx.redis, ctx.max_bytes),
+        // Messages name the path as given (relative to the data dir), never the server's own paths.
+        (DataSource::File(given), Some(path)) => load_file_as(&path, Path::new(given), ctx.max_bytes),
+        (DataSource::File(given), None) => load_file_as(Path::new(given), Path::new(given), ctx.max_bytes),
+    }
+}
+
+/// Load a `.csv` or `.json` file as given on the command line.
+pub fn load_file(path: &Path) -> Result<Table, DataLoadError> {
+    load_file_as(path, path, DEFAULT_MAX_DATA_BYTES)
+}
+
+/// Open `path` for reading only if it is a regular file of at most `max` bytes: a FIFO or
+/// device could block the reader forever, and size bounds memory. Errors name `shown`.
+pub fn open_regular(path: &Path, shown: &Path, max: u64) -> Result<(std::fs::File, u64), DataLoadError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| DataLoadError::Io { path: shown.to_owned(), source };
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if meta.is_dir() {
+        return Err(DataLoadError::IsDirectory(shown.to_owned()));
+    }
+    if !meta.is_file() {
+        return Err(DataLoadError::NotAFile(shown.to_owned()));
+    }
+    if meta.len() > max {
+        return Err(DataLoadError::TooLarge { name: shown.display().to_string(), size: meta.len(), limit: max });
+    }
+    Ok((file, meta.len()))
+}
+
+fn load_file_as(path: &Path, shown: &Path, max: u64) -> Result<Table, DataLoadError> {
+    let io = |source| DataLoadError::Io { path: shown.to_owned(), source };
+    let (mut file, len) = open_regular(path, shown, max)?;
+    let name = shown.display().to_string();
+    let ext = shown.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("csv") | Some("tsv") | Some("txt") => {
-            if meta.len() == 0 {
+            if len == 0 {
                 return Err(DataLoadError::Empty(name));
             }
-            csv::read(&name, || std::fs::File::open(path).map_err(io))
+            csv::read(&name, || open_regular(path, shown, max).map(|(f, _)| f))
         }
         Some("json") => {
-            let bytes = std::fs::read(path).map_err(io)?;
+            let mut bytes = Vec::with_capacity(len as usize);
+            std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io)?;
             json::read(&name, &bytes)
         }
         _ => Err(DataLoadError::UnsupportedFormat(name)),

@@ -29,6 +29,61 @@ impl Default for RedisOptions {
     }
 }
 
+impl RedisOptions {
+    /// Settings from a config's `redis` section, else the environment.
+    pub fn from_config(c: Option<&inference::config::RedisConfig>) -> Self {
+        match c {
+            Some(c) => Self { url: c.url.clone(), timeout: Duration::from_secs_f64(c.timeout_seconds) },
+            None => Self::default(),
+        }
+    }
+}
+
+/// Which Redis keys a server may read as datasets: glob patterns where `*` matches any run
+/// of characters (`datasets:*`), separated by commas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPattern(Vec<String>);
+
+impl KeyPattern {
+    /// Parse `datasets:*,shared:*`; empty patterns are dropped.
+    pub fn parse(s: &str) -> Self {
+        Self(s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect())
+    }
+
+    /// Whether `key` matches one of the patterns.
+    pub fn matches(&self, key: &str) -> bool {
+        self.0.iter().any(|p| glob(p.as_bytes(), key.as_bytes()))
+    }
+}
+
+impl std::fmt::Display for KeyPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.0.join(","))
+    }
+}
+
+/// `*`-only glob match, iterative (no backtracking blow-up).
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    let (mut pi, mut si, mut star, mut mark) = (0, 0, None, 0);
+    while si < s.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            mark = si;
+            pi += 1;
+        } else if pi < p.len() && p[pi] == s[si] {
+            pi += 1;
+            si += 1;
+        } else if let Some(st) = star {
+            pi = st + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
 /// Hash field holding the column order (a hash has none of its own).
 const COLUMNS_FIELD: &str = "__columns__";
 
@@ -63,14 +118,21 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// Load the table stored at `key`.
-pub fn load(key: &str, opts: &RedisOptions) -> Result<Table, DataLoadError> {
+/// Load the table stored at `key`, refusing values over `max_bytes` (as `MEMORY USAGE` counts).
+pub fn load(key: &str, opts: &RedisOptions, max_bytes: u64) -> Result<Table, DataLoadError> {
     let err = |message: String| DataLoadError::Redis { key: key.to_owned(), message };
     if key.is_empty() {
         return Err(err("empty key (use redis:KEY)".into()));
     }
     let mut con = connect(key, opts)?;
     let kind: String = redis::cmd("TYPE").arg(key).query(&mut con).map_err(|e| err(e.to_string()))?;
+    if kind != "none" {
+        let usage: Option<u64> =
+            redis::cmd("MEMORY").arg("USAGE").arg(key).query(&mut con).map_err(|e| err(e.to_string()))?;
+        if let Some(size) = usage.filter(|&u| u > max_bytes) {
+            return Err(DataLoadError::TooLarge { name: format!("redis:{key}"), size, limit: max_bytes });
+        }
+    }
     let name = format!("redis:{key}");
     match kind.as_str() {
         "none" => Err(err("no such key".into())),
@@ -169,6 +231,15 @@ fn cell_json(c: &super::Column, r: usize) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_patterns_glob() {
+        let p = KeyPattern::parse("datasets:*, shared:*:csv");
+        assert!(p.matches("datasets:iris") && p.matches("datasets:") && p.matches("shared:a:b:csv"));
+        assert!(!p.matches("secretcfg") && !p.matches("xdatasets:iris") && !p.matches("shared:a:csvx"));
+        assert!(KeyPattern::parse("*").matches("anything"));
+        assert!(!KeyPattern::parse("").matches("x"));
+    }
 
     #[test]
     fn passwords_are_redacted() {

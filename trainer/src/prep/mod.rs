@@ -12,7 +12,9 @@ pub mod target;
 use std::collections::HashSet;
 
 use inference::config::{MissingStrategy, TaskType, TrainConfig};
-use inference::metadata::{DatasetInfo, DroppedColumn, FeatureKind, FeatureSpec, Preprocessing, Scaler, TargetScaler};
+use inference::error::truncate_echo;
+use inference::record::DatasetInfo;
+use inference::spec::{DroppedColumn, FeatureKind, FeatureSpec, Preprocessing, Scaler, TargetScaler};
 use inference::{PredictError, Preprocessor, ValueRef};
 
 use crate::data::{Column, ColumnData, Table};
@@ -71,11 +73,21 @@ impl Prepared {
 
 /// Prepare `table` for training on `target_name`.
 pub fn prepare(table: &Table, cfg: &TrainConfig, target_name: &str, source: &str) -> Result<Prepared, TrainingError> {
-    let target_col = table
-        .column(target_name)
-        .ok_or_else(|| DataLoadError::TargetNotFound { target: target_name.to_owned(), columns: table.names() })?;
+    let target_col = table.column(target_name).ok_or_else(|| DataLoadError::TargetNotFound {
+        target: truncate_echo(target_name),
+        columns: table.names_hint(),
+    })?;
     let task = cfg.task_type.unwrap_or_else(|| target::guess_task(target_col));
     let target = target::encode(target_col, task)?;
+    // Checked before anything else is fitted, so a run that starts can be saved.
+    if let Some(classes) = target.classes.as_ref().filter(|c| c.len() > cfg.max_classes) {
+        return Err(TrainingError::Unusable(format!(
+            "target column `{}` has {} classes, over max_classes = {}",
+            truncate_echo(target_name),
+            classes.len(),
+            cfg.max_classes
+        )));
+    }
     let mut warnings = Vec::new();
     let mut dropped_columns = Vec::new();
 
@@ -166,8 +178,9 @@ pub fn prepare(table: &Table, cfg: &TrainConfig, target_name: &str, source: &str
     }
     if used.is_empty() {
         return Err(TrainingError::Unusable(format!(
-            "no usable feature columns besides the target `{target_name}` (columns: {})",
-            table.names()
+            "no usable feature columns besides the target `{}`{}",
+            truncate_echo(target_name),
+            table.names_hint()
         )));
     }
     let n = used.len();
@@ -276,7 +289,14 @@ fn encode_rows(
                     continue 'rows; // no fill value under `drop`: leave the row out
                 }
             }
-            Err(e) => return Err(TrainingError::Unusable(format!("cannot encode table row {r}: {e}"))),
+            // Name the row, column and kind only: the message must not echo cell contents.
+            Err(e) => {
+                return Err(TrainingError::Unusable(format!(
+                    "cannot encode table row {r}{}: {}",
+                    e.column().map(|c| format!(", column `{c}`")).unwrap_or_default(),
+                    e.kind()
+                )))
+            }
         }
         kept.push(r);
     }

@@ -1,6 +1,6 @@
 //! StandardScaler fitting (population standard deviation; constant columns get scale 1).
 
-use inference::metadata::{Scaler, TargetScaler};
+use inference::spec::{Scaler, TargetScaler};
 
 /// Mean and population standard deviation of each column of a row-major `rows × cols` matrix.
 pub fn fit(x: &[f32], cols: usize) -> Scaler {

@@ -1,117 +1,149 @@
-//! `trainer serve`: the HTTP API on axum. Only this module knows HTTP; training runs through
-//! [`crate::pipeline`] and prediction through the inference core.
+//! `trainer serve`: the HTTP transport. Only this module knows HTTP. Handlers are thin: they
+//! pick a model or a task and move bytes; prediction is the core's request layer, training
+//! goes through a [`TaskQueue`] to workers, models through a [`ModelStore`].
+//!
+//! The listener is hardened against slow and greedy clients: a connection cap (excess
+//! connections wait in the kernel's backlog), a header-read timeout, per-request and
+//! request-body timeouts, body and row limits, and back-off when accept fails (EMFILE).
 
-mod api;
+mod auth;
 mod body;
-mod cache;
 mod error;
-mod tasks;
+mod models;
+mod openapi;
+mod ops;
+mod predict;
 mod telemetry;
+mod train;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request};
-use axum::routing::{get, post};
-use axum::{middleware, Json, Router};
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::routing::{delete, get, post};
+use axum::{middleware, Router};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::sync::Semaphore;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::services::ServeDir;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
-use utoipa::OpenApi;
 
-use crate::data::redis::RedisOptions;
-use crate::export::clean_stale_temp_dirs;
+use inference::config::Caps;
 
-pub use api::resolve_dataset;
+use crate::error::ServeError;
+use crate::pipeline::RunOptions;
+use crate::queue::TaskQueue;
+use crate::store::ModelStore;
+
+pub use error::ApiError;
+
+/// Limits on what one client can make the server do.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Per-request work (rows).
+    pub request: inference::request::Limits,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// A client must send its request headers within this time.
+    pub header_timeout: Duration,
+    /// A request (body included) must be answered within this time.
+    pub request_timeout: Duration,
+    /// Large-body predictions computed at once on the blocking pool; more wait.
+    pub max_heavy_predicts: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 10 << 20,
+            request: inference::request::Limits::default(),
+            max_connections: 512,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            max_heavy_predicts: 2,
+        }
+    }
+}
 
 /// Server settings (the CLI builds this from `trainer serve` flags).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Bind address.
     pub host: String,
-    /// Bind port (0 = any free port; the chosen one is logged).
+    /// Bind port (0 = any free port; the chosen one is printed).
     pub port: u16,
-    /// Where models live.
-    pub models_dir: PathBuf,
-    /// Relative `dataset_path`s resolve inside this directory.
-    pub data_dir: PathBuf,
-    /// Trainings running at once; the rest wait as pending.
-    pub max_concurrent_trainings: usize,
-    /// Bearer key required for train and delete.
+    /// Bearer key required for train, cancel and delete (delete is disabled without it).
     pub api_key: Option<String>,
+    /// Allow binding beyond loopback without a key.
+    pub insecure_no_auth: bool,
     /// Static files served at `/` (the web page), when present.
     pub web_dir: Option<PathBuf>,
-    /// Redis connection for `redis:KEY` datasets.
-    pub redis: RedisOptions,
+    /// How workers read datasets (the data dir, allowed Redis keys).
+    pub run: RunOptions,
+    /// Caps on train configs.
+    pub caps: Caps,
+    /// Per-client limits.
+    pub limits: Limits,
+    /// In-process workers (trainings at once; 0 = API only).
+    pub workers: usize,
 }
 
 /// Shared state of all handlers.
 pub struct AppState {
     config: ServerConfig,
-    models: cache::ModelCache,
-    tasks: tasks::TaskStore,
+    store: Arc<dyn ModelStore>,
+    queue: Arc<dyn TaskQueue>,
     telemetry: telemetry::Telemetry,
-    training_slots: Arc<Semaphore>,
+    heavy_predicts: Arc<Semaphore>,
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "trainer", description = "Tabular MLP training and prediction service."),
-    paths(
-        api::train,
-        api::train_status,
-        api::predict,
-        api::list_models,
-        api::get_model,
-        api::get_bundle,
-        api::delete_model,
-        api::health,
-        api::ready
-    ),
-    components(schemas(
-        inference::config::TrainConfig,
-        inference::config::ModelConfig,
-        inference::config::TrainOptions,
-        inference::config::TaskType,
-        inference::config::Activation,
-        inference::config::MissingStrategy,
-        inference::config::OptimizerKind,
-        inference::config::DeviceChoice,
-        inference::Prediction,
-        api::TrainAccepted,
-        api::PredictRequest,
-        api::PredictInput,
-        api::ModelSummary,
-        tasks::TaskStatus,
-        tasks::TaskState,
-        error::ErrorBody
-    ))
-)]
-struct ApiDoc;
+impl AppState {
+    /// State over a store and a queue (tests build routers from this with `oneshot`).
+    pub fn new(config: ServerConfig, store: Arc<dyn ModelStore>, queue: Arc<dyn TaskQueue>) -> Arc<Self> {
+        let heavy_predicts = Arc::new(Semaphore::new(config.limits.max_heavy_predicts.max(1)));
+        Arc::new(Self { config, store, queue, telemetry: telemetry::Telemetry::default(), heavy_predicts })
+    }
 
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    /// The worker context of this server's in-process workers.
+    fn worker_context(self: &Arc<Self>) -> crate::worker::WorkerContext {
+        let state = self.clone();
+        crate::worker::WorkerContext {
+            queue: self.queue.clone(),
+            store: self.store.clone(),
+            run: self.config.run.clone(),
+            caps: self.config.caps,
+            on_finished: Arc::new(move |outcome| state.telemetry.training_finished(outcome)),
+        }
+    }
 }
 
 /// The application router.
 pub fn router(state: Arc<AppState>) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
+    let keyed = || middleware::from_fn_with_state(state.clone(), auth::key_if_set);
+    let admin = middleware::from_fn_with_state(state.clone(), auth::key_required);
     let mut app = Router::new()
-        .route("/api/ml/train", post(api::train))
-        .route("/api/ml/train/status/{task_id}", get(api::train_status))
-        .route("/api/ml/predict", post(api::predict))
-        .route("/api/ml/models", get(api::list_models))
-        .route("/api/ml/models/{model_id}", get(api::get_model).delete(api::delete_model))
-        .route("/api/ml/models/{model_id}/bundle", get(api::get_bundle))
-        .route("/api/ml/openapi.json", get(openapi))
-        .route("/health", get(api::health))
-        .route("/ready", get(api::ready))
-        .route("/metrics", get(api::metrics));
-    let not_found = || async { error::ApiError::not_found("not_found", "no such route") };
+        .route("/api/ml/train", post(train::train).route_layer(keyed()))
+        .route("/api/ml/train/status/{task_id}", get(train::status))
+        .route("/api/ml/train/{task_id}", delete(train::cancel).route_layer(keyed()))
+        .route("/api/ml/train/{task_id}/cancel", post(train::cancel).route_layer(keyed()))
+        .route("/api/ml/predict", post(predict::api_ml))
+        .route("/api/ml/models", get(models::list))
+        .route("/api/ml/models/{model_id}", get(models::get).merge(delete(models::delete).route_layer(admin)))
+        .route("/api/ml/models/{model_id}/bundle", get(models::bundle))
+        .route("/api/ml/openapi.json", get(openapi::document))
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics));
+    let not_found = || async { ApiError::not_found("not_found", "no such route") };
     if let Some(web) = state.config.web_dir.as_ref().filter(|d| d.is_dir()) {
         app = app.fallback_service(
             ServeDir::new(web).fallback(axum::handler::HandlerWithoutStateExt::into_service(not_found)),
@@ -119,8 +151,12 @@ pub fn router(state: Arc<AppState>) -> Router {
     } else {
         app = app.fallback(not_found);
     }
+    let limits = &state.config.limits;
     app.layer(middleware::from_fn_with_state(state.clone(), telemetry::track))
-        .layer(DefaultBodyLimit::max(body::BODY_LIMIT))
+        // Our extractors enforce the limit with the API's error shape; this bounds the rest.
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(RequestBodyTimeoutLayer::new(limits.request_timeout))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
@@ -130,11 +166,30 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn shutdown_signal(state: Arc<AppState>) {
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Refuse settings that would leave the server open: an empty key, or no key beyond loopback.
+pub fn check_security(config: &ServerConfig) -> Result<(), ServeError> {
+    if config.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+        return Err(ServeError::Config(
+            "the API key is empty (--api-key or TRAINER_API_KEY): give a real key, or none to keep train open and delete disabled".into(),
+        ));
+    }
+    if !is_loopback(&config.host) && config.api_key.is_none() && !config.insecure_no_auth {
+        return Err(ServeError::Config(format!(
+            "refusing to bind {} without --api-key: anyone who can reach it could train models (pass --insecure-no-auth to allow it)",
+            config.host
+        )));
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    #[cfg(unix)]
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -143,37 +198,95 @@ async fn shutdown_signal(state: Arc<AppState>) {
             Err(_) => std::future::pending::<()>().await,
         }
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down: stopping trainings");
-    state.tasks.shut_down();
 }
 
-/// Serve until SIGINT/SIGTERM.
-pub fn run(config: ServerConfig) -> std::io::Result<()> {
-    std::fs::create_dir_all(&config.models_dir)?;
-    clean_stale_temp_dirs(&config.models_dir);
-    let loopback = matches!(config.host.as_str(), "127.0.0.1" | "localhost" | "::1");
-    if !loopback && config.api_key.is_none() {
-        tracing::warn!("binding {} without --api-key: anyone who can reach it can train models", config.host);
+/// How long to wait before accepting again after `e`: file-descriptor exhaustion needs
+/// connections to close first, so back off longer and say so (at most once a second).
+fn accept_backoff(e: &std::io::Error, last_warning: &mut Option<std::time::Instant>) -> Duration {
+    let exhausted = matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOMEM));
+    if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+        tracing::warn!(error = %e, "accept failed; backing off");
+        *last_warning = Some(std::time::Instant::now());
     }
-    let state = Arc::new(AppState {
-        models: cache::ModelCache::new(&config.models_dir),
-        tasks: tasks::TaskStore::default(),
-        telemetry: telemetry::Telemetry::default(),
-        training_slots: Arc::new(Semaphore::new(config.max_concurrent_trainings.max(1))),
-        config,
-    });
+    if exhausted {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_millis(5)
+    }
+}
+
+/// Serve `state` on `listener` until SIGINT/SIGTERM, then stop trainings and drain.
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
+    let app = router(state.clone());
+    let limits = state.config.limits.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..state.config.workers)
+        .map(|i| {
+            let ctx = state.worker_context();
+            tokio::spawn(crate::worker::run(ctx, format!("serve-{}-{i}", std::process::id()), stop.clone()))
+        })
+        .collect();
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let mut last_warning = None;
+    loop {
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = &mut signal => break,
+        };
+        let (stream, _peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tokio::time::sleep(accept_backoff(&e, &mut last_warning)).await;
+                    continue;
+                }
+            },
+            _ = &mut signal => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    tracing::info!("shutting down: stopping trainings");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    state.queue.shut_down().await;
+    for w in workers {
+        let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
+    }
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
+        tracing::warn!("connections still open after 10 s; closing them");
+    }
+    Ok(())
+}
+
+/// Bind, print `listening on http://ADDR` (scripts and tests wait for it) and serve.
+pub fn run(config: ServerConfig, store: Arc<dyn ModelStore>, queue: Arc<dyn TaskQueue>) -> Result<(), ServeError> {
+    check_security(&config)?;
+    if !is_loopback(&config.host) && config.api_key.is_none() {
+        tracing::warn!(
+            "binding {} without --api-key (--insecure-no-auth): anyone who can reach it can train",
+            config.host
+        );
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
-        let addr = format!("{}:{}", state.config.host, state.config.port);
+        let addr = format!("{}:{}", config.host, config.port);
         let listener = tokio::net::TcpListener::bind(&addr).await?;
         let local: SocketAddr = listener.local_addr()?;
         tracing::info!("listening on http://{local}");
-        // A line tests and scripts can wait for (they may bind port 0).
         println!("listening on http://{local}");
-        axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown_signal(state.clone())).await
+        serve(listener, AppState::new(config, store, queue)).await
     })?;
     rt.shutdown_timeout(Duration::from_secs(10));
     Ok(())

@@ -85,7 +85,7 @@ impl Telemetry {
         let _ = writeln!(out, "# HELP trainings_total Finished trainings by outcome.");
         let _ = writeln!(out, "# TYPE trainings_total counter");
         let t = self.trainings.lock().unwrap_or_else(|p| p.into_inner());
-        for outcome in ["completed", "failed"] {
+        for outcome in ["completed", "failed", "cancelled"] {
             let _ = writeln!(out, "trainings_total{{outcome=\"{outcome}\"}} {}", t.get(outcome).copied().unwrap_or(0));
         }
         out

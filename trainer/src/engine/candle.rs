@@ -1,22 +1,24 @@
-//! The candle MLP: [Linear → activation → Dropout → BatchNorm1d] × n → Linear.
+//! The candle engine: the MLP [Linear → activation → Dropout → BatchNorm1d] × n → Linear as a
+//! candle graph, trained by autograd and [`CandleOptimizer`], on any candle device. It is the
+//! reference the fused engines are tested against, and where initial weights come from.
 //!
 //! Weights are initialised and dropout masks drawn from the project's seeded generator
 //! (candle's CPU RNG cannot be seeded), so a run is reproducible.
 
 use std::collections::BTreeMap;
 
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var, D};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use inference::bundle::hidden_tensor_name;
-use inference::config::Activation;
-use inference::metadata::Architecture;
+use inference::activation::LEAKY_RELU_SLOPE;
+use inference::config::OptimizerKind;
+use inference::spec::{Activation, Architecture};
 
-/// BatchNorm running-statistics momentum (PyTorch's default).
-pub const BN_MOMENTUM: f64 = 0.1;
-/// BatchNorm epsilon (PyTorch's default).
-pub const BN_EPS: f64 = 1e-5;
+use super::optim::{OptimizerSettings, StepCoefficients};
+use super::{BatchTargets, HostBatch, ParamLayout, Snapshot, TrainSet, Trainable, BN_MOMENTUM};
+use crate::error::TrainingError;
 
 struct Hidden {
     w: Var,
@@ -117,7 +119,7 @@ impl Mlp {
             Activation::Relu => x.relu(),
             Activation::Gelu => x.gelu_erf(),
             Activation::Tanh => x.tanh(),
-            Activation::LeakyRelu => candle_nn::ops::leaky_relu(x, 0.01),
+            Activation::LeakyRelu => candle_nn::ops::leaky_relu(x, f64::from(LEAKY_RELU_SLOPE)),
             Activation::Sigmoid => candle_nn::ops::sigmoid(x),
         }
     }
@@ -183,27 +185,21 @@ impl Mlp {
         Ok(out)
     }
 
-    /// All state (parameters and running statistics), with its bundle name.
+    /// All state (parameters and running statistics) in [`ParamLayout`] order, with its bundle name.
     fn named_vars(&self) -> Vec<(String, &Var)> {
-        let mut v = Vec::with_capacity(self.hidden.len() * 6 + 2);
-        for (i, h) in self.hidden.iter().enumerate() {
-            v.push((hidden_tensor_name(i, "linear.weight"), &h.w));
-            v.push((hidden_tensor_name(i, "linear.bias"), &h.b));
-            v.push((hidden_tensor_name(i, "bn.weight"), &h.gamma));
-            v.push((hidden_tensor_name(i, "bn.bias"), &h.beta));
-            v.push((hidden_tensor_name(i, "bn.running_mean"), &h.running_mean));
-            v.push((hidden_tensor_name(i, "bn.running_var"), &h.running_var));
+        let mut vars: Vec<&Var> = Vec::with_capacity(self.hidden.len() * 6 + 2);
+        for h in &self.hidden {
+            vars.extend([&h.w, &h.b, &h.gamma, &h.beta, &h.running_mean, &h.running_var]);
         }
-        v.push(("out.weight".into(), &self.out_w));
-        v.push(("out.bias".into(), &self.out_b));
-        v
+        vars.extend([&self.out_w, &self.out_b]);
+        ParamLayout::new(&self.arch).tensors.into_iter().map(|slot| slot.name).zip(vars).collect()
     }
 
     /// Trainable parameters with their bundle names.
     pub fn named_parameters(&self) -> Vec<(String, Var)> {
         self.named_vars()
             .into_iter()
-            .filter(|(n, _)| !n.ends_with("running_mean") && !n.ends_with("running_var"))
+            .filter(|(n, _)| !inference::bundle::is_running_statistic(n))
             .map(|(n, v)| (n, v.clone()))
             .collect()
     }
@@ -221,135 +217,25 @@ impl Mlp {
     }
 }
 
-/// Targets of one batch, or of a whole split.
-#[derive(Clone, Copy)]
-pub enum BatchTargets<'a> {
-    /// Class ids (classification).
-    Classes(&'a [u32]),
-    /// Standardised values (regression).
-    Values(&'a [f32]),
-}
-
-/// The training split as the engines read it: `rows × n` features, row-major, and targets.
-pub struct TrainSet<'a> {
-    /// Features.
-    pub x: &'a [f32],
-    /// Rows.
-    pub rows: usize,
-    /// Features per row.
-    pub n: usize,
-    /// One target per row.
-    pub targets: BatchTargets<'a>,
-}
-
-/// A batch gathered on the host, for the CPU engines, and the running loss sum.
-#[derive(Default)]
-pub struct HostBatch {
-    x: Vec<f32>,
-    classes: Vec<u32>,
-    values: Vec<f32>,
-    loss_sum: f64,
-}
-
-impl HostBatch {
-    /// Gather rows `idx` of `data` into the reused buffers.
-    fn gather(&mut self, data: &TrainSet<'_>, idx: &[usize]) {
-        let n = data.n;
-        self.x.clear();
-        for &i in idx {
-            self.x.extend_from_slice(&data.x[i * n..(i + 1) * n]);
-        }
-        match data.targets {
-            BatchTargets::Classes(c) => {
-                self.classes.clear();
-                self.classes.extend(idx.iter().map(|&i| c[i]));
-            }
-            BatchTargets::Values(v) => {
-                self.values.clear();
-                self.values.extend(idx.iter().map(|&i| v[i]));
-            }
-        }
-    }
-
-    /// Run `step` (returning the batch's mean loss) on rows `idx`, adding its summed loss.
-    fn step(
-        &mut self,
-        data: &TrainSet<'_>,
-        idx: &[usize],
-        step: impl FnOnce(&[f32], &BatchTargets<'_>) -> Result<f64, crate::error::TrainingError>,
-    ) -> Result<(), crate::error::TrainingError> {
-        let mut this = std::mem::take(self);
-        this.gather(data, idx);
-        let y = match data.targets {
-            BatchTargets::Classes(_) => BatchTargets::Classes(&this.classes),
-            BatchTargets::Values(_) => BatchTargets::Values(&this.values),
-        };
-        let loss = step(&this.x, &y);
-        *self = this;
-        self.loss_sum += loss? * idx.len() as f64;
-        Ok(())
-    }
-}
-
-/// Host copy of all network state (parameters and running statistics), in the engine's order.
-pub type Snapshot = Vec<Vec<f32>>;
-
-/// What the training loop needs from a network, whichever engine computes it.
-pub trait Trainable {
-    /// The architecture.
-    fn architecture(&self) -> &Architecture;
-    /// Which engine computes the steps (`fused`, `cuda-fused` or `candle`), recorded in the metadata.
-    fn engine(&self) -> &'static str;
-    /// Called once before training with the whole training split (an engine may keep it on its device).
-    fn bind(&mut self, _data: &TrainSet<'_>) -> Result<(), crate::error::TrainingError> {
-        Ok(())
-    }
-    /// Called at the start of each epoch with its row order (a GPU engine uploads it once).
-    fn begin_epoch(&mut self, _order: &[usize]) -> Result<(), crate::error::TrainingError> {
-        Ok(())
-    }
-    /// Forward, backward and one optimizer update on rows `order[range]` of the bound split,
-    /// `order` being the slice passed to [`Trainable::begin_epoch`]. The loss is accumulated
-    /// where the engine computes (read by [`Trainable::take_loss_sum`]), so a GPU step needs
-    /// no transfer at all.
-    fn train_batch(
-        &mut self,
-        data: &TrainSet<'_>,
-        order: &[usize],
-        range: std::ops::Range<usize>,
-        rng: &mut ChaCha8Rng,
-    ) -> Result<(), crate::error::TrainingError>;
-    /// The summed per-row training loss since the last call (non-finite if any batch was).
-    fn take_loss_sum(&mut self) -> Result<f64, crate::error::TrainingError>;
-    /// Whether a batch loss since the last [`Trainable::take_loss_sum`] is already known to be
-    /// non-finite. Host engines know at once; the CUDA engine reads its loss once per epoch,
-    /// so divergence there surfaces at the epoch's end.
-    fn diverged(&self) -> bool {
-        false
-    }
-    /// Eval-mode outputs, `rows × output_dim`.
-    fn predict_raw(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, crate::error::TrainingError>;
-    /// Copy of all state.
-    fn snapshot(&self) -> Result<Snapshot, crate::error::TrainingError>;
-    /// Restore a snapshot.
-    fn restore(&mut self, s: &Snapshot) -> Result<(), crate::error::TrainingError>;
-    /// All state named for the bundle.
-    fn export(&self) -> Result<BTreeMap<String, inference::Tensor>, crate::error::TrainingError>;
-}
-
 /// The general path: candle tensors and autograd on any device (CPU or CUDA).
 pub struct CandleNet {
     mlp: Mlp,
-    opt: crate::optim::Optimizer,
+    opt: CandleOptimizer,
     device: Device,
     batch: HostBatch,
 }
 
 impl CandleNet {
-    /// Wrap a network and its optimizer.
-    pub fn new(mlp: Mlp, opt: crate::optim::Optimizer) -> Self {
-        let device = mlp.device.clone();
-        Self { mlp, opt, device, batch: HostBatch::default() }
+    /// A network starting from `tensors` on `device`, with its optimizer.
+    pub fn new(
+        arch: &Architecture,
+        tensors: &BTreeMap<String, inference::Tensor>,
+        device: &Device,
+        optimizer: OptimizerSettings,
+    ) -> Result<Self, TrainingError> {
+        let mlp = Mlp::from_tensors(arch, tensors, device)?;
+        let opt = CandleOptimizer::new(optimizer, mlp.parameters());
+        Ok(Self { mlp, opt, device: device.clone(), batch: HostBatch::default() })
     }
 }
 
@@ -368,7 +254,7 @@ impl Trainable for CandleNet {
         order: &[usize],
         range: std::ops::Range<usize>,
         rng: &mut ChaCha8Rng,
-    ) -> Result<(), crate::error::TrainingError> {
+    ) -> Result<(), TrainingError> {
         let idx = &order[range];
         let (mlp, opt, device) = (&self.mlp, &mut self.opt, &self.device);
         self.batch.step(data, idx, |x, y| {
@@ -387,89 +273,97 @@ impl Trainable for CandleNet {
         })
     }
 
-    fn take_loss_sum(&mut self) -> Result<f64, crate::error::TrainingError> {
-        Ok(std::mem::take(&mut self.batch.loss_sum))
+    fn take_loss_sum(&mut self) -> Result<f64, TrainingError> {
+        Ok(self.batch.take_loss_sum())
     }
 
     fn diverged(&self) -> bool {
-        !self.batch.loss_sum.is_finite()
+        self.batch.diverged()
     }
 
-    fn predict_raw(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, crate::error::TrainingError> {
+    fn predict_raw(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, TrainingError> {
         Ok(self.mlp.predict_raw(x, rows)?)
     }
 
-    fn snapshot(&self) -> Result<Snapshot, crate::error::TrainingError> {
-        Ok(self.mlp.export()?.into_values().map(|t| t.data).collect())
+    fn snapshot(&self) -> Result<Snapshot, TrainingError> {
+        self.mlp
+            .named_vars()
+            .into_iter()
+            .map(|(_, var)| Ok(var.as_tensor().to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?))
+            .collect()
     }
 
-    fn restore(&mut self, s: &Snapshot) -> Result<(), crate::error::TrainingError> {
-        let mut vars = self.mlp.named_vars();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        for ((_, var), data) in vars.iter().zip(s) {
+    fn restore(&mut self, s: &Snapshot) -> Result<(), TrainingError> {
+        for ((_, var), data) in self.mlp.named_vars().iter().zip(s) {
             var.set(&Tensor::from_slice(data, var.as_tensor().dims(), &self.device)?)?;
         }
         Ok(())
     }
 
-    fn export(&self) -> Result<BTreeMap<String, inference::Tensor>, crate::error::TrainingError> {
+    fn export(&self) -> Result<BTreeMap<String, inference::Tensor>, TrainingError> {
         Ok(self.mlp.export()?)
     }
 }
 
-/// The fused CPU step (see [`crate::fused`]).
-impl Trainable for crate::fused::FusedMlp {
-    fn architecture(&self) -> &Architecture {
-        crate::fused::FusedMlp::architecture(self)
+/// The optimizers over candle `Var`s (candle-nn has no momentum SGD and no coupled-decay
+/// Adam), with the scalars of [`StepCoefficients`] so they update as the fused engines do.
+pub struct CandleOptimizer {
+    settings: OptimizerSettings,
+    params: Vec<Var>,
+    first: Vec<Option<Tensor>>,
+    second: Vec<Option<Tensor>>,
+    step: i32,
+}
+
+impl CandleOptimizer {
+    /// A new optimizer over `params`.
+    pub fn new(settings: OptimizerSettings, params: Vec<Var>) -> Self {
+        let n = params.len();
+        Self { settings, params, first: vec![None; n], second: vec![None; n], step: 0 }
     }
 
-    fn engine(&self) -> &'static str {
-        "fused"
-    }
-
-    fn train_batch(
-        &mut self,
-        data: &TrainSet<'_>,
-        order: &[usize],
-        range: std::ops::Range<usize>,
-        rng: &mut ChaCha8Rng,
-    ) -> Result<(), crate::error::TrainingError> {
-        let idx = &order[range];
-        let mut batch = std::mem::take(&mut self.batch);
-        let r = batch.step(data, idx, |x, y| {
-            let l = self.forward_backward(x, idx.len(), y, rng);
-            if l.is_finite() {
-                self.apply_gradients();
-            }
-            Ok(l)
-        });
-        self.batch = batch;
-        r
-    }
-
-    fn take_loss_sum(&mut self) -> Result<f64, crate::error::TrainingError> {
-        Ok(std::mem::take(&mut self.batch.loss_sum))
-    }
-
-    fn diverged(&self) -> bool {
-        !self.batch.loss_sum.is_finite()
-    }
-
-    fn predict_raw(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, crate::error::TrainingError> {
-        Ok(crate::fused::FusedMlp::predict_raw(self, x, rows))
-    }
-
-    fn snapshot(&self) -> Result<Snapshot, crate::error::TrainingError> {
-        Ok(crate::fused::FusedMlp::snapshot(self))
-    }
-
-    fn restore(&mut self, s: &Snapshot) -> Result<(), crate::error::TrainingError> {
-        crate::fused::FusedMlp::restore(self, s);
+    /// Apply one update from `grads`.
+    pub fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
+        self.step += 1;
+        let c = StepCoefficients::at(&self.settings, self.step);
+        let f = f64::from;
+        for (i, p) in self.params.iter().enumerate() {
+            let Some(g) = grads.get(p.as_tensor()) else {
+                continue;
+            };
+            let w = p.as_tensor();
+            let g = if c.coupled_decay { (g + w.affine(f(c.weight_decay), 0.0)?)? } else { g.clone() };
+            let updated = match self.settings.kind {
+                OptimizerKind::Sgd => {
+                    let buf = match &self.first[i] {
+                        Some(b) => (b.affine(f(c.momentum_keep), 0.0)? + &g)?,
+                        None => g,
+                    };
+                    let next = (w - buf.affine(f(c.lr), 0.0)?)?;
+                    self.first[i] = Some(buf);
+                    next
+                }
+                OptimizerKind::Adam | OptimizerKind::Adamw => {
+                    let m = match &self.first[i] {
+                        Some(m) => (m.affine(f(c.k1), 0.0)? + g.affine(f(c.one_minus_b1), 0.0)?)?,
+                        None => g.affine(f(c.one_minus_b1), 0.0)?,
+                    };
+                    let g2 = g.sqr()?;
+                    let v = match &self.second[i] {
+                        Some(v) => (v.affine(f(c.k2), 0.0)? + g2.affine(f(c.one_minus_b2), 0.0)?)?,
+                        None => g2.affine(f(c.one_minus_b2), 0.0)?,
+                    };
+                    let denom = v.affine(f(c.inv_bc2), 0.0)?.sqrt()?.affine(1.0, f(c.eps))?;
+                    let delta = m.affine(f(c.step_size), 0.0)?.div(&denom)?;
+                    let base = if c.decay != 1.0 { w.affine(f(c.decay), 0.0)? } else { w.clone() };
+                    self.first[i] = Some(m);
+                    self.second[i] = Some(v);
+                    (base - delta)?
+                }
+            };
+            p.set(&updated)?;
+        }
         Ok(())
-    }
-
-    fn export(&self) -> Result<BTreeMap<String, inference::Tensor>, crate::error::TrainingError> {
-        Ok(crate::fused::FusedMlp::export(self))
     }
 }
 
@@ -495,7 +389,7 @@ mod tests {
             output_dim: 2,
             dropout_rate: 0.5,
             activation: Activation::Relu,
-            batch_norm_eps: BN_EPS,
+            batch_norm_eps: inference::spec::DEFAULT_BATCH_NORM_EPS,
         }
     }
 

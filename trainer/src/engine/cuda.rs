@@ -1,4 +1,4 @@
-//! The fused CUDA training step: the fused CPU step's algorithm (`fused.rs`) on the GPU, as
+//! The fused CUDA training step: the fused CPU step's algorithm ([`super::cpu`]) on the GPU, as
 //! cuBLAS GEMMs plus a few hand-written kernels (`trainer/kernels/train_step.cu`).
 //!
 //! Why not candle's autograd on CUDA: measured on an H100, a candle step of this MLP is ~430
@@ -17,13 +17,13 @@ use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfi
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use inference::bundle::{expected_tensors, Tensor};
-use inference::config::{Activation, OptimizerKind};
-use inference::metadata::Architecture;
+use inference::config::OptimizerKind;
+use inference::spec::{Activation, Architecture};
+use inference::Tensor;
 
+use super::optim::{OptimizerSettings, StepCoefficients, BETA1, BETA2};
+use super::{BatchTargets, ParamLayout, Snapshot, TrainSet, Trainable, BN_MOMENTUM};
 use crate::error::TrainingError;
-use crate::model::{BatchTargets, Snapshot, TrainSet, Trainable, BN_MOMENTUM};
-use crate::optim::{BETA1, BETA2, EPS, MOMENTUM};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/train_step.ptx"));
 /// Threads per block for every kernel (a multiple of 32, as `block_sum` needs).
@@ -64,13 +64,6 @@ fn activation_code(a: Activation) -> i32 {
         Activation::LeakyRelu => 3,
         Activation::Sigmoid => 4,
     }
-}
-
-/// Where a bundle tensor lives: in the flat trainable vector or in the running statistics.
-#[derive(Clone, Copy)]
-enum Slot {
-    Param(usize),
-    Running(usize),
 }
 
 struct Kernels {
@@ -126,7 +119,7 @@ pub struct CudaMlp {
     layers: Vec<Layer>,
     out_w: usize,
     out_b: usize,
-    slots: Vec<(String, Vec<usize>, Slot)>,
+    layout: ParamLayout,
     params: CudaSlice<f32>,
     grads: CudaSlice<f32>,
     m: CudaSlice<f32>,
@@ -139,9 +132,7 @@ pub struct CudaMlp {
     /// Squared-error loss on values (else cross-entropy on class ids), set by `bind`.
     regression: bool,
     loss_sum: CudaSlice<f64>,
-    kind: OptimizerKind,
-    lr: f32,
-    weight_decay: f32,
+    optimizer: OptimizerSettings,
     step: i32,
 }
 
@@ -151,9 +142,7 @@ impl CudaMlp {
         stream: Arc<CudaStream>,
         arch: &Architecture,
         tensors: &BTreeMap<String, Tensor>,
-        kind: OptimizerKind,
-        lr: f64,
-        weight_decay: f64,
+        optimizer: OptimizerSettings,
     ) -> Result<Self, TrainingError> {
         let module = stream.context().load_module(cudarc::nvrtc::Ptx::from_src(PTX)).map_err(gpu_err)?;
         let f = |name: &str| module.load_function(name).map_err(gpu_err);
@@ -167,45 +156,23 @@ impl CudaMlp {
             hidden_backward: f("hidden_backward")?,
             optimizer_step: f("optimizer_step")?,
         };
-        let (mut flat, mut running) = (Vec::new(), Vec::new());
-        let mut slots = Vec::new();
-        for (name, shape) in expected_tensors(arch) {
-            let data = &tensors
-                .get(&name)
-                .ok_or_else(|| TrainingError::Unusable(format!("initial weights lack tensor {name}")))?
-                .data;
-            if data.len() != shape.iter().product::<usize>() {
-                return Err(TrainingError::Unusable(format!(
-                    "tensor {name} holds {} values for shape {shape:?}",
-                    data.len()
-                )));
-            }
-            let is_running = name.ends_with("running_mean") || name.ends_with("running_var");
-            let dst = if is_running { &mut running } else { &mut flat };
-            let slot = if is_running { Slot::Running(dst.len()) } else { Slot::Param(dst.len()) };
-            dst.extend_from_slice(data);
-            slots.push((name, shape, slot));
-        }
-        let offset = |name: &str| match slots.iter().find(|(n, ..)| n == name).map(|s| s.2) {
-            Some(Slot::Param(o) | Slot::Running(o)) => o,
-            None => unreachable!("expected_tensors names {name}"),
-        };
-        let mut layers = Vec::new();
-        let mut in_dim = arch.input_dim;
-        for (i, &h) in arch.hidden_dims.iter().enumerate() {
-            let name = |part: &str| inference::bundle::hidden_tensor_name(i, part);
-            layers.push(Layer {
-                in_dim,
-                h,
-                w: offset(&name("linear.weight")),
-                b: offset(&name("linear.bias")),
-                gamma: offset(&name("bn.weight")),
-                beta: offset(&name("bn.bias")),
-                running: offset(&name("bn.running_mean")),
-            });
-            in_dim = h;
-        }
-        let (out_w, out_b) = (offset("out.weight"), offset("out.bias"));
+        let layout = ParamLayout::new(arch);
+        let (flat, running) = layout.flatten(&layout.take(tensors)?);
+        let offset = |i: usize| layout.tensors[i].offset;
+        let layers = layout
+            .hidden
+            .iter()
+            .map(|h| Layer {
+                in_dim: h.in_dim,
+                h: h.width,
+                w: offset(h.weight),
+                b: offset(h.bias),
+                gamma: offset(h.gamma),
+                beta: offset(h.beta),
+                running: offset(h.running_mean),
+            })
+            .collect();
+        let (out_w, out_b) = (offset(layout.out_weight), offset(layout.out_bias));
         let n = flat.len();
         Ok(Self {
             blas: CudaBlas::new(stream.clone()).map_err(gpu_err)?,
@@ -220,15 +187,13 @@ impl CudaMlp {
             layers,
             out_w,
             out_b,
-            slots,
+            layout,
             batch: None,
             data_x: None,
             data_y: None,
             order: None,
             regression: false,
-            kind,
-            lr: lr as f32,
-            weight_decay: weight_decay as f32,
+            optimizer,
             step: 0,
             stream,
         })
@@ -320,23 +285,17 @@ impl CudaMlp {
     /// One optimizer update over all trainable parameters (one launch).
     fn apply_gradients(&mut self) -> Result<(), TrainingError> {
         self.step += 1;
-        let (lr, wd) = (self.lr, self.weight_decay);
-        let bc1 = 1.0 - (BETA1 as f32).powi(self.step);
-        let bc2 = 1.0 - (BETA2 as f32).powi(self.step);
-        let (b1, b2, eps) = (BETA1 as f32, BETA2 as f32, EPS as f32);
-        let first = self.step == 1;
-        let (k1, k2) = if first { (0.0f32, 0.0f32) } else { (b1, b2) };
-        let decay = if self.kind == OptimizerKind::Adamw && wd > 0.0 { 1.0 - lr * wd } else { 1.0 };
-        let momentum_keep = if first { 0.0f32 } else { MOMENTUM as f32 };
-        let kind: i32 = match self.kind {
+        let c = StepCoefficients::at(&self.optimizer, self.step);
+        let kind: i32 = match self.optimizer.kind {
             OptimizerKind::Sgd => 0,
             OptimizerKind::Adam => 1,
             OptimizerKind::Adamw => 2,
         };
-        let (step_size, inv_bc2) = (lr / bc1, 1.0 / bc2);
         let s = &self.stream;
         let (w, g, m, v) = (ptr(&self.params, s), ptr(&self.grads, s), ptr(&self.m, s), ptr(&self.v, s));
         let n = self.params.len() as i64;
+        // The kernel derives coupled decay from kind and wd, and (1 − β) from β, as StepCoefficients does.
+        let (b1, b2) = (BETA1 as f32, BETA2 as f32);
         launch!(
             self,
             self.k.optimizer_step,
@@ -347,17 +306,17 @@ impl CudaMlp {
             v,
             n,
             kind,
-            lr,
-            wd,
+            c.lr,
+            c.weight_decay,
             b1,
             b2,
-            eps,
-            k1,
-            k2,
-            step_size,
-            inv_bc2,
-            decay,
-            momentum_keep
+            c.eps,
+            c.k1,
+            c.k2,
+            c.step_size,
+            c.inv_bc2,
+            c.decay,
+            c.momentum_keep
         )
     }
 }
@@ -588,44 +547,22 @@ impl Trainable for CudaMlp {
         Ok(out)
     }
 
-    /// Host copy of all state, in bundle order.
+    /// Host copy of all state, in layout order.
     fn snapshot(&self) -> Result<Snapshot, TrainingError> {
         let flat = self.stream.clone_dtoh(&self.params).map_err(gpu_err)?;
         let running = self.stream.clone_dtoh(&self.running).map_err(gpu_err)?;
-        Ok(self
-            .slots
-            .iter()
-            .map(|(_, shape, slot)| {
-                let len: usize = shape.iter().product();
-                match *slot {
-                    Slot::Param(o) => flat[o..o + len].to_vec(),
-                    Slot::Running(o) => running[o..o + len].to_vec(),
-                }
-            })
-            .collect())
+        Ok(self.layout.unflatten(&flat, &running))
     }
 
     /// Restore a snapshot taken by [`CudaMlp::snapshot`].
     fn restore(&mut self, snap: &Snapshot) -> Result<(), TrainingError> {
-        let (mut flat, mut running) = (vec![0f32; self.params.len()], vec![0f32; self.running.len()]);
-        for ((_, _, slot), data) in self.slots.iter().zip(snap) {
-            match *slot {
-                Slot::Param(o) => flat[o..o + data.len()].copy_from_slice(data),
-                Slot::Running(o) => running[o..o + data.len()].copy_from_slice(data),
-            }
-        }
+        let (flat, running) = self.layout.flatten(snap);
         self.stream.memcpy_htod(&flat, &mut self.params).map_err(gpu_err)?;
         self.stream.memcpy_htod(&running, &mut self.running).map_err(gpu_err)
     }
 
     /// All state named for the bundle.
     fn export(&self) -> Result<BTreeMap<String, Tensor>, TrainingError> {
-        let snap = self.snapshot()?;
-        Ok(self
-            .slots
-            .iter()
-            .zip(snap)
-            .map(|((name, shape, _), data)| (name.clone(), Tensor { shape: shape.clone(), data }))
-            .collect())
+        Ok(self.layout.named(self.snapshot()?))
     }
 }

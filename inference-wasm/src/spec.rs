@@ -1,12 +1,71 @@
-//! The bundle's metadata schema (`metadata.json`, also embedded in the safetensors header):
-//! everything prediction needs besides the weights, plus the training record.
+//! The prediction part of a bundle's metadata ([`ModelSpec`]): task, network shape, fitted
+//! preprocessing and class labels. Everything here is read on every load, natively and in wasm;
+//! the training record lives in [`crate::record`] (feature `train`) and is never parsed on the
+//! predict path.
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::config::{Activation, MissingStrategy, TaskType, TrainConfig};
+/// The bundle format this build writes.
+pub const FORMAT_VERSION: u32 = 2;
 
-/// The bundle format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Every format version this build reads. Version 1 nests the training config as
+/// `train_config` and has no explanation background; prediction reads both the same way.
+pub const READABLE_VERSIONS: [u32; 2] = [1, 2];
+
+/// Classification or regression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TaskType {
+    /// Predict one of a fixed set of labels.
+    Classification,
+    /// Predict a real number.
+    Regression,
+}
+
+impl TaskType {
+    /// The lowercase name used in JSON and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskType::Classification => "classification",
+            TaskType::Regression => "regression",
+        }
+    }
+}
+
+/// Hidden-layer activation; the function and its derivative are in [`crate::activation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// max(0, x)
+    #[default]
+    Relu,
+    /// x·Φ(x), the exact (erf) form, as PyTorch's default.
+    Gelu,
+    /// tanh(x)
+    Tanh,
+    /// x for x > 0, else [`crate::activation::LEAKY_RELU_SLOPE`]·x (PyTorch's default slope).
+    LeakyRelu,
+    /// 1 / (1 + e^−x)
+    Sigmoid,
+}
+
+/// How missing feature values are handled; fill values are fitted on the train split only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum MissingStrategy {
+    /// Numeric: train mean; categorical: train mode.
+    #[default]
+    Mean,
+    /// Numeric: train median; categorical: train mode.
+    Median,
+    /// Every column: the most frequent train value.
+    Mode,
+    /// Rows with any missing feature are dropped; prediction then requires every value.
+    Drop,
+}
 
 /// Network shape as stored; tensor names and shapes follow from it (see [`crate::bundle::expected_tensors`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,8 +85,11 @@ pub struct Architecture {
     pub batch_norm_eps: f64,
 }
 
+/// PyTorch's BatchNorm1d epsilon, the default of every bundle.
+pub const DEFAULT_BATCH_NORM_EPS: f64 = 1e-5;
+
 fn default_bn_eps() -> f64 {
-    1e-5
+    DEFAULT_BATCH_NORM_EPS
 }
 
 /// How one feature is turned into a number.
@@ -180,149 +242,35 @@ pub struct Preprocessing {
     pub dropped_columns: Vec<DroppedColumn>,
 }
 
-/// Weighted and macro classification scores on the test split.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClassificationMetrics {
-    /// Fraction correct.
-    pub accuracy: f64,
-    /// Support-weighted precision.
-    pub precision: f64,
-    /// Support-weighted recall.
-    pub recall: f64,
-    /// Support-weighted F1.
-    pub f1_score: f64,
-    /// Unweighted mean precision over classes.
-    pub precision_macro: f64,
-    /// Unweighted mean recall over classes.
-    pub recall_macro: f64,
-    /// Unweighted mean F1 over classes.
-    pub f1_macro: f64,
-    /// `confusion_matrix[true][predicted]` counts.
-    pub confusion_matrix: Vec<Vec<u64>>,
-}
-
-/// Regression scores on the test split, in the target's own units.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct RegressionMetrics {
-    /// Mean absolute error.
-    pub mae: f64,
-    /// Root mean squared error.
-    pub rmse: f64,
-    /// Coefficient of determination.
-    pub r2: f64,
-}
-
-/// Test metrics of either task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum TestMetrics {
-    /// Classification.
-    Classification(ClassificationMetrics),
-    /// Regression.
-    Regression(RegressionMetrics),
-}
-
-/// One epoch of the training record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    /// 1-based epoch.
-    pub epoch: usize,
-    /// Mean training loss over the epoch's batches.
-    pub train_loss: f64,
-    /// Validation loss (absent without a validation split).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub val_loss: Option<f64>,
-    /// Validation accuracy (classification).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub val_accuracy: Option<f64>,
-    /// Validation R² (regression).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub val_r2: Option<f64>,
-}
-
-/// Where the training data came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DatasetInfo {
-    /// Path, `redis:KEY` or `embedded:esg_ratings`.
-    pub source: String,
-    /// Target column.
-    pub target_column: String,
-    /// Rows used (after dropping).
-    pub rows: usize,
-    /// Rows dropped (missing target, or missing features under `drop`).
-    pub dropped_rows: usize,
-    /// Train / validation / test sizes.
-    pub train_rows: usize,
-    /// Validation rows.
-    pub val_rows: usize,
-    /// Test rows.
-    pub test_rows: usize,
+/// What explanations need from the bundle (format 2): the background set's size. Its rows
+/// are the `explain.background` tensor (`background_rows × input_dim`, preprocessed values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExplainSpec {
+    /// Rows of the background set, sampled (seeded) from the train split.
+    pub background_rows: usize,
 }
 
 /// The part of the metadata that prediction reads, parsed on its own (serde skips the other
 /// fields): loading a model never deserialises the training record, which keeps wasm cold
-/// start short and the wasm file small. Field names and meanings are those of [`Metadata`].
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ModelSpec {
-    /// Bundle format version ([`FORMAT_VERSION`]).
-    pub format_version: u32,
-    /// e.g. `model_2026_11_26_001`.
-    pub model_id: String,
-    /// Task.
-    pub task_type: TaskType,
-    /// Network shape.
-    pub architecture: Architecture,
-    /// Prediction-time preprocessing.
-    pub preprocessing: Preprocessing,
-    /// Class labels in class-index order (classification only).
-    #[serde(default)]
-    pub classes: Option<Vec<String>>,
-    /// sha256 over the tensors' raw little-endian bytes, in sorted name order.
-    pub weights_sha256: String,
-}
-
-/// The complete bundle metadata.
+/// start short and the wasm file small.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Metadata {
-    /// Bundle format version ([`FORMAT_VERSION`]).
+pub struct ModelSpec {
+    /// Bundle format version (one of [`READABLE_VERSIONS`]).
     pub format_version: u32,
     /// e.g. `model_2026_11_26_001`.
     pub model_id: String,
-    /// RFC 3339 UTC time of export.
-    pub saved_at: String,
     /// Task.
     pub task_type: TaskType,
     /// Network shape.
     pub architecture: Architecture,
-    /// The configuration that produced this model.
-    pub train_config: TrainConfig,
-    /// Scores on the test split.
-    pub test_metrics: TestMetrics,
     /// Prediction-time preprocessing.
     pub preprocessing: Preprocessing,
     /// Class labels in class-index order (classification only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes: Option<Vec<String>>,
-    /// Per-epoch losses and validation metric.
-    pub history: Vec<EpochRecord>,
-    /// Epochs actually run.
-    pub epochs_run: usize,
-    /// 1-based epoch whose weights were kept.
-    pub best_epoch: usize,
-    /// Data provenance.
-    pub dataset: DatasetInfo,
-    /// Wall-clock seconds of the training loop.
-    #[serde(default)]
-    pub train_seconds: f64,
-    /// Device training ran on (`cpu`, `cuda:0`).
-    #[serde(default)]
-    pub device: String,
-    /// Training engine (`fused` CPU step or `candle` autograd); weights are reproducible per engine and machine.
-    #[serde(default)]
-    pub engine: String,
-    /// Things the user should know (dropped columns, unseen categories in val/test, …).
-    #[serde(default)]
-    pub warnings: Vec<String>,
+    /// The explanation background (absent in format 1 and when none was stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<ExplainSpec>,
     /// sha256 over the tensors' raw little-endian bytes, in sorted name order.
     pub weights_sha256: String,
 }

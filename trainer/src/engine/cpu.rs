@@ -14,12 +14,12 @@ use gemm::{gemm, Parallelism};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use inference::bundle::{expected_tensors, Tensor};
-use inference::config::{Activation, OptimizerKind};
-use inference::metadata::Architecture;
+use inference::spec::Architecture;
+use inference::Tensor;
 
-use crate::model::{BatchTargets, Snapshot, BN_MOMENTUM};
-use crate::optim::{BETA1, BETA2, EPS, MOMENTUM};
+use super::optim::{OptimizerSettings, StepCoefficients};
+use super::{BatchTargets, HostBatch, ParamLayout, Snapshot, TrainSet, Trainable, BN_MOMENTUM};
+use crate::error::TrainingError;
 
 /// C (m×n, row-major) = [C +] op(A)·op(B). `a` holds A as m×k row-major, or k×m when `a_t`;
 /// `b` holds B as k×n, or n×k when `b_t`.
@@ -65,10 +65,8 @@ fn matmul(c: &mut [f32], a: &[f32], a_t: bool, b: &[f32], b_t: bool, m: usize, k
     }
 }
 
-/// One named tensor with its gradient and optimizer state.
+/// One tensor with its gradient and optimizer state (in [`ParamLayout`] order).
 struct Param {
-    name: String,
-    shape: Vec<usize>,
     data: Vec<f32>,
     grad: Vec<f32>,
     m: Vec<f32>,
@@ -89,65 +87,17 @@ struct Cache {
 /// The MLP as host buffers, trained by hand-written forward/backward passes.
 pub struct FusedMlp {
     arch: Architecture,
+    layout: ParamLayout,
     params: Vec<Param>,
     caches: Vec<Cache>,
     out: Vec<f32>,
     dout: Vec<f32>,
     dy: Vec<f32>,
     dz: Vec<f32>,
-    kind: OptimizerKind,
-    lr: f32,
-    weight_decay: f32,
+    optimizer: OptimizerSettings,
     step: i32,
-    /// Batch gathering and the running loss (see [`crate::model::HostBatch`]).
-    pub(crate) batch: crate::model::HostBatch,
-}
-
-// Index of a hidden layer's parameter in `params` (the bundle's tensor order).
-const W: usize = 0;
-const B: usize = 1;
-const GAMMA: usize = 2;
-const BETA: usize = 3;
-const RMEAN: usize = 4;
-const RVAR: usize = 5;
-
-fn activate(act: Activation, z: f32) -> f32 {
-    match act {
-        Activation::Relu => z.max(0.0),
-        Activation::LeakyRelu => {
-            if z > 0.0 {
-                z
-            } else {
-                0.01 * z
-            }
-        }
-        Activation::Tanh => z.tanh(),
-        Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
-        Activation::Gelu => 0.5 * z * (1.0 + libm::erff(z * std::f32::consts::FRAC_1_SQRT_2)),
-    }
-}
-
-fn activate_grad(act: Activation, z: f32) -> f32 {
-    match act {
-        Activation::Relu => f32::from(u8::from(z > 0.0)),
-        Activation::LeakyRelu => {
-            if z > 0.0 {
-                1.0
-            } else {
-                0.01
-            }
-        }
-        Activation::Tanh => 1.0 - z.tanh().powi(2),
-        Activation::Sigmoid => {
-            let s = 1.0 / (1.0 + (-z).exp());
-            s * (1.0 - s)
-        }
-        Activation::Gelu => {
-            let cdf = 0.5 * (1.0 + libm::erff(z * std::f32::consts::FRAC_1_SQRT_2));
-            let pdf = (-0.5 * z * z).exp() / (2.0 * std::f32::consts::PI).sqrt();
-            cdf + z * pdf
-        }
-    }
+    /// Batch gathering and the running loss.
+    batch: HostBatch,
 }
 
 /// Sum over rows of a rows × cols matrix.
@@ -165,37 +115,35 @@ impl FusedMlp {
     pub fn new(
         arch: &Architecture,
         tensors: &BTreeMap<String, Tensor>,
-        kind: OptimizerKind,
-        lr: f64,
-        weight_decay: f64,
-    ) -> Self {
-        let params = expected_tensors(arch)
+        optimizer: OptimizerSettings,
+    ) -> Result<Self, TrainingError> {
+        let layout = ParamLayout::new(arch);
+        let params = layout
+            .take(tensors)?
             .into_iter()
-            .map(|(name, shape)| {
-                let data = tensors[&name].data.clone();
+            .zip(&layout.tensors)
+            .map(|(data, slot)| {
                 let n = data.len();
-                let trainable = !(name.ends_with("running_mean") || name.ends_with("running_var"));
-                Param { name, shape, data, grad: vec![0.0; n], m: vec![0.0; n], v: vec![0.0; n], trainable }
+                Param { data, grad: vec![0.0; n], m: vec![0.0; n], v: vec![0.0; n], trainable: slot.trainable }
             })
             .collect();
-        Self {
+        Ok(Self {
             caches: arch.hidden_dims.iter().map(|_| Cache::default()).collect(),
             arch: arch.clone(),
+            layout,
             params,
             out: Vec::new(),
             dout: Vec::new(),
             dy: Vec::new(),
             dz: Vec::new(),
-            kind,
-            lr: lr as f32,
-            weight_decay: weight_decay as f32,
+            optimizer,
             step: 0,
-            batch: Default::default(),
-        }
+            batch: HostBatch::default(),
+        })
     }
 
-    fn p(&self, layer: usize, which: usize) -> &[f32] {
-        &self.params[layer * 6 + which].data
+    fn p(&self, index: usize) -> &[f32] {
+        &self.params[index].data
     }
 
     /// The architecture.
@@ -214,7 +162,8 @@ impl FusedMlp {
         let bf = rows as f32;
         let mut fan_in = self.arch.input_dim;
         for li in 0..n_hidden {
-            let h = self.arch.hidden_dims[li];
+            let slots = self.layout.hidden[li];
+            let h = slots.width;
             let mut c = std::mem::take(&mut self.caches[li]);
             for buf in [&mut c.z, &mut c.mask, &mut c.xhat, &mut c.y] {
                 buf.resize(rows * h, 0.0);
@@ -222,9 +171,9 @@ impl FusedMlp {
             c.inv_std.resize(h, 0.0);
             {
                 let input: &[f32] = if li == 0 { x } else { &self.caches[li - 1].y };
-                matmul(&mut c.z, input, false, self.p(li, W), true, rows, fan_in, h, false);
+                matmul(&mut c.z, input, false, self.p(slots.weight), true, rows, fan_in, h, false);
             }
-            let bias = self.p(li, B);
+            let bias = self.p(slots.bias);
             for row in c.z.chunks_exact_mut(h) {
                 row.iter_mut().zip(bias).for_each(|(z, b)| *z += b);
             }
@@ -236,7 +185,7 @@ impl FusedMlp {
             }
             // d = act(z)·mask, kept in xhat until normalised.
             for ((d, z), m) in c.xhat.iter_mut().zip(&c.z).zip(&c.mask) {
-                *d = activate(act, *z) * m;
+                *d = act.apply(*z) * m;
             }
             let mut mean = vec![0f32; h];
             column_sums(&c.xhat, h, &mut mean);
@@ -251,7 +200,7 @@ impl FusedMlp {
             for (s, v) in c.inv_std.iter_mut().zip(&var) {
                 *s = 1.0 / (v + eps).sqrt();
             }
-            let (gamma, beta) = (self.p(li, GAMMA).to_vec(), self.p(li, BETA));
+            let (gamma, beta) = (self.p(slots.gamma).to_vec(), self.p(slots.beta));
             for (xrow, yrow) in c.xhat.chunks_exact_mut(h).zip(c.y.chunks_exact_mut(h)) {
                 for j in 0..h {
                     xrow[j] = (xrow[j] - mean[j]) * c.inv_std[j];
@@ -260,10 +209,10 @@ impl FusedMlp {
             }
             let mom = BN_MOMENTUM as f32;
             let unbias = bf / (bf - 1.0);
-            for (r, m) in self.params[li * 6 + RMEAN].data.iter_mut().zip(&mean) {
+            for (r, m) in self.params[slots.running_mean].data.iter_mut().zip(&mean) {
                 *r = *r * (1.0 - mom) + m * mom;
             }
-            for (r, v) in self.params[li * 6 + RVAR].data.iter_mut().zip(&var) {
+            for (r, v) in self.params[slots.running_var].data.iter_mut().zip(&var) {
                 *r = *r * (1.0 - mom) + v * (mom * unbias);
             }
             self.caches[li] = c;
@@ -272,13 +221,13 @@ impl FusedMlp {
 
         // Output layer, loss and its gradient.
         let k = self.arch.output_dim;
-        let o = n_hidden * 6;
+        let (o, ob) = (self.layout.out_weight, self.layout.out_bias);
         let last: &[f32] = if n_hidden == 0 { x } else { &self.caches[n_hidden - 1].y };
         self.out.resize(rows * k, 0.0);
         self.dout.resize(rows * k, 0.0);
         matmul(&mut self.out, last, false, &self.params[o].data, true, rows, fan_in, k, false);
         for row in self.out.chunks_exact_mut(k) {
-            row.iter_mut().zip(&self.params[o + 1].data).for_each(|(z, b)| *z += b);
+            row.iter_mut().zip(&self.params[ob].data).for_each(|(z, b)| *z += b);
         }
         let mut loss = 0f64;
         match y {
@@ -311,10 +260,10 @@ impl FusedMlp {
 
         // Hidden layers, last to first.
         for li in (0..n_hidden).rev() {
-            let h = self.arch.hidden_dims[li];
-            let in_dim = if li == 0 { self.arch.input_dim } else { self.arch.hidden_dims[li - 1] };
+            let slots = self.layout.hidden[li];
+            let (h, in_dim) = (slots.width, slots.in_dim);
             let c = &self.caches[li];
-            let gamma = &self.params[li * 6 + GAMMA].data;
+            let gamma = &self.params[slots.gamma].data;
             // BatchNorm: dgamma, dbeta, then dx through the batch statistics.
             let (mut dgamma, mut dbeta) = (vec![0f32; h], vec![0f32; h]);
             let (mut s1, mut s2) = (vec![0f32; h], vec![0f32; h]);
@@ -338,57 +287,29 @@ impl FusedMlp {
                 for j in 0..h {
                     let dxhat = dyrow[j] * gamma[j];
                     let dd = c.inv_std[j] / bf * (bf * dxhat - s1[j] - xrow[j] * s2[j]);
-                    dzrow[j] = dd * mrow[j] * activate_grad(act, zrow[j]);
+                    dzrow[j] = dd * mrow[j] * act.derivative(zrow[j]);
                 }
             }
-            self.params[li * 6 + GAMMA].grad.copy_from_slice(&dgamma);
-            self.params[li * 6 + BETA].grad.copy_from_slice(&dbeta);
+            self.params[slots.gamma].grad.copy_from_slice(&dgamma);
+            self.params[slots.beta].grad.copy_from_slice(&dbeta);
             let input: &[f32] = if li == 0 { x } else { &self.caches[li - 1].y };
-            matmul(&mut self.params[li * 6 + W].grad, &self.dz, true, input, false, h, rows, in_dim, false);
-            column_sums(&self.dz, h, &mut self.params[li * 6 + B].grad);
+            matmul(&mut self.params[slots.weight].grad, &self.dz, true, input, false, h, rows, in_dim, false);
+            column_sums(&self.dz, h, &mut self.params[slots.bias].grad);
             if li > 0 {
                 self.dy.resize(rows * in_dim, 0.0);
-                matmul(&mut self.dy, &self.dz, false, &self.params[li * 6 + W].data, false, rows, h, in_dim, false);
+                matmul(&mut self.dy, &self.dz, false, &self.params[slots.weight].data, false, rows, h, in_dim, false);
             }
         }
         loss / rows as f64
     }
 
-    /// One optimizer update from the gradients, with the candle path's formulas.
+    /// One optimizer update from the gradients (see [`StepCoefficients`]).
     pub fn apply_gradients(&mut self) {
         self.step += 1;
-        let (lr, wd) = (self.lr, self.weight_decay);
-        let bc1 = 1.0 - (BETA1 as f32).powi(self.step);
-        let bc2 = 1.0 - (BETA2 as f32).powi(self.step);
-        let (b1, b2, eps, mom) = (BETA1 as f32, BETA2 as f32, EPS as f32, MOMENTUM as f32);
-        let first = self.step == 1;
-        let coupled = wd > 0.0 && self.kind != OptimizerKind::Adamw;
-        let decay = if self.kind == OptimizerKind::Adamw && wd > 0.0 { 1.0 - lr * wd } else { 1.0 };
-        let (step_size, inv_bc2) = (lr / bc1, 1.0 / bc2);
-        // One branch-free loop per optimizer so LLVM vectorises it (this loop was a quarter of
-        // all instructions when the optimizer was chosen per element).
+        let c = StepCoefficients::at(&self.optimizer, self.step);
+        let kind = self.optimizer.kind;
         for p in self.params.iter_mut().filter(|p| p.trainable) {
-            if coupled {
-                p.grad.iter_mut().zip(&p.data).for_each(|(g, w)| *g += w * wd);
-            }
-            match self.kind {
-                OptimizerKind::Sgd => {
-                    let keep = if first { 0.0 } else { mom };
-                    for ((w, g), buf) in p.data.iter_mut().zip(&p.grad).zip(p.m.iter_mut()) {
-                        *buf = *buf * keep + g;
-                        *w -= *buf * lr;
-                    }
-                }
-                OptimizerKind::Adam | OptimizerKind::Adamw => {
-                    let (k1, k2) = if first { (0.0, 0.0) } else { (b1, b2) };
-                    for (((w, g), m), v) in p.data.iter_mut().zip(&p.grad).zip(p.m.iter_mut()).zip(p.v.iter_mut()) {
-                        *m = *m * k1 + g * (1.0 - b1);
-                        *v = *v * k2 + g * g * (1.0 - b2);
-                        let denom = (*v * inv_bc2).sqrt() + eps;
-                        *w = *w * decay - *m * step_size / denom;
-                    }
-                }
-            }
+            c.apply(kind, &mut p.data, &mut p.grad, &mut p.m, &mut p.v);
         }
     }
 
@@ -397,15 +318,21 @@ impl FusedMlp {
         let act = self.arch.activation;
         let mut cur = x.to_vec();
         let mut fan_in = self.arch.input_dim;
-        for (li, &h) in self.arch.hidden_dims.iter().enumerate() {
+        for slots in &self.layout.hidden {
+            let h = slots.width;
             let mut z = vec![0f32; rows * h];
-            matmul(&mut z, &cur, false, self.p(li, W), true, rows, fan_in, h, false);
-            let (b, g, beta, rm, rv) =
-                (self.p(li, B), self.p(li, GAMMA), self.p(li, BETA), self.p(li, RMEAN), self.p(li, RVAR));
+            matmul(&mut z, &cur, false, self.p(slots.weight), true, rows, fan_in, h, false);
+            let (b, g, beta, rm, rv) = (
+                self.p(slots.bias),
+                self.p(slots.gamma),
+                self.p(slots.beta),
+                self.p(slots.running_mean),
+                self.p(slots.running_var),
+            );
             let inv: Vec<f32> = rv.iter().map(|v| 1.0 / (v + self.arch.batch_norm_eps as f32).sqrt()).collect();
             for row in z.chunks_exact_mut(h) {
                 for j in 0..h {
-                    let a = activate(act, row[j] + b[j]);
+                    let a = act.apply(row[j] + b[j]);
                     row[j] = (a - rm[j]) * inv[j] * g[j] + beta[j];
                 }
             }
@@ -413,43 +340,90 @@ impl FusedMlp {
             fan_in = h;
         }
         let k = self.arch.output_dim;
-        let o = self.arch.hidden_dims.len() * 6;
         let mut out = vec![0f32; rows * k];
-        matmul(&mut out, &cur, false, &self.params[o].data, true, rows, fan_in, k, false);
+        matmul(&mut out, &cur, false, self.p(self.layout.out_weight), true, rows, fan_in, k, false);
         for row in out.chunks_exact_mut(k) {
-            row.iter_mut().zip(&self.params[o + 1].data).for_each(|(z, b)| *z += b);
+            row.iter_mut().zip(self.p(self.layout.out_bias)).for_each(|(z, b)| *z += b);
         }
         out
     }
 
-    /// Copy of all state.
-    pub fn snapshot(&self) -> Snapshot {
-        self.params.iter().map(|p| p.data.clone()).collect()
+    #[cfg(test)]
+    fn grads(&self) -> BTreeMap<String, Vec<f32>> {
+        self.layout
+            .tensors
+            .iter()
+            .zip(&self.params)
+            .filter(|(_, p)| p.trainable)
+            .map(|(slot, p)| (slot.name.clone(), p.grad.clone()))
+            .collect()
+    }
+}
+
+impl Trainable for FusedMlp {
+    fn architecture(&self) -> &Architecture {
+        &self.arch
     }
 
-    /// Restore a snapshot.
-    pub fn restore(&mut self, s: &Snapshot) {
+    fn engine(&self) -> &'static str {
+        "fused"
+    }
+
+    fn train_batch(
+        &mut self,
+        data: &TrainSet<'_>,
+        order: &[usize],
+        range: std::ops::Range<usize>,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<(), TrainingError> {
+        let idx = &order[range];
+        let mut batch = std::mem::take(&mut self.batch);
+        let r = batch.step(data, idx, |x, y| {
+            let l = self.forward_backward(x, idx.len(), y, rng);
+            if l.is_finite() {
+                self.apply_gradients();
+            }
+            Ok(l)
+        });
+        self.batch = batch;
+        r
+    }
+
+    fn take_loss_sum(&mut self) -> Result<f64, TrainingError> {
+        Ok(self.batch.take_loss_sum())
+    }
+
+    fn diverged(&self) -> bool {
+        self.batch.diverged()
+    }
+
+    fn predict_raw(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, TrainingError> {
+        Ok(FusedMlp::predict_raw(self, x, rows))
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, TrainingError> {
+        Ok(self.params.iter().map(|p| p.data.clone()).collect())
+    }
+
+    fn restore(&mut self, s: &Snapshot) -> Result<(), TrainingError> {
         for (p, d) in self.params.iter_mut().zip(s) {
             p.data.copy_from_slice(d);
         }
+        Ok(())
     }
 
-    /// All state named for the bundle.
-    pub fn export(&self) -> BTreeMap<String, Tensor> {
-        self.params.iter().map(|p| (p.name.clone(), Tensor { shape: p.shape.clone(), data: p.data.clone() })).collect()
-    }
-
-    #[cfg(test)]
-    fn grads(&self) -> BTreeMap<String, Vec<f32>> {
-        self.params.iter().filter(|p| p.trainable).map(|p| (p.name.clone(), p.grad.clone())).collect()
+    fn export(&self) -> Result<BTreeMap<String, Tensor>, TrainingError> {
+        Ok(self.layout.named(self.params.iter().map(|p| p.data.clone()).collect()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Mlp;
+    use crate::engine::candle::{cross_entropy, mse, CandleOptimizer, Mlp};
     use candle_core::{Device, Tensor as CTensor};
+    use inference::config::OptimizerKind;
+    use inference::spec::{Activation, DEFAULT_BATCH_NORM_EPS};
     use rand::SeedableRng;
 
     fn arch(activation: Activation, output_dim: usize) -> Architecture {
@@ -459,8 +433,12 @@ mod tests {
             output_dim,
             dropout_rate: 0.3,
             activation,
-            batch_norm_eps: crate::model::BN_EPS,
+            batch_norm_eps: DEFAULT_BATCH_NORM_EPS,
         }
+    }
+
+    fn adam(lr: f64, weight_decay: f64, kind: OptimizerKind) -> OptimizerSettings {
+        OptimizerSettings { kind, lr, weight_decay }
     }
 
     fn batch(rows: usize, cols: usize) -> Vec<f32> {
@@ -479,15 +457,14 @@ mod tests {
             for regression in [false, true] {
                 let a = arch(act, if regression { 1 } else { 3 });
                 let m = Mlp::new(&a, &mut ChaCha8Rng::seed_from_u64(1), &Device::Cpu).unwrap();
-                let mut f = FusedMlp::new(&a, &m.export().unwrap(), OptimizerKind::Adam, 1e-3, 0.0);
+                let mut f = FusedMlp::new(&a, &m.export().unwrap(), adam(1e-3, 0.0, OptimizerKind::Adam)).unwrap();
 
                 let xt = CTensor::from_slice(&x, (rows, 5), &Device::Cpu).unwrap();
                 let out = m.forward_train(&xt, &mut ChaCha8Rng::seed_from_u64(2)).unwrap();
                 let loss = if regression {
-                    crate::model::mse(&out, &CTensor::from_slice(&values, rows, &Device::Cpu).unwrap()).unwrap()
+                    mse(&out, &CTensor::from_slice(&values, rows, &Device::Cpu).unwrap()).unwrap()
                 } else {
-                    crate::model::cross_entropy(&out, &CTensor::from_slice(&classes, rows, &Device::Cpu).unwrap())
-                        .unwrap()
+                    cross_entropy(&out, &CTensor::from_slice(&classes, rows, &Device::Cpu).unwrap()).unwrap()
                 };
                 let grads = loss.backward().unwrap();
                 let targets = if regression { BatchTargets::Values(&values) } else { BatchTargets::Classes(&classes) };
@@ -502,7 +479,7 @@ mod tests {
                     let diff = g.iter().zip(&fg[&name]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
                     assert!(diff <= 1e-5, "{act:?} regression={regression} {name}: max |Δgrad| {diff}");
                 }
-                let (ce, fe) = (m.export().unwrap(), f.export());
+                let (ce, fe) = (m.export().unwrap(), Trainable::export(&f).unwrap());
                 for name in ["hidden.0.bn.running_mean", "hidden.1.bn.running_var"] {
                     let diff =
                         ce[name].data.iter().zip(&fe[name].data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
@@ -521,24 +498,24 @@ mod tests {
         for kind in [OptimizerKind::Adam, OptimizerKind::Adamw, OptimizerKind::Sgd] {
             let a = arch(Activation::Relu, 3);
             let m = Mlp::new(&a, &mut ChaCha8Rng::seed_from_u64(1), &Device::Cpu).unwrap();
-            let mut opt = crate::optim::Optimizer::new(kind, m.parameters(), 0.01, 0.05);
-            let mut f = FusedMlp::new(&a, &m.export().unwrap(), kind, 0.01, 0.05);
+            let mut opt = CandleOptimizer::new(adam(0.01, 0.05, kind), m.parameters());
+            let mut f = FusedMlp::new(&a, &m.export().unwrap(), adam(0.01, 0.05, kind)).unwrap();
             let xt = CTensor::from_slice(&x, (rows, 5), &Device::Cpu).unwrap();
             let yt = CTensor::from_slice(&classes, rows, &Device::Cpu).unwrap();
             for step in 0..3u64 {
                 let out = m.forward_train(&xt, &mut ChaCha8Rng::seed_from_u64(step)).unwrap();
-                opt.step(&crate::model::cross_entropy(&out, &yt).unwrap().backward().unwrap()).unwrap();
+                opt.step(&cross_entropy(&out, &yt).unwrap().backward().unwrap()).unwrap();
                 f.forward_backward(&x, rows, &BatchTargets::Classes(&classes), &mut ChaCha8Rng::seed_from_u64(step));
                 f.apply_gradients();
             }
             // Adam divides by √v, so float noise in near-zero gradients (a Linear bias ahead of
             // BatchNorm) shows up amplified in the weights: compare at 1e-4 after three steps.
-            let (ce, fe) = (m.export().unwrap(), f.export());
+            let (ce, fe) = (m.export().unwrap(), Trainable::export(&f).unwrap());
             for (name, t) in &ce {
                 let diff = t.data.iter().zip(&fe[name].data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
                 assert!(diff <= 1e-4, "{kind:?} {name}: {diff}");
             }
-            let xe = f.predict_raw(&x, rows);
+            let xe = FusedMlp::predict_raw(&f, &x, rows);
             let ye: Vec<f32> = m.forward_eval(&xt).unwrap().flatten_all().unwrap().to_vec1().unwrap();
             let diff = xe.iter().zip(&ye).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(diff <= 1e-5, "{kind:?} eval outputs: {diff}");

@@ -1,0 +1,343 @@
+//! The predict contract, defined once for every surface (HTTP server, wasm, edge worker, CLI):
+//! decode each request shape into preprocessed rows, answer in one number format, and encode
+//! errors with their kind, row and column.
+//!
+//! A request is read in two steps, because `/api/ml/predict` names its model inside the body:
+//! [`Request::parse`] reads the envelope (and [`Request::model_id`] tells which model to use),
+//! then [`Request::answer`] binds the rows to that model's preprocessing, straight from the
+//! JSON text into the network's input matrix, and runs the network once for all rows.
+//!
+//! The protocols are REST bindings, so each error's status is part of the protocol
+//! ([`RequestError::status`]); transports only move bytes and these statuses.
+
+mod api_ml;
+mod bind;
+mod csv;
+mod encode;
+mod json_compat;
+
+use std::borrow::Cow;
+
+pub use bind::Rows;
+pub use csv::CsvColumns;
+pub use encode::prediction as prediction_json;
+
+use crate::error::{truncate_echo, RequestError};
+use crate::model::Model;
+
+/// The wire protocol a request speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `POST /api/ml/predict`: the documented `data.features` / `data.records` shapes (and
+    /// KServe V1 `instances`), errors `{"error": kind, "message", "row"?, "column"?}`.
+    ApiMl,
+    /// KServe V1 / TF-Serving `POST /v1/models/{m}:predict`: `instances` or `inputs` →
+    /// `{"predictions": [...]}`, errors `{"error": message}`.
+    KServeV1,
+    /// Open Inference Protocol (KServe V2) `POST /v2/models/{m}/infer`.
+    OipV2,
+    /// MLflow scoring server `POST /invocations`.
+    Mlflow,
+}
+
+impl Protocol {
+    /// The protocol named `name` (`api_ml`, `kserve_v1`, `oip_v2`, `mlflow`), as JS passes it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "api_ml" => Self::ApiMl,
+            "kserve_v1" => Self::KServeV1,
+            "oip_v2" => Self::OipV2,
+            "mlflow" => Self::Mlflow,
+            _ => return None,
+        })
+    }
+}
+
+/// Limits on one request's work (body size is the transport's to bound).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most rows in one request.
+    pub max_rows: usize,
+}
+
+/// Rows per request a server allows unless configured otherwise.
+pub const DEFAULT_MAX_ROWS: usize = 10_000;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_rows: DEFAULT_MAX_ROWS }
+    }
+}
+
+/// A protocol answer: status, content type and body bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// HTTP status of the protocol's REST binding.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: Vec<u8>,
+    /// Open Inference Protocol binary extension: the JSON header's length (`Inference-Header-Content-Length`).
+    pub json_header_length: Option<usize>,
+    /// Rows predicted (0 for errors).
+    pub rows: usize,
+}
+
+/// The content type of every JSON answer and error (exactly this: the kserve client compares it).
+pub const JSON: &str = "application/json";
+
+/// A part of the body, by byte range (so the body may be owned or borrowed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    start: usize,
+    end: usize,
+}
+
+impl Span {
+    /// The span of `part`, a slice of `body` (as serde_json's `RawValue::get` returns).
+    pub(crate) fn of(body: &str, part: &str) -> Span {
+        let start = (part.as_ptr() as usize).saturating_sub(body.as_ptr() as usize).min(body.len());
+        Span { start, end: (start + part.len()).min(body.len()) }
+    }
+
+    pub(crate) fn get<'a>(&self, body: &'a str) -> &'a str {
+        body.get(self.start..self.end).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Parsed {
+    /// `/api/ml/predict` and KServe V1.
+    Rows(api_ml::Envelope),
+    /// CSV text.
+    Csv(CsvColumns),
+    /// Bare JSON rows (the JS API's `predict` and `predictRecords`).
+    Json(JsonRows),
+}
+
+/// The form of bare JSON rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonRows {
+    /// One row: an array of values in feature order.
+    Row,
+    /// An array of objects keyed by column name.
+    Records,
+}
+
+/// A parsed request whose rows are not yet bound to a model.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    protocol: Protocol,
+    text: Cow<'a, str>,
+    parsed: Parsed,
+}
+
+/// The mime type of a `Content-Type` value, lowercased, and its parameters.
+fn media_type(content_type: &str) -> (String, Vec<(String, String)>) {
+    let mut parts = content_type.split(';');
+    let mime = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let params = parts
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.trim().to_ascii_lowercase(), v.trim().trim_matches('"').to_ascii_lowercase())
+        })
+        .collect();
+    (mime, params)
+}
+
+fn is_json(mime: &str) -> bool {
+    mime == "application/json" || mime.ends_with("+json")
+}
+
+fn unsupported(content_type: Option<&str>, wanted: &str) -> RequestError {
+    RequestError::UnsupportedMediaType(format!(
+        "expected Content-Type: {wanted}, got {:?}",
+        truncate_echo(content_type.unwrap_or(""))
+    ))
+}
+
+impl<'a> Request<'a> {
+    /// Read the envelope of `body` as `protocol` says, checking `content_type` as it requires.
+    pub fn parse(protocol: Protocol, body: &'a [u8], content_type: Option<&str>) -> Result<Self, RequestError> {
+        let (mime, params) = media_type(content_type.unwrap_or(""));
+        let csv = match protocol {
+            Protocol::ApiMl if !is_json(&mime) => return Err(unsupported(content_type, "application/json")),
+            Protocol::KServeV1 if !(mime.is_empty() || is_json(&mime)) => {
+                return Err(unsupported(content_type, "application/json"))
+            }
+            Protocol::Mlflow => {
+                // MLflow's rules: UTF-8 only, no parameter but charset, JSON or CSV.
+                if let Some((_, charset)) = params.iter().find(|(k, _)| k == "charset") {
+                    if charset != "utf-8" {
+                        return Err(RequestError::UnsupportedMediaType(
+                            "The scoring server only supports UTF-8".into(),
+                        ));
+                    }
+                }
+                if let Some((k, _)) = params.iter().find(|(k, _)| k != "charset") {
+                    return Err(RequestError::UnsupportedMediaType(format!(
+                        "Unrecognized content type parameters: {}",
+                        truncate_echo(k)
+                    )));
+                }
+                match mime.as_str() {
+                    "text/csv" => true,
+                    m if is_json(m) => false,
+                    _ => return Err(unsupported(content_type, "application/json or text/csv")),
+                }
+            }
+            Protocol::OipV2 => {
+                return Err(RequestError::NotImplemented("the Open Inference Protocol is not served yet".into()))
+            }
+            _ => false,
+        };
+        let text = std::str::from_utf8(body).map_err(|e| RequestError::Malformed {
+            format: if csv { "CSV" } else { "JSON" },
+            message: e.to_string(),
+        })?;
+        if csv {
+            return Ok(Self { protocol, text: Cow::Borrowed(text), parsed: Parsed::Csv(CsvColumns::Header) });
+        }
+        let envelope = |text: &str| match protocol {
+            Protocol::KServeV1 => api_ml::parse_v1(text),
+            _ => api_ml::parse(text),
+        };
+        match envelope(text) {
+            Ok(env) => Ok(Self { protocol, text: Cow::Borrowed(text), parsed: Parsed::Rows(env) }),
+            // Python clients write NaN / Infinity: read them as missing / non-finite.
+            Err(e @ RequestError::Malformed { .. }) => match json_compat::strict_json(body) {
+                Some(strict) => {
+                    let text = String::from_utf8(strict).map_err(|_| e.clone())?;
+                    let env = envelope(&text)?;
+                    Ok(Self { protocol, text: Cow::Owned(text), parsed: Parsed::Rows(env) })
+                }
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// CSV text as a request (the CLI's `--input` and `--features`, the page's pasted CSV).
+    pub fn csv(text: &'a str, columns: CsvColumns) -> Self {
+        Self { protocol: Protocol::ApiMl, text: Cow::Borrowed(text), parsed: Parsed::Csv(columns) }
+    }
+
+    /// Bare JSON rows as a request (the JS API hands rows over as JSON text).
+    pub fn json_rows(text: &'a str, form: JsonRows) -> Self {
+        Self { protocol: Protocol::ApiMl, text: Cow::Borrowed(text), parsed: Parsed::Json(form) }
+    }
+
+    /// The protocol the request speaks.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// The model the body names (`/api/ml/predict`'s `model_id`), if any.
+    pub fn model_id(&self) -> Option<&str> {
+        match &self.parsed {
+            Parsed::Rows(env) => env.model_id.as_deref(),
+            Parsed::Csv(_) | Parsed::Json(_) => None,
+        }
+    }
+
+    /// Bind the request's rows to `model`'s preprocessing.
+    pub fn rows(&self, model: &Model, limits: &Limits) -> Result<Rows, RequestError> {
+        let mut b = bind::Binder::new(model.preprocessor(), limits.max_rows);
+        self.bind(&mut b)?;
+        Ok(b.finish())
+    }
+
+    /// Bind into `b`; returns the answer's shape.
+    fn bind(&self, b: &mut bind::Binder<'_>) -> Result<api_ml::Shape, RequestError> {
+        match &self.parsed {
+            Parsed::Rows(env) => api_ml::bind(b, &self.text, env.rows),
+            Parsed::Csv(columns) => {
+                csv::bind_csv(b, self.text.as_bytes(), *columns)?;
+                Ok(api_ml::Shape::Instances)
+            }
+            Parsed::Json(JsonRows::Row) => {
+                bind::bind_row(b, &self.text)?;
+                Ok(api_ml::Shape::Single)
+            }
+            Parsed::Json(JsonRows::Records) => {
+                b.read(&self.text, |b, de| {
+                    serde::de::DeserializeSeed::deserialize(
+                        bind::RowsSeed { b, form: bind::RowForm::Records, name: "records" },
+                        de,
+                    )
+                })?;
+                Ok(api_ml::Shape::Batch)
+            }
+        }
+    }
+
+    /// Predict every row with `model` and encode the protocol's answer.
+    pub fn answer(&self, model: &Model, limits: &Limits) -> Result<Reply, RequestError> {
+        if let Parsed::Rows(env) = &self.parsed {
+            if env.explain.is_some_and(|s| !matches!(s.get(&self.text).trim(), "false" | "null")) {
+                return Err(RequestError::NotImplemented("explanations are not served yet".into()));
+            }
+        }
+        let mut b = bind::Binder::new(model.preprocessor(), limits.max_rows);
+        let shape = self.bind(&mut b)?;
+        let rows = b.finish();
+        let preds = model.predictions(&rows.x, rows.rows);
+        let body = match (self.protocol, shape) {
+            (Protocol::ApiMl, api_ml::Shape::Single) => {
+                let mut out = Vec::with_capacity(160);
+                encode::prediction_into(&mut out, Some(model.id()), &preds[0], None);
+                out
+            }
+            (Protocol::ApiMl, _) => encode::batch(Some(model.id()), &preds, None),
+            _ => encode::batch(None, &preds, None),
+        };
+        Ok(Reply { status: 200, content_type: JSON, body, json_header_length: None, rows: rows.rows })
+    }
+}
+
+impl RequestError {
+    /// The HTTP status of this error in `protocol`'s REST binding.
+    pub fn status(&self, protocol: Protocol) -> u16 {
+        match (protocol, self) {
+            (_, Self::UnsupportedMediaType(_)) => 415,
+            (Protocol::ApiMl, Self::Invalid(_)) => 422,
+            (Protocol::ApiMl, Self::TooManyRows { .. }) => 413,
+            (Protocol::ApiMl, Self::NotImplemented(_)) => 501,
+            _ => 400,
+        }
+    }
+
+    /// The protocol's error answer.
+    pub fn reply(&self, protocol: Protocol) -> Reply {
+        let status = self.status(protocol);
+        error_reply(protocol, status, self.kind(), &self.to_string(), self.row(), self.column())
+    }
+}
+
+/// An error answer in `protocol`'s shape, for errors the transport raises itself (unknown
+/// model, bad key, body too large) as well as the core's.
+pub fn error_reply(
+    protocol: Protocol,
+    status: u16,
+    kind: &str,
+    message: &str,
+    row: Option<usize>,
+    column: Option<&str>,
+) -> Reply {
+    // MLflow answers media-type errors in plain text.
+    if protocol == Protocol::Mlflow && status == 415 {
+        let body = message.as_bytes().to_vec();
+        return Reply { status, content_type: "text/plain", body, json_header_length: None, rows: 0 };
+    }
+    let body = encode::error(protocol, status, kind, message, row, column);
+    Reply { status, content_type: JSON, body, json_header_length: None, rows: 0 }
+}
+
+/// Parse, answer, and turn any error into the protocol's error answer.
+pub fn handle(model: &Model, protocol: Protocol, body: &[u8], content_type: Option<&str>, limits: &Limits) -> Reply {
+    Request::parse(protocol, body, content_type)
+        .and_then(|r| r.answer(model, limits))
+        .unwrap_or_else(|e| e.reply(protocol))
+}

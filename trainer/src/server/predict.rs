@@ -1,0 +1,84 @@
+//! Prediction over HTTP, for every protocol: bytes in, the core's answer out. The handler only
+//! picks the model (named in the URL, in the body, or the newest) and moves bytes; decoding,
+//! preprocessing, the forward pass and encoding are the core's ([`inference::request`]).
+//! Bodies over [`OFFLOAD_BYTES`] are answered on the blocking pool, a bounded number at once,
+//! so large batches never stall the async workers (and `/health`).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+
+use inference::request::{Protocol, Reply, Request};
+
+use super::body::RawBody;
+use super::error::{reply_response, ApiError, ErrorBody};
+use super::AppState;
+use crate::store::ModelId;
+
+/// Bodies larger than this are decoded and predicted off the async workers.
+pub const OFFLOAD_BYTES: usize = 16 * 1024;
+
+/// The name that means "the newest loadable model" in protocol URLs.
+pub const LATEST: &str = "latest";
+
+/// Predict one row, many rows, or records.
+#[utoipa::path(post, path = "/api/ml/predict", request_body = super::openapi::PredictRequest,
+    responses((status = 200, description = "`{model_id, predicted_class, predicted_label, confidence, probabilities}`, `{model_id, predicted_value}`, or `{model_id, predictions: [...]}`", body = inference::Prediction),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn api_ml(State(state): State<Arc<AppState>>, body: RawBody) -> Response {
+    serve(state, Protocol::ApiMl, None, body).await
+}
+
+/// Answer `body` in `protocol`, with the model `url_model` names (or the body's, or the newest).
+pub async fn serve(state: Arc<AppState>, protocol: Protocol, url_model: Option<String>, body: RawBody) -> Response {
+    if body.bytes.len() <= OFFLOAD_BYTES {
+        return respond(&state, protocol, url_model, &body).await;
+    }
+    let Ok(permit) = state.heavy_predicts.clone().acquire_owned().await else {
+        return ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is stopping")
+            .into_response();
+    };
+    let handle = tokio::runtime::Handle::current();
+    let task = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        handle.block_on(respond(&state, protocol, url_model, &body))
+    });
+    task.await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "predict task failed");
+        ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "the prediction failed")
+            .in_protocol(protocol)
+            .into_response()
+    })
+}
+
+async fn respond(state: &AppState, protocol: Protocol, url_model: Option<String>, body: &RawBody) -> Response {
+    match answer(state, protocol, url_model, body).await {
+        Ok(reply) => {
+            state.telemetry.predicted(reply.rows);
+            reply_response(reply)
+        }
+        Err(e) => e.in_protocol(protocol).into_response(),
+    }
+}
+
+async fn answer(
+    state: &AppState,
+    protocol: Protocol,
+    url_model: Option<String>,
+    body: &RawBody,
+) -> Result<Reply, ApiError> {
+    let req = Request::parse(protocol, &body.bytes, body.content_type.as_deref())
+        .map_err(|e| ApiError::request(e, protocol))?;
+    let named = url_model.as_deref().or(req.model_id()).filter(|id| *id != LATEST);
+    let id =
+        match named {
+            Some(id) => ModelId::parse(id)?,
+            None => state.store.newest().await?.ok_or_else(|| {
+                ApiError::not_found("model_not_found", "no trained model is available: train one first")
+            })?,
+        };
+    let loaded = state.store.open(&id).await?;
+    req.answer(&loaded.model, &state.config.limits.request).map_err(|e| ApiError::request(e, protocol))
+}

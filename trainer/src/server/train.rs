@@ -1,0 +1,76 @@
+//! `POST /api/ml/train`, `GET /api/ml/train/status/{task_id}` and cancelling a task.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::Serialize;
+
+use inference::config::TrainConfig;
+
+use super::body::JsonBody;
+use super::error::{ApiError, ErrorBody};
+use super::AppState;
+use crate::queue::{TaskSpec, TaskStatus};
+
+/// Answer of `POST /api/ml/train`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TrainAccepted {
+    /// Id to poll.
+    pub task_id: String,
+    /// Always `pending`.
+    pub status: String,
+    /// Human-readable.
+    pub message: String,
+}
+
+/// Check a train body as the server must before queueing it: every config rule within the
+/// server's caps, and a dataset the server may read.
+pub fn admit(state: &AppState, cfg: TrainConfig) -> Result<TrainConfig, ApiError> {
+    if cfg.redis.is_some() {
+        return Err(ApiError::invalid(
+            "invalid_config",
+            "invalid config field `redis`: the server uses its own Redis connection",
+        ));
+    }
+    let checked = cfg.check_with(&state.config.caps)?;
+    state.config.run.data.admit(checked.source())?;
+    Ok(checked.into_inner())
+}
+
+/// Queue a training run.
+#[utoipa::path(post, path = "/api/ml/train", request_body = TrainConfig,
+    responses((status = 200, body = TrainAccepted), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
+pub async fn train(
+    State(state): State<Arc<AppState>>,
+    JsonBody(cfg): JsonBody<TrainConfig>,
+) -> Result<Json<TrainAccepted>, ApiError> {
+    let config = admit(&state, cfg)?;
+    let status = state.queue.submit(TaskSpec { config }).await?;
+    Ok(Json(TrainAccepted {
+        task_id: status.task_id,
+        status: "pending".into(),
+        message: "Training task queued".into(),
+    }))
+}
+
+/// Status of a training task.
+#[utoipa::path(get, path = "/api/ml/train/status/{task_id}", params(("task_id" = String, Path)),
+    responses((status = 200, body = TaskStatus), (status = 404, body = ErrorBody)))]
+pub async fn status(
+    State(state): State<Arc<AppState>>,
+    Path(task_id): Path<String>,
+) -> Result<Json<TaskStatus>, ApiError> {
+    state.queue.get(&task_id).await?.map(Json).ok_or_else(|| crate::error::QueueError::NotFound(task_id).into())
+}
+
+/// Cancel a task: a pending one ends at once, a running one at its next batch (then reads `cancelled`).
+#[utoipa::path(delete, path = "/api/ml/train/{task_id}", params(("task_id" = String, Path)),
+    responses((status = 200, body = TaskStatus), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn cancel(
+    State(state): State<Arc<AppState>>,
+    Path(task_id): Path<String>,
+) -> Result<Json<TaskStatus>, ApiError> {
+    Ok(Json(state.queue.cancel(&task_id).await?))
+}
