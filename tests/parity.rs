@@ -67,3 +67,17 @@ fn batch_and_single_row_paths_agree() {
         }
     }
 }
+
+#[test]
+fn format_1_bundles_still_load_completely() {
+    // The committed fixtures were written by format 1 (config nested as `train_config`).
+    for case in CASES {
+        let bytes =
+            std::fs::read(common::root().join("tests/fixtures/parity").join(case).join("model.safetensors")).unwrap();
+        let b = inference::Bundle::from_bytes(&bytes).unwrap();
+        assert_eq!(b.metadata.format_version, 1, "{case}");
+        assert_eq!(b.metadata.config.model_config.hidden_dims, [32, 16], "{case}");
+        assert_eq!(b.metadata.config.train_config.epochs, 15, "{case}");
+        assert!(Model::from_bytes(&bytes).unwrap().spec().explain.is_none());
+    }
+}

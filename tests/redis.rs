@@ -4,44 +4,11 @@
 mod common;
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{fixture, run, stderr, trainer};
 
-struct Redis {
-    child: Child,
-    url: String,
-}
-
-impl Redis {
-    fn start(extra: &[&str]) -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server not installed (apt-get install redis-server)");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(10), "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { child, url: format!("redis://127.0.0.1:{port}") }
-    }
-
-    fn con(&self, url: &str) -> redis::Connection {
-        redis::Client::open(url).unwrap().get_connection().unwrap()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::redis::Redis;
 
 fn sha_of(models: &std::path::Path, summary: &serde_json::Value) -> String {
     let dir = models.join(summary["model_id"].as_str().unwrap());
@@ -161,4 +128,32 @@ fn the_http_api_trains_from_redis() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(status["status"], "completed", "{status}");
+}
+
+#[test]
+fn the_server_reads_only_allowed_keys_and_never_echoes_values() {
+    use redis::Commands;
+    let r = Redis::start(&[]);
+    let mut con = r.con(&r.url);
+    let secret = "db_password=hunter2\nfoo";
+    let _: () = con.set("secretcfg", secret).unwrap();
+    let _: () = con.set("datasets:leak", secret).unwrap();
+    let srv = common::server::Server::start_with(
+        {
+            let mut c = trainer();
+            c.env("REDIS_URL", &r.url);
+            c
+        },
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        &[],
+    );
+    let body = |key: &str| serde_json::json!({"dataset_path": format!("redis:{key}"), "target_column": "zz"});
+    let (s, v) = srv.json("POST", "/api/ml/train", Some(body("secretcfg")));
+    assert_eq!((s, v["error"].as_str()), (422, Some("key_not_allowed")), "{v}");
+    assert!(!v.to_string().contains("hunter2"));
+    // An allowed key whose value is no table fails without echoing it.
+    let st = srv.train(body("datasets:leak"));
+    assert_eq!(st["status"], "failed");
+    assert!(!st.to_string().contains("hunter2") && !st.to_string().contains("db_password"), "{st}");
 }

@@ -270,7 +270,7 @@ function renderResult(p) {
 
 // ---------- many rows ----------
 
-/** RFC 4180 CSV: quoted fields may hold commas, quotes ("") and newlines. Blank lines are skipped. */
+/** RFC 4180 CSV, for showing the pasted target column beside the predictions (the core reads the features). */
 function parseCsv(text) {
   const rows = [];
   let row = [];
@@ -309,44 +309,32 @@ function predictCsv() {
   table.hidden = true;
   stats.textContent = '';
   showError('csv-error', '');
-  let rows;
-  try {
-    rows = parseCsv($('csv-input').value);
-  } catch (e) {
-    showError('csv-error', `Cannot read the CSV: ${e.message}.`);
-    return;
-  }
-  if (rows.length < 2) {
-    showError('csv-error', 'Paste a header row and at least one data row.');
-    return;
-  }
-  const header = rows[0].map((h) => h.trim());
-  const names = model.featureNames;
-  const pos = names.map((n) => header.indexOf(n));
-  if (pos.every((p) => p < 0)) {
-    showError('csv-error', `No CSV column matches the model's features (${names.join(', ')}).`);
-    return;
-  }
-  const data = rows.slice(1);
-  const ragged = data.findIndex((r) => r.length !== header.length);
-  if (ragged >= 0) {
-    showError('csv-error', `Row ${ragged + 1} has ${data[ragged].length} fields, the header has ${header.length}.`);
-    return;
-  }
-  const records = data.map((r) => Object.fromEntries(names.flatMap((n, j) => (pos[j] < 0 ? [] : [[n, r[pos[j]]]]))));
+  const text = $('csv-input').value;
   let preds;
   const t0 = performance.now();
   try {
-    preds = model.predictRecords(records);
+    // The core reads the CSV and matches its columns to features by name, as the CLI and MLflow's text/csv do.
+    preds = model.predictCsv(text);
   } catch (e) {
-    // The core numbers records from 0; people count data rows from 1.
-    const msg = e.message.replace(/^row (\d+): /, (_, i) => `Row ${Number(i) + 1}: `);
-    showError('csv-error', msg);
+    // Errors name their data row as a field (from 0); people count data rows from 1.
+    showError('csv-error', e.row != null ? `Row ${e.row + 1}: ${e.message.replace(/^row \d+: /, '')}` : e.message);
     return;
   }
   const ms = performance.now() - t0;
-  const truth = header.indexOf(meta.dataset.target_column);
-  renderTable(preds, truth < 0 ? null : data.map((r) => r[truth]));
+  if (!preds.length) {
+    showError('csv-error', 'Paste a header row and at least one data row.');
+    return;
+  }
+  // The target column, when pasted, is shown beside the predictions (display only).
+  let truth = null;
+  try {
+    const rows = parseCsv(text);
+    const at = rows[0].map((h) => h.trim()).indexOf(meta.dataset.target_column);
+    if (at >= 0 && rows.length - 1 === preds.length) truth = rows.slice(1).map((r) => r[at]);
+  } catch {
+    truth = null;
+  }
+  renderTable(preds, truth);
   const rate = ms > 0 ? `${Math.round(preds.length / (ms / 1000)).toLocaleString('en')} rows/s` : 'too fast to time';
   stats.textContent = `${preds.length} rows in ${ms.toFixed(1)} ms (${rate})`;
   stats.dataset.rows = preds.length;

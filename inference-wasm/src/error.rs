@@ -225,6 +225,7 @@ impl RequestError {
     /// A short machine-readable kind, shared by HTTP and JS errors.
     pub fn kind(&self) -> &'static str {
         match self {
+            Self::Malformed { format: "CSV", .. } => "malformed_csv",
             Self::Malformed { .. } => "malformed_json",
             Self::Invalid(_) => "validation_error",
             Self::Value { source, .. } => source.kind(),

@@ -1,6 +1,9 @@
 //! Shared helpers of the integration tests: the trainer binary, temp dirs, fixtures.
 #![allow(dead_code)]
 
+pub mod redis;
+pub mod server;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -173,6 +173,46 @@ describe('wasm inference (Node)', () => {
     }
   });
 
+  test('predictRequest answers every request shape as the HTTP API, with typed errors', () => {
+    const { model, dir, id } = models.esg;
+    const csv = join(dir, 'test_rows.csv');
+    const want = nativePredictCsv(tmp.dir, id, csv);
+    const { header, rows } = readCsv(csv);
+    const names = model.featureNames;
+    const pos = names.map((n) => header.indexOf(n));
+    const text = rows.slice(0, 20).map((r) => pos.map((p) => r[p]));
+    const records = rows.slice(0, 20).map((r) => Object.fromEntries(header.map((h, j) => [h, r[j]])));
+    const single = model.predictRequest({ data: { features: text[0] } });
+    assert.equal(single.model_id, id);
+    assertSamePrediction(assert, single, want[0]);
+    for (const body of [{ features: text }, { data: { records } }, { instances: records }, { instances: text }]) {
+      const out = model.predictRequest(JSON.stringify(body));
+      assert.equal(out.model_id, id);
+      out.predictions.forEach((p, i) => assertSamePrediction(assert, p, want[i], 1e-5, `${Object.keys(body)[0]} ${i}`));
+    }
+    const v1 = model.predictRequest({ instances: records.slice(0, 3) }, 'kserve_v1');
+    assert.deepEqual(Object.keys(v1), ['predictions']);
+    // Errors carry kind, row, column and the protocol's status as fields.
+    assert.throws(() => model.predictRequest({ features: [text[0], text[1].with(9, 'Crypto')] }), (e) => {
+      assert.equal(e.kind, 'unknown_category');
+      assert.equal(e.row, 1);
+      assert.equal(e.column, 'sector');
+      assert.equal(e.status, 400);
+      return true;
+    });
+    assert.throws(() => model.predictRequest('{"features": [1'), (e) => e.kind === 'malformed_json' && e.status === 400);
+    assert.throws(() => model.predictRequest({ data: {} }), (e) => e.kind === 'validation_error' && e.status === 422);
+    // The transport-level call never throws for a bad request: it answers in the protocol's shape.
+    const reply = model.handle('kserve_v1', new TextEncoder().encode('{"instances": 5}'), 'application/json');
+    assert.equal(reply.status, 400);
+    assert.equal(reply.contentType, 'application/json');
+    assert.deepEqual(Object.keys(JSON.parse(new TextDecoder().decode(reply.body))), ['error']);
+    // CSV with a header, matched by name, as the page pastes it.
+    const csvText = [header.join(','), ...rows.slice(0, 5).map((r) => r.map((c) => (c.includes(',') ? `"${c}"` : c)).join(','))].join('\n');
+    model.predictCsv(csvText).forEach((p, i) => assertSamePrediction(assert, p, want[i], 1e-5, `csv ${i}`));
+    assert.throws(() => model.predictCsv(`${header.join(',')}\n${rows[0].slice(1).join(',')}`), (e) => e.kind === 'malformed_csv' && /row 0 has 15 fields, the header has 16/.test(e.message));
+  });
+
   test('errors are JS Errors with the native messages', () => {
     const { model, dir, id } = models.esg;
     const row = [85.2, 47.3, null, 60.6, 11.1, 12.9, 97.3, 4.1, 72.9, 'Industrials', 'Asia Pacific', 'Mid', 2834.5, 27029, 18];

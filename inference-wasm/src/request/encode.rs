@@ -251,7 +251,7 @@ mod tests {
             confidence: 0.75,
             probabilities: vec![0.25, 0.75],
         };
-        let v: serde_json::Value = serde_json::from_slice(&batch(Some("m"), &[p.clone()], None)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&batch(Some("m"), std::slice::from_ref(&p), None)).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"model_id": "m", "predictions": [

@@ -1,0 +1,280 @@
+//! `trainer serve` against hostile or careless clients, over real sockets on 127.0.0.1: each
+//! test is one defect of the hardening issue that once existed (auth, confinement, bounded
+//! work, slow clients, task limits and cancel, unsafe files, class caps, pagination, the
+//! task journal, echo limits).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::server::Server;
+use common::{run, stderr, trainer};
+use serde_json::{json, Value};
+
+fn iris() -> Value {
+    json!({"dataset_path": "iris.csv", "target_column": "species", "train_config": {"epochs": 2}})
+}
+
+#[test]
+fn unsafe_auth_settings_refuse_to_start() {
+    for (args, env, needle) in [
+        (vec!["--api-key", ""], None, "API key is empty"),
+        (vec![], Some(""), "API key is empty"),
+        (vec!["--host", "0.0.0.0"], None, "without --api-key"),
+    ] {
+        let mut cmd = trainer();
+        if let Some(v) = env {
+            cmd.env("TRAINER_API_KEY", v);
+        }
+        let d = tempfile::tempdir().unwrap();
+        let o = run(cmd
+            .args(["serve", "--port", "0", "--models-dir"])
+            .arg(d.path())
+            .args(["--data-dir"])
+            .arg(d.path())
+            .args(&args));
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn auth_is_checked_before_the_body_and_the_scheme_is_case_insensitive() {
+    let srv = Server::start(&["--api-key", "k3y"]);
+    // No key and a malformed body: 401, not a schema error.
+    let (s, t) = srv.call("POST", "/api/ml/train", Some("{not json"), &[("content-type", "application/json")]);
+    assert_eq!(s, 401, "{t}");
+    let (s, _) = srv.call("DELETE", "/api/ml/train/whatever", None, &[]);
+    assert_eq!(s, 401);
+    let (s, t) = srv.call(
+        "POST",
+        "/api/ml/train",
+        Some(&iris().to_string()),
+        &[("content-type", "application/json"), ("authorization", "bearer k3y")],
+    );
+    assert_eq!(s, 200, "{t}");
+    let (s, _) = srv.call("DELETE", "/api/ml/models/x", None, &[("authorization", "Bearer k3y-longer")]);
+    assert_eq!(s, 401);
+}
+
+#[test]
+fn only_the_data_dir_is_readable_and_failures_name_no_server_paths() {
+    let srv = Server::start(&[]);
+    let data = srv.data.path().to_str().unwrap().to_owned();
+    for path in ["../etc/passwd", "/etc/passwd", "missing.csv"] {
+        let (s, v) = srv.json("POST", "/api/ml/train", Some(json!({"dataset_path": path, "target_column": "y"})));
+        assert_eq!((s, v["error"].as_str()), (422, Some("invalid_dataset_path")), "{path}: {v}");
+        assert!(!v["message"].as_str().unwrap().contains(&data), "the server's data dir leaked: {v}");
+    }
+    // A data file that fails to parse names itself relative to the data dir.
+    std::fs::write(srv.data.path().join("bad.json"), "[1, 2]").unwrap();
+    let st = srv.train(json!({"dataset_path": "bad.json", "target_column": "y"}));
+    assert_eq!(st["status"], "failed");
+    assert_eq!(st["error_kind"], "malformed_json");
+    assert!(st["error"].as_str().unwrap().starts_with("bad.json: "), "{st}");
+}
+
+#[test]
+fn predict_work_is_bounded_per_request() {
+    let srv = Server::start(&["--max-batch-rows", "5"]);
+    srv.train(iris());
+    let rows = |n: usize| json!({"data": {"features": vec![json!([5.1, 3.5, 1.4, 0.2]); n]}});
+    assert_eq!(srv.json("POST", "/api/ml/predict", Some(rows(5))).0, 200);
+    let (s, v) = srv.json("POST", "/api/ml/predict", Some(rows(6)));
+    assert_eq!((s, v["error"].as_str()), (413, Some("too_many_rows")), "{v}");
+    let records = json!({"data": {"records": vec![json!({}); 6]}});
+    assert_eq!(srv.json("POST", "/api/ml/predict", Some(records)).1["error"], "too_many_rows");
+    // Echoed input is bounded: a 1 MB model_id comes back as a short 404.
+    let long = "m".repeat(1 << 20);
+    let (s, t) = srv.call(
+        "POST",
+        "/api/ml/predict",
+        Some(&json!({"data": {"features": [1, 2, 3, 4]}, "model_id": long}).to_string()),
+        &[("content-type", "application/json")],
+    );
+    assert_eq!(s, 404);
+    assert!(t.len() < 1000, "{} bytes echoed", t.len());
+}
+
+#[test]
+fn slow_header_clients_are_cut_off_and_others_still_served() {
+    let srv = Server::start(&["--header-timeout", "1", "--max-connections", "4"]);
+    let addr = srv.base.trim_start_matches("http://").to_owned();
+    let mut slow: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s
+        })
+        .collect();
+    // While all four slots are held, a fifth client waits; once the timeout frees them it is served.
+    let start = Instant::now();
+    let (s, _) = srv.json("GET", "/health", None);
+    assert_eq!(s, 200);
+    assert!(start.elapsed() < Duration::from_secs(8), "served after {:?}", start.elapsed());
+    for s in &mut slow {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 512];
+        // Closed by the server (0 bytes, or a reset), possibly after a 408.
+        let closed = match s.read(&mut buf) {
+            Ok(0) => true,
+            Ok(n) => String::from_utf8_lossy(&buf[..n]).contains("408") || s.read(&mut buf).is_ok_and(|n| n == 0),
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut,
+        };
+        assert!(closed, "a slow client was kept open");
+    }
+}
+
+#[test]
+fn tasks_have_caps_a_time_limit_and_can_be_cancelled() {
+    let srv = Server::start(&["--max-epochs", "500", "--max-train-seconds", "1"]);
+    let (s, v) = srv.json("POST", "/api/ml/train", Some(json!({"train_config": {"epochs": 501}})));
+    assert_eq!((s, v["error"].as_str()), (422, Some("invalid_config")), "{v}");
+    let (s, v) = srv.json("POST", "/api/ml/train", Some(json!({"train_config": {"patience": 101}})));
+    assert_eq!((s, v["error"].as_str()), (422, Some("invalid_config")), "{v}");
+    let (s, v) = srv.json("POST", "/api/ml/train", Some(json!({"dataset_path": "iris.csv"})));
+    assert!(s == 422 && v["message"].as_str().unwrap().contains("target_column"), "{v}");
+    // The server's time limit ends a long run.
+    let long = json!({"train_config": {"epochs": 500, "patience": 0}});
+    let (_, t) = srv.json("POST", "/api/ml/train", Some(long.clone()));
+    let st = srv.wait(t["task_id"].as_str().unwrap());
+    assert_eq!((st["status"].as_str(), st["error_kind"].as_str()), (Some("failed"), Some("timed_out")), "{st}");
+
+    let srv = Server::start(&["--max-epochs", "1000"]);
+    let (_, t) = srv.json("POST", "/api/ml/train", Some(json!({"train_config": {"epochs": 1000, "patience": 0}})));
+    let (_, queued) = srv.json("POST", "/api/ml/train", Some(long));
+    let task = t["task_id"].as_str().unwrap().to_owned();
+    while srv.json("GET", &format!("/api/ml/train/status/{task}"), None).1["status"] != "running" {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Pending: cancelled at once. Running: at the next batch.
+    let (s, v) = srv.json("DELETE", &format!("/api/ml/train/{}", queued["task_id"].as_str().unwrap()), None);
+    assert_eq!((s, v["status"].as_str()), (200, Some("cancelled")), "{v}");
+    let (s, _) = srv.json("POST", &format!("/api/ml/train/{task}/cancel"), None);
+    assert_eq!(s, 200);
+    let st = srv.wait(&task);
+    assert_eq!((st["status"].as_str(), st["error_kind"].as_str()), (Some("cancelled"), Some("cancelled")), "{st}");
+    assert!(!common::entries(srv.models.path()).iter().any(|e| e.starts_with("model_")));
+    assert_eq!(srv.json("DELETE", "/api/ml/train/no-such-task", None).0, 404);
+}
+
+#[test]
+fn unsafe_model_files_never_block_or_leak() {
+    let srv = Server::start(&[]);
+    let ok = srv.train(iris());
+    let ok_id = ok["model_id"].as_str().unwrap();
+    let models = srv.models.path();
+    // Newer ids than the good model: a FIFO bundle and a symlink to /etc/passwd.
+    std::fs::create_dir(models.join("model_2999_01_01_001")).unwrap();
+    let fifo = std::ffi::CString::new(models.join("model_2999_01_01_001/model.safetensors").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates a file.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    std::fs::create_dir(models.join("model_2999_01_01_002")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", models.join("model_2999_01_01_002/model.safetensors")).unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // past the store's refresh interval
+    for id in ["model_2999_01_01_001", "model_2999_01_01_002"] {
+        let start = Instant::now();
+        let (s, body) = srv.bytes(&format!("/api/ml/models/{id}/bundle"));
+        assert_eq!(s, 500, "{id}: {}", String::from_utf8_lossy(&body));
+        assert!(!String::from_utf8_lossy(&body).contains("root:"), "/etc/passwd leaked");
+        assert!(start.elapsed() < Duration::from_secs(2));
+    }
+    assert_eq!(srv.json("GET", "/health", None).0, 200);
+    // The newest *loadable* model answers; the list reports the others as unloadable.
+    let (s, p) = srv.json("POST", "/api/ml/predict", Some(json!({"data": {"features": [5.1, 3.5, 1.4, 0.2]}})));
+    assert_eq!((s, p["model_id"].as_str()), (200, Some(ok_id)), "{p}");
+    let (_, list) = srv.json("GET", "/api/ml/models", None);
+    let status: Vec<(&str, &str)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["model_id"].as_str().unwrap(), m["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(status, [("model_2999_01_01_002", "unloadable"), ("model_2999_01_01_001", "unloadable"), (ok_id, "ok")]);
+    // A verified bundle comes with its digest, and revalidates.
+    let res = srv.agent.get(format!("{}/api/ml/models/{ok_id}/bundle", srv.base)).call().unwrap();
+    let etag = res.headers().get("etag").unwrap().to_str().unwrap().to_owned();
+    assert!(res.headers().get("content-digest").unwrap().to_str().unwrap().starts_with("sha-256=:"));
+    let again = srv
+        .agent
+        .get(format!("{}/api/ml/models/{ok_id}/bundle", srv.base))
+        .header("if-none-match", &etag)
+        .call()
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 304);
+    let (_, meta) = srv.json("GET", &format!("/api/ml/models/{ok_id}"), None);
+    assert_eq!(format!("\"{}\"", meta["bundle_sha256"].as_str().unwrap()), etag);
+}
+
+#[test]
+fn class_counts_are_capped_before_training() {
+    let srv = Server::start(&["--max-classes", "50"]);
+    let csv: String = (0..300).map(|i| format!("{},{}\n", i % 7, i % 60)).collect();
+    std::fs::write(srv.data.path().join("many.csv"), format!("x,y\n{csv}")).unwrap();
+    let start = Instant::now();
+    let st = srv.train(json!({"dataset_path": "many.csv", "target_column": "y", "task_type": "classification"}));
+    assert_eq!(st["status"], "failed");
+    assert!(st["error"].as_str().unwrap().contains("60 classes, over max_classes = 50"), "{st}");
+    assert_eq!(st["current_epoch"], 0, "refused before training");
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn the_model_list_is_paginated() {
+    let srv = Server::start(&[]);
+    let ids: Vec<String> = (0..3).map(|_| srv.train(iris())["model_id"].as_str().unwrap().to_owned()).collect();
+    let res = srv.agent.get(format!("{}/api/ml/models?limit=2", srv.base)).call().unwrap();
+    let cursor = res.headers().get("x-next-cursor").unwrap().to_str().unwrap().to_owned();
+    assert!(res.headers().get("link").unwrap().to_str().unwrap().contains("rel=\"next\""));
+    let page1: Value = serde_json::from_str(&res.into_body().read_to_string().unwrap()).unwrap();
+    let (_, page2) = srv.json("GET", &format!("/api/ml/models?limit=2&cursor={cursor}"), None);
+    let got: Vec<&str> = page1
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(page2.as_array().unwrap())
+        .map(|m| m["model_id"].as_str().unwrap())
+        .collect();
+    let want: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+    assert_eq!(got, want);
+    assert_eq!(srv.json("GET", "/api/ml/models?limit=0", None).0, 422);
+}
+
+#[test]
+fn task_records_survive_a_crash() {
+    let srv = Server::start(&["--max-epochs", "1000"]);
+    let done = srv.train(iris());
+    let done_id = done["task_id"].as_str().unwrap().to_owned();
+    let (_, t) = srv.json("POST", "/api/ml/train", Some(json!({"train_config": {"epochs": 1000, "patience": 0}})));
+    let running = t["task_id"].as_str().unwrap().to_owned();
+    while srv.json("GET", &format!("/api/ml/train/status/{running}"), None).1["status"] != "running" {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (models, data) = srv.kill(); // SIGKILL
+    let srv = Server::start_in(models, data, &[]);
+    let (_, a) = srv.json("GET", &format!("/api/ml/train/status/{done_id}"), None);
+    assert_eq!((a["status"].as_str(), a["model_id"].as_str()), (Some("completed"), done["model_id"].as_str()));
+    let (_, b) = srv.json("GET", &format!("/api/ml/train/status/{running}"), None);
+    assert_eq!((b["status"].as_str(), b["error"].as_str()), (Some("failed"), Some("interrupted by restart")), "{b}");
+}
+
+#[test]
+fn the_api_prints_numbers_as_the_cli_does() {
+    let srv = Server::start(&[]);
+    let st = srv.train(iris());
+    let id = st["model_id"].as_str().unwrap();
+    let (_, text) = srv.call(
+        "POST",
+        "/api/ml/predict",
+        Some(&json!({"data": {"features": [5.1, 3.5, 1.4, 0.2]}, "model_id": id}).to_string()),
+        &[("content-type", "application/json")],
+    );
+    let o = run(trainer()
+        .args(["predict", "--json", "--features", "5.1,3.5,1.4,0.2", "--model", id, "--models-dir"])
+        .arg(srv.models.path()));
+    let cli = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    // Byte for byte, after the model id: the shortest decimal of each f32 on both surfaces.
+    assert_eq!(text, format!("{{\"model_id\":\"{id}\",{}", &cli[1..]));
+}
