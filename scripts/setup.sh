@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the tests need on a fresh Debian machine (idempotent; skips what is present):
 # redis-server, Debian chromium, the wasm32 toolchain (rustc-web recipe, unless rustup has the
-# target), binaryen's wasm-opt, wrk, and the npm packages (playwright-core, workerd).
+# target), binaryen's wasm-opt, the npm packages (playwright-core, workerd), and a Python venv
+# (.venv) with the peers' clients of tests/python (tritonclient, kserve, onnxruntime, shap, …).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,4 +25,15 @@ fi
 if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/workerd ]; then
   echo "setup: npm ci"
   npm ci --no-audit --no-fund
+fi
+if ! .venv/bin/python -c 'import pytest, tritonclient.http, kserve, onnx, onnxruntime, shap, wasmtime, pandas' 2>/dev/null; then
+  echo "setup: Python venv .venv (tests/python/requirements.txt)"
+  if ! python3 -m venv .venv 2>/dev/null; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv .venv
+  fi
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r tests/python/requirements.txt
 fi

@@ -33,6 +33,7 @@ fn router_over_fixture(api_key: Option<&str>) -> (axum::Router, tempfile::TempDi
         api_key: api_key.map(str::to_owned),
         insecure_no_auth: false,
         web_dir: None,
+        mlflow_model: None,
         run: RunOptions {
             data: DataContext { data_dir: Some(dir.path().to_owned()), ..DataContext::default() },
             save_test_rows: false,

@@ -3,6 +3,9 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    // The page's files are embedded (server/web.rs): rebuild when they change or web/pkg appears.
+    println!("cargo:rerun-if-changed=../web");
+    println!("cargo:rerun-if-changed=../web/pkg");
     println!("cargo:rerun-if-changed=kernels/train_step.cu");
     println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
     println!("cargo:rerun-if-env-changed=CUDA_ROOT");

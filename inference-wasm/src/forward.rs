@@ -16,6 +16,21 @@ struct Dense {
     act: Option<Activation>,
 }
 
+/// One layer as the network computes it: `y = act(x·B + b)`, with `B` stored `in × out`
+/// row-major (BatchNorm already folded in). The ONNX export writes these as `Gemm`s.
+pub struct FoldedLayer<'a> {
+    /// Inputs.
+    pub in_dim: usize,
+    /// Outputs.
+    pub out_dim: usize,
+    /// `B`, `in_dim × out_dim`, row-major.
+    pub weights: &'a [f32],
+    /// `b`, `out_dim`.
+    pub bias: &'a [f32],
+    /// The activation after the layer (none after the output layer).
+    pub activation: Option<Activation>,
+}
+
 /// A folded, inference-only MLP.
 #[derive(Debug, Clone)]
 pub struct Network {
@@ -80,6 +95,17 @@ impl Network {
         }
         let max_width = layers.iter().map(|l| l.out_dim.max(l.in_dim)).max().unwrap_or(0);
         Self { layers, max_width }
+    }
+
+    /// The layers, first to last.
+    pub fn folded(&self) -> impl Iterator<Item = FoldedLayer<'_>> {
+        self.layers.iter().map(|l| FoldedLayer {
+            in_dim: l.in_dim,
+            out_dim: l.out_dim,
+            weights: &l.wt,
+            bias: &l.b,
+            activation: l.act,
+        })
     }
 
     /// Number of inputs.

@@ -94,6 +94,11 @@ impl Model {
         &self.metadata_json
     }
 
+    /// The folded network.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
     /// The compiled preprocessing.
     pub fn preprocessor(&self) -> &Preprocessor {
         &self.preprocessor

@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 use crate::bundle::LoadOptions;
 use crate::error::{BundleError, PredictError, RequestError};
 use crate::model::{Model as CoreModel, Prediction};
-use crate::request::{self, CsvColumns, JsonRows, Limits, Protocol, Request};
+use crate::request::{self, CsvColumns, JsonRows, Limits, Protocol, Request, Transport};
 use crate::value::{f32_as_json_f64, ValueRef};
 
 /// A loaded bundle, ready to predict.
@@ -158,7 +158,7 @@ impl WasmModel {
     pub fn predict_request(&self, body: &JsValue, protocol_name: Option<String>) -> Result<JsValue, JsValue> {
         let protocol = protocol(protocol_name)?;
         let bytes = body_bytes(body);
-        let reply = Request::parse(protocol, &bytes, Some(request::JSON))
+        let reply = Request::parse(protocol, &bytes, Transport::JSON)
             .and_then(|r| r.answer(&self.inner, &Limits { max_rows: usize::MAX }))
             .map_err(|e| js_error(&e.to_string(), e.kind(), e.row(), e.column(), e.status(protocol)))?;
         let text = String::from_utf8(reply.body).unwrap_or_default();
@@ -166,25 +166,35 @@ impl WasmModel {
     }
 
     /// Transport-level answer for edge workers: `{status, contentType, body: Uint8Array,
-    /// jsonHeaderLength}`; request errors are answered in the protocol's error shape, never thrown.
+    /// jsonHeaderLength}`; request errors are answered in the protocol's error shape, never
+    /// thrown. `jsonHeaderLength` is the request's `Inference-Header-Content-Length`.
     pub fn handle(
         &self,
         protocol_name: &str,
         body: &[u8],
         content_type: Option<String>,
         max_rows: Option<usize>,
+        json_header_length: Option<usize>,
     ) -> Result<Object, JsValue> {
         let protocol = protocol(Some(protocol_name.to_owned()))?;
         let limits = Limits { max_rows: max_rows.unwrap_or(request::DEFAULT_MAX_ROWS) };
-        let reply = request::handle(&self.inner, protocol, body, content_type.as_deref(), &limits);
+        let transport = Transport { content_type: content_type.as_deref(), json_header_length };
+        let reply = request::handle(&self.inner, protocol, body, transport, &limits);
         Ok(reply_object(reply))
+    }
+
+    /// The Open Inference Protocol's model metadata (`GET /v2/models/{m}`), as JSON bytes.
+    #[wasm_bindgen(js_name = oipMetadata)]
+    pub fn oip_metadata(&self) -> Vec<u8> {
+        request::oip_model_metadata(&self.inner)
     }
 
     /// The model a `/api/ml/predict` body names (`model_id`), or `undefined`; throws on a
     /// malformed body.
     #[wasm_bindgen(js_name = modelIdOf)]
     pub fn model_id_of(body: &[u8], content_type: Option<String>) -> Result<Option<String>, JsValue> {
-        Request::parse(Protocol::ApiMl, body, Some(content_type.as_deref().unwrap_or(request::JSON)))
+        let content_type = Some(content_type.as_deref().unwrap_or(request::JSON));
+        Request::parse(Protocol::ApiMl, body, Transport::content_type(content_type))
             .map(|r| r.model_id().map(str::to_owned))
             .map_err(|e| request_err(&e))
     }

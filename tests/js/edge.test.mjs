@@ -164,6 +164,41 @@ describe('edge worker under workerd', () => {
     assert.equal((await nowhere.json()).error, 'not_found');
   });
 
+  test('Open Inference Protocol and MLflow requests are answered as trainer serve answers them', async () => {
+    const n = 20;
+    // One input per feature (BYTES for categories), numbers as JSON, missing as null / "".
+    const inputs = names.map((name, j) => {
+      const col = rows.slice(0, n).map((r) => r[header.indexOf(name)]);
+      const text = Number.isNaN(Number(col.find((v) => v !== '') ?? 'x'));
+      return { name, shape: [n], datatype: text ? 'BYTES' : 'FP32', data: col.map((v) => (text ? v : v === '' ? null : Number(v))) };
+    });
+    const r = await fetch(`${base}/v2/models/${summary.model_id}/infer`, { method: 'POST', body: JSON.stringify({ id: 'x1', inputs }) });
+    assert.equal(r.status, 200);
+    const v2 = await r.json();
+    assert.equal(v2.id, 'x1');
+    assert.equal(v2.model_name, summary.model_id);
+    const out = Object.fromEntries(v2.outputs.map((o) => [o.name, o]));
+    assert.deepEqual(out.probabilities.shape, [n, 5]);
+    for (let i = 0; i < n; i++) {
+      const got = { predicted_class: out.predicted_class.data[i], predicted_label: out.predicted_label.data[i], confidence: Math.max(...out.probabilities.data.slice(i * 5, i * 5 + 5)), probabilities: out.probabilities.data.slice(i * 5, i * 5 + 5) };
+      assertSamePrediction(assert, got, native[i], 1e-5, `v2 row ${i}`);
+    }
+    const meta = await (await fetch(`${base}/v2/models/latest`)).json();
+    assert.equal(meta.inputs.length, 15);
+    assert.equal((await (await fetch(`${base}/v2/health/ready`)).json()).ready, true);
+    const bad = await fetch(`${base}/v2/models/${summary.model_id}/infer`, { method: 'POST', body: '{"inputs": []}' });
+    assert.equal(bad.status, 400);
+    assert.deepEqual(Object.keys(await bad.json()), ['error']);
+
+    const records = rows.slice(0, n).map((r) => Object.fromEntries(header.map((h, j) => [h, r[j]])));
+    const ml = await fetch(`${base}/invocations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ dataframe_records: records }) });
+    assert.equal(ml.status, 200);
+    (await ml.json()).predictions.forEach((p, i) => assertSamePrediction(assert, p, native[i], 1e-5, `mlflow row ${i}`));
+    const two = await fetch(`${base}/invocations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"instances": [], "inputs": []}' });
+    assert.equal(two.status, 400);
+    assert.equal((await two.json()).error_code, 'BAD_REQUEST');
+  });
+
   test('KServe V1 instances (arrays or objects) work on /predict and /v1/models/{m}:predict', async () => {
     const instances = rows.slice(0, 30).map((r, i) =>
       i % 2 ? typedRow(r) : Object.fromEntries(header.map((h, j) => [h, r[j]])),

@@ -106,7 +106,7 @@ pub fn input_rows(model: &Model, input: &[u8]) -> Result<inference::request::Row
     let json = input.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     let rows = if json {
         let body = [&b"{\"records\": "[..], input, b"}"].concat();
-        Request::parse(Protocol::ApiMl, &body, Some(inference::request::JSON))?.rows(model, &limits)?
+        Request::parse(Protocol::ApiMl, &body, inference::request::Transport::JSON)?.rows(model, &limits)?
     } else {
         let text = std::str::from_utf8(input)
             .map_err(|_| PredictionError::Usage("the input is neither UTF-8 CSV nor JSON".into()))?;

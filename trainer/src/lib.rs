@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod export;
 pub mod metrics;
+pub mod onnx;
 pub mod pipeline;
 pub mod plot;
 pub mod predict;

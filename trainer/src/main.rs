@@ -60,6 +60,24 @@ enum Command {
     /// Cross-check a saved model on a device: the training engine's eval-mode outputs against
     /// the inference core's predictions, row by row (exit 6 if they differ by more than 1e-5).
     Crosscheck(CrosscheckArgs),
+    /// Export a saved model: `onnx` (the whole prediction pipeline as one ONNX graph).
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Model id (under --models-dir) or a model directory.
+    #[arg(long)]
+    model: String,
+    /// Where model ids are looked up.
+    #[arg(long, default_value = "models")]
+    models_dir: PathBuf,
+    /// What to write: onnx.
+    #[arg(long, value_parser = ["onnx"])]
+    format: String,
+    /// Output file [default: MODEL_ID.onnx in the current directory].
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 /// `HELP [default: VALUE]`, from the config struct's own default.
@@ -276,9 +294,12 @@ struct ServeArgs {
     /// Allow binding beyond loopback without --api-key.
     #[arg(long)]
     insecure_no_auth: bool,
-    /// Static files served at / (the prediction page).
-    #[arg(long, default_value = "web")]
-    web_dir: PathBuf,
+    /// Serve the page's files from this directory instead of those built into the binary.
+    #[arg(long, value_name = "DIR")]
+    web_dir: Option<PathBuf>,
+    /// The model MLflow's `POST /invocations` uses [default: the newest loadable model].
+    #[arg(long, value_name = "ID")]
+    mlflow_model: Option<String>,
     /// Largest request body, bytes.
     #[arg(long, default_value_t = Limits::default().max_body_bytes)]
     max_body_bytes: usize,
@@ -507,6 +528,27 @@ fn run_crosscheck(args: &CrosscheckArgs) -> Result<(), PredictionError> {
     }
 }
 
+fn run_export(args: &ExportArgs) -> Result<(), PredictionError> {
+    let loaded = predict::load_model(&args.models_dir, &args.model)?;
+    let bytes = trainer::onnx::export(&loaded.model);
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("{}.onnx", loaded.model.id())));
+    let io = |source| PredictionError::Input(DataLoadError::Io { path: out.clone(), source });
+    // Written whole or not at all.
+    let tmp = out.with_extension(format!("onnx.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, &out)).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })?;
+    out!(
+        "wrote {} ({} bytes, opset {} + ai.onnx.ml {})",
+        out.display(),
+        bytes.len(),
+        trainer::onnx::OPSET,
+        trainer::onnx::ML_OPSET
+    );
+    Ok(())
+}
+
 fn run_inspect(args: &InspectArgs) -> Result<(), DataLoadError> {
     let source = match args.data.as_deref() {
         None => inference::config::DataSource::Embedded,
@@ -555,7 +597,8 @@ fn run_serve(a: &ServeArgs) -> Result<(), ServeError> {
         port: a.port,
         api_key: a.api_key.clone(),
         insecure_no_auth: a.insecure_no_auth,
-        web_dir: Some(a.web_dir.clone()),
+        web_dir: a.web_dir.clone(),
+        mlflow_model: a.mlflow_model.clone(),
         run: RunOptions {
             data: DataContext {
                 data_dir: Some(a.data_dir.clone()),
@@ -611,6 +654,7 @@ fn main() -> ExitCode {
         Command::Predict(a) => run_predict(a).map_err(failure),
         Command::Serve(a) => run_serve(a).map_err(failure),
         Command::Crosscheck(a) => run_crosscheck(a).map_err(failure),
+        Command::Export(a) => run_export(a).map_err(failure),
         Command::Inspect(a) => run_inspect(a).map_err(failure),
         Command::RedisPut(a) => run_redis_put(a).map_err(failure),
     };

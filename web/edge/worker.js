@@ -19,7 +19,32 @@ const MAX_ROWS = 10000; // as the server's --max-batch-rows
 const ROUTES = [
   ['POST', /^\/(?:api\/ml\/)?predict$/, 'api_ml'],
   ['POST', /^\/v1\/models\/([^/:]+):predict$/, 'kserve_v1'],
+  ['POST', /^\/v2\/models\/([^/]+)(?:\/versions\/[^/]+)?\/infer$/, 'oip_v2'],
+  ['POST', /^\/invocations$/, 'mlflow'],
 ];
+
+const json = (body, status = 200) => new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });
+const serves = (name) => name === MODEL_ID || name === 'latest';
+
+/** The protocols' metadata and health reads (GET). */
+function read(pathname) {
+  if (pathname === '/v2') return json({ name: 'trainer-edge', version: '1', extensions: ['binary_tensor_data'] });
+  if (pathname === '/v2/health/live') return json({ live: true });
+  if (pathname === '/v2/health/ready') return json({ ready: true });
+  if (pathname === '/ping') return new Response('\n', { headers: { 'content-type': 'application/json' } });
+  let m = pathname.match(/^\/v2\/models\/([^/]+)(?:\/versions\/[^/]+)?(\/ready)?$/);
+  if (m) {
+    const name = decodeURIComponent(m[1]);
+    if (!serves(name)) return fail('oip_v2', 404, 'model_not_found', `model \`${name}\` not found`);
+    return m[2] ? json({ name, ready: true }) : new Response(model.oipMetadata(), { headers: { 'content-type': 'application/json' } });
+  }
+  m = pathname.match(/^\/v1\/models\/([^/:]+)$/);
+  if (m) {
+    const name = decodeURIComponent(m[1]);
+    return serves(name) ? json({ name, ready: true }) : fail('kserve_v1', 404, 'model_not_found', `model \`${name}\` not found`);
+  }
+  return null;
+}
 
 /** A core reply ({status, contentType, body, jsonHeaderLength}) as a Response. */
 function respond(reply, extra = {}) {
@@ -45,10 +70,11 @@ async function predict(request, protocol, urlModel) {
       return fail(protocol, e.status, e.kind, e.message);
     }
   }
-  if (named != null && named !== MODEL_ID && named !== 'latest') {
+  if (named != null && !serves(named)) {
     return fail(protocol, 404, 'model_not_found', `model \`${named}\` not found (this worker serves \`${MODEL_ID}\`)`);
   }
-  return respond(model.handle(protocol, body, contentType, MAX_ROWS));
+  const header = request.headers.get('inference-header-content-length');
+  return respond(model.handle(protocol, body, contentType, MAX_ROWS, header == null ? undefined : Number(header)));
 }
 
 export default {
@@ -57,9 +83,10 @@ export default {
     try {
       if (request.method === 'GET' && (pathname === '/' || pathname === '/model')) {
         const meta = model.metadata();
-        const card = { model_id: MODEL_ID, task_type: meta.task_type, feature_names: model.featureNames, classes: meta.classes ?? null, test_metrics: meta.test_metrics };
-        return new Response(JSON.stringify(card), { headers: { 'content-type': 'application/json' } });
+        return json({ model_id: MODEL_ID, task_type: meta.task_type, feature_names: model.featureNames, classes: meta.classes ?? null, test_metrics: meta.test_metrics });
       }
+      const answer = request.method === 'GET' ? read(pathname) : null;
+      if (answer) return answer;
       for (const [method, pattern, protocol] of ROUTES) {
         const m = pathname.match(pattern);
         if (!m) continue;

@@ -15,12 +15,15 @@ mod bind;
 mod csv;
 mod encode;
 mod json_compat;
+mod mlflow;
+mod oip;
 
 use std::borrow::Cow;
 
 pub use bind::Rows;
 pub use csv::CsvColumns;
 pub use encode::prediction as prediction_json;
+pub use oip::model_metadata as oip_model_metadata;
 
 use crate::error::{truncate_echo, RequestError};
 use crate::model::Model;
@@ -106,10 +109,33 @@ impl Span {
     }
 }
 
+/// What the transport knows about a body besides its bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transport<'t> {
+    /// The `Content-Type` header.
+    pub content_type: Option<&'t str>,
+    /// The `Inference-Header-Content-Length` header (Open Inference Protocol binary data).
+    pub json_header_length: Option<usize>,
+}
+
+impl<'t> Transport<'t> {
+    /// A JSON body (`application/json`).
+    pub const JSON: Transport<'static> = Transport { content_type: Some(JSON), json_header_length: None };
+
+    /// A body with this content type.
+    pub fn content_type(content_type: Option<&'t str>) -> Self {
+        Self { content_type, json_header_length: None }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Parsed {
     /// `/api/ml/predict` and KServe V1.
     Rows(api_ml::Envelope),
+    /// An Open Inference Protocol infer request.
+    Oip(oip::Envelope),
+    /// An MLflow JSON body.
+    Mlflow(mlflow::Rows),
     /// CSV text.
     Csv(CsvColumns),
     /// Bare JSON rows (the JS API's `predict` and `predictRecords`).
@@ -130,6 +156,8 @@ pub enum JsonRows {
 pub struct Request<'a> {
     protocol: Protocol,
     text: Cow<'a, str>,
+    /// Binary data after the JSON header (Open Inference Protocol).
+    tail: &'a [u8],
     parsed: Parsed,
 }
 
@@ -159,14 +187,12 @@ fn unsupported(content_type: Option<&str>, wanted: &str) -> RequestError {
 }
 
 impl<'a> Request<'a> {
-    /// Read the envelope of `body` as `protocol` says, checking `content_type` as it requires.
-    pub fn parse(protocol: Protocol, body: &'a [u8], content_type: Option<&str>) -> Result<Self, RequestError> {
+    /// Read the envelope of `body` as `protocol` says, checking its content type as it requires.
+    pub fn parse(protocol: Protocol, body: &'a [u8], transport: Transport<'_>) -> Result<Self, RequestError> {
+        let content_type = transport.content_type;
         let (mime, params) = media_type(content_type.unwrap_or(""));
         let csv = match protocol {
             Protocol::ApiMl if !is_json(&mime) => return Err(unsupported(content_type, "application/json")),
-            Protocol::KServeV1 if !(mime.is_empty() || is_json(&mime)) => {
-                return Err(unsupported(content_type, "application/json"))
-            }
             Protocol::Mlflow => {
                 // MLflow's rules: UTF-8 only, no parameter but charset, JSON or CSV.
                 if let Some((_, charset)) = params.iter().find(|(k, _)| k == "charset") {
@@ -188,30 +214,42 @@ impl<'a> Request<'a> {
                     _ => return Err(unsupported(content_type, "application/json or text/csv")),
                 }
             }
-            Protocol::OipV2 => {
-                return Err(RequestError::NotImplemented("the Open Inference Protocol is not served yet".into()))
-            }
             _ => false,
         };
-        let text = std::str::from_utf8(body).map_err(|e| RequestError::Malformed {
+        // The Open Inference Protocol's binary extension: a JSON header, then tensor bytes.
+        let (json, tail) = match (protocol, transport.json_header_length) {
+            (Protocol::OipV2, Some(n)) if n <= body.len() => body.split_at(n),
+            (Protocol::OipV2, Some(n)) => {
+                return Err(RequestError::Invalid(format!(
+                    "Inference-Header-Content-Length {n} exceeds the body's {} bytes",
+                    body.len()
+                )))
+            }
+            _ => (body, &body[body.len()..]),
+        };
+        let text = std::str::from_utf8(json).map_err(|e| RequestError::Malformed {
             format: if csv { "CSV" } else { "JSON" },
             message: e.to_string(),
         })?;
         if csv {
-            return Ok(Self { protocol, text: Cow::Borrowed(text), parsed: Parsed::Csv(CsvColumns::Header) });
+            return Ok(Self { protocol, text: Cow::Borrowed(text), tail, parsed: Parsed::Csv(CsvColumns::Header) });
         }
-        let envelope = |text: &str| match protocol {
-            Protocol::KServeV1 => api_ml::parse_v1(text),
-            _ => api_ml::parse(text),
+        let envelope = |text: &str| -> Result<Parsed, RequestError> {
+            Ok(match protocol {
+                Protocol::ApiMl => Parsed::Rows(api_ml::parse(text)?),
+                Protocol::KServeV1 => Parsed::Rows(api_ml::parse_v1(text)?),
+                Protocol::OipV2 => Parsed::Oip(oip::parse(text, tail)?),
+                Protocol::Mlflow => Parsed::Mlflow(mlflow::parse(text)?),
+            })
         };
         match envelope(text) {
-            Ok(env) => Ok(Self { protocol, text: Cow::Borrowed(text), parsed: Parsed::Rows(env) }),
+            Ok(parsed) => Ok(Self { protocol, text: Cow::Borrowed(text), tail, parsed }),
             // Python clients write NaN / Infinity: read them as missing / non-finite.
-            Err(e @ RequestError::Malformed { .. }) => match json_compat::strict_json(body) {
+            Err(e @ RequestError::Malformed { .. }) => match json_compat::strict_json(json) {
                 Some(strict) => {
                     let text = String::from_utf8(strict).map_err(|_| e.clone())?;
-                    let env = envelope(&text)?;
-                    Ok(Self { protocol, text: Cow::Owned(text), parsed: Parsed::Rows(env) })
+                    let parsed = envelope(&text)?;
+                    Ok(Self { protocol, text: Cow::Owned(text), tail, parsed })
                 }
                 None => Err(e),
             },
@@ -221,12 +259,12 @@ impl<'a> Request<'a> {
 
     /// CSV text as a request (the CLI's `--input` and `--features`, the page's pasted CSV).
     pub fn csv(text: &'a str, columns: CsvColumns) -> Self {
-        Self { protocol: Protocol::ApiMl, text: Cow::Borrowed(text), parsed: Parsed::Csv(columns) }
+        Self { protocol: Protocol::ApiMl, text: Cow::Borrowed(text), tail: &[], parsed: Parsed::Csv(columns) }
     }
 
     /// Bare JSON rows as a request (the JS API hands rows over as JSON text).
     pub fn json_rows(text: &'a str, form: JsonRows) -> Self {
-        Self { protocol: Protocol::ApiMl, text: Cow::Borrowed(text), parsed: Parsed::Json(form) }
+        Self { protocol: Protocol::ApiMl, text: Cow::Borrowed(text), tail: &[], parsed: Parsed::Json(form) }
     }
 
     /// The protocol the request speaks.
@@ -238,7 +276,7 @@ impl<'a> Request<'a> {
     pub fn model_id(&self) -> Option<&str> {
         match &self.parsed {
             Parsed::Rows(env) => env.model_id.as_deref(),
-            Parsed::Csv(_) | Parsed::Json(_) => None,
+            Parsed::Csv(_) | Parsed::Json(_) | Parsed::Oip(_) | Parsed::Mlflow(_) => None,
         }
     }
 
@@ -253,6 +291,13 @@ impl<'a> Request<'a> {
     fn bind(&self, b: &mut bind::Binder<'_>) -> Result<api_ml::Shape, RequestError> {
         match &self.parsed {
             Parsed::Rows(env) => api_ml::bind(b, &self.text, env.rows),
+            Parsed::Mlflow(rows) => {
+                mlflow::bind(b, &self.text, *rows)?;
+                Ok(api_ml::Shape::Instances)
+            }
+            Parsed::Oip(_) => {
+                Err(RequestError::NotImplemented("Open Inference Protocol rows are bound by `answer`".into()))
+            }
             Parsed::Csv(columns) => {
                 csv::bind_csv(b, self.text.as_bytes(), *columns)?;
                 Ok(api_ml::Shape::Instances)
@@ -279,6 +324,11 @@ impl<'a> Request<'a> {
             if env.explain.is_some_and(|s| !matches!(s.get(&self.text).trim(), "false" | "null")) {
                 return Err(RequestError::NotImplemented("explanations are not served yet".into()));
             }
+        }
+        if let Parsed::Oip(env) = &self.parsed {
+            let (body, header, rows) = oip::answer(env, &self.text, self.tail, model, limits.max_rows)?;
+            let content_type = if header.is_some() { "application/octet-stream" } else { JSON };
+            return Ok(Reply { status: 200, content_type, body, json_header_length: header, rows });
         }
         let mut b = bind::Binder::new(model.preprocessor(), limits.max_rows);
         let shape = self.bind(&mut b)?;
@@ -336,8 +386,8 @@ pub fn error_reply(
 }
 
 /// Parse, answer, and turn any error into the protocol's error answer.
-pub fn handle(model: &Model, protocol: Protocol, body: &[u8], content_type: Option<&str>, limits: &Limits) -> Reply {
-    Request::parse(protocol, body, content_type)
+pub fn handle(model: &Model, protocol: Protocol, body: &[u8], transport: Transport<'_>, limits: &Limits) -> Reply {
+    Request::parse(protocol, body, transport)
         .and_then(|r| r.answer(model, limits))
         .unwrap_or_else(|e| e.reply(protocol))
 }

@@ -18,6 +18,18 @@ pub struct RawBody {
     pub bytes: Bytes,
     /// The `Content-Type` header, if any (and valid text).
     pub content_type: Option<String>,
+    /// The `Inference-Header-Content-Length` header (Open Inference Protocol binary extension).
+    pub json_header_length: Option<usize>,
+}
+
+impl RawBody {
+    /// What the core needs to know of the transport.
+    pub fn transport(&self) -> inference::request::Transport<'_> {
+        inference::request::Transport {
+            content_type: self.content_type.as_deref(),
+            json_header_length: self.json_header_length,
+        }
+    }
 }
 
 impl FromRequest<Arc<AppState>> for RawBody {
@@ -27,6 +39,10 @@ impl FromRequest<Arc<AppState>> for RawBody {
         let limit = state.config.limits.max_body_bytes;
         let headers = req.headers();
         let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let json_header_length = headers
+            .get("inference-header-content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
         // Refuse an announced oversize body before reading any of it.
         let announced = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if announced.is_some_and(|n| n > limit as u64) {
@@ -39,7 +55,7 @@ impl FromRequest<Arc<AppState>> for RawBody {
                 ApiError::new(StatusCode::BAD_REQUEST, "bad_request", r.body_text())
             }
         })?;
-        Ok(Self { bytes, content_type })
+        Ok(Self { bytes, content_type, json_header_length })
     }
 }
 

@@ -13,8 +13,10 @@ mod models;
 mod openapi;
 mod ops;
 mod predict;
+mod protocols;
 mod telemetry;
 mod train;
+mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,7 +32,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::Semaphore;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::services::ServeDir;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 
@@ -84,8 +85,10 @@ pub struct ServerConfig {
     pub api_key: Option<String>,
     /// Allow binding beyond loopback without a key.
     pub insecure_no_auth: bool,
-    /// Static files served at `/` (the web page), when present.
+    /// The page's files from this directory instead of the embedded ones.
     pub web_dir: Option<PathBuf>,
+    /// The model `POST /invocations` (MLflow) answers with; the newest loadable when absent.
+    pub mlflow_model: Option<String>,
     /// How workers read datasets (the data dir, allowed Redis keys).
     pub run: RunOptions,
     /// Caps on train configs.
@@ -130,7 +133,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let keyed = || middleware::from_fn_with_state(state.clone(), auth::key_if_set);
     let admin = middleware::from_fn_with_state(state.clone(), auth::key_required);
-    let mut app = Router::new()
+    let app = Router::new()
         .route("/api/ml/train", post(train::train).route_layer(keyed()))
         .route("/api/ml/train/status/{task_id}", get(train::status))
         .route("/api/ml/train/{task_id}", delete(train::cancel).route_layer(keyed()))
@@ -142,15 +145,26 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/ml/openapi.json", get(openapi::document))
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
-        .route("/metrics", get(ops::metrics));
-    let not_found = || async { ApiError::not_found("not_found", "no such route") };
-    if let Some(web) = state.config.web_dir.as_ref().filter(|d| d.is_dir()) {
-        app = app.fallback_service(
-            ServeDir::new(web).fallback(axum::handler::HandlerWithoutStateExt::into_service(not_found)),
-        );
-    } else {
-        app = app.fallback(not_found);
-    }
+        .route("/metrics", get(ops::metrics))
+        // Open Inference Protocol (KServe V2, Triton).
+        .route("/v2", get(protocols::v2_server))
+        .route("/v2/health/live", get(protocols::v2_live))
+        .route("/v2/health/ready", get(protocols::v2_ready))
+        .route("/v2/models/{model}", get(protocols::v2_metadata))
+        .route("/v2/models/{model}/ready", get(protocols::v2_model_ready))
+        .route("/v2/models/{model}/infer", post(protocols::v2_infer))
+        .route("/v2/models/{model}/versions/{version}", get(protocols::v2_metadata_version))
+        .route("/v2/models/{model}/versions/{version}/ready", get(protocols::v2_model_ready_version))
+        .route("/v2/models/{model}/versions/{version}/infer", post(protocols::v2_infer_version))
+        // KServe V1 / TF-Serving.
+        .route("/v1/models", get(protocols::v1_models))
+        .route("/v1/models/{model}", get(protocols::v1_model).post(protocols::v1_action))
+        // MLflow scoring server.
+        .route("/invocations", post(protocols::invocations))
+        .route("/ping", get(protocols::ping))
+        .route("/version", get(protocols::version))
+        .route("/", get(protocols::root))
+        .fallback(web::fallback);
     let limits = &state.config.limits;
     app.layer(middleware::from_fn_with_state(state.clone(), telemetry::track))
         // Our extractors enforce the limit with the API's error shape; this bounds the rest.

@@ -42,7 +42,17 @@ pub struct PredictRequest {
         super::models::bundle,
         super::models::delete,
         super::ops::health,
-        super::ops::ready
+        super::ops::ready,
+        super::protocols::v2_server,
+        super::protocols::v2_live,
+        super::protocols::v2_ready,
+        super::protocols::v2_metadata,
+        super::protocols::v2_model_ready,
+        super::protocols::v2_infer,
+        super::protocols::v1_models,
+        super::protocols::v1_model,
+        super::protocols::v1_action,
+        super::protocols::invocations
     ),
     components(schemas(
         inference::config::TrainConfig,

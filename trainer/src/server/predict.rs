@@ -69,8 +69,7 @@ async fn answer(
     url_model: Option<String>,
     body: &RawBody,
 ) -> Result<Reply, ApiError> {
-    let req = Request::parse(protocol, &body.bytes, body.content_type.as_deref())
-        .map_err(|e| ApiError::request(e, protocol))?;
+    let req = Request::parse(protocol, &body.bytes, body.transport()).map_err(|e| ApiError::request(e, protocol))?;
     let named = url_model.as_deref().or(req.model_id()).filter(|id| *id != LATEST);
     let id =
         match named {

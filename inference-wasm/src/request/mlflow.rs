@@ -1,0 +1,178 @@
+//! MLflow's scoring-server body (`POST /invocations`, JSON): exactly one of `dataframe_split`,
+//! `dataframe_records`, `instances` or `inputs` (plus an optional `params`, which this model
+//! takes none of). `text/csv` bodies are read by [`super::csv`]. Answers are
+//! `{"predictions": [...]}`.
+
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::bind::{json_error, Binder, Cell, ColumnsSeed, RowForm, RowsSeed};
+use super::Span;
+use crate::error::{truncate_echo, PredictError, RequestError};
+
+/// The formats MLflow accepts, in its message's order.
+const FORMATS: &str = "dataframe_split, dataframe_records, instances, inputs";
+
+/// Where the rows are.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Rows {
+    /// `{"columns"?, "data", "index"?}` (pandas `orient="split"`).
+    Split { columns: Option<Span>, data: Span },
+    /// An array of records (pandas `orient="records"`).
+    Records(Span),
+    /// TF-Serving row format.
+    Instances(Span),
+    /// TF-Serving columnar (`{col: [...]}`) or row format.
+    Inputs(Span),
+}
+
+#[derive(Deserialize)]
+struct Top<'a> {
+    #[serde(borrow, default)]
+    dataframe_split: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    dataframe_records: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    instances: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    inputs: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Split<'a> {
+    #[serde(borrow, default)]
+    columns: Option<&'a RawValue>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+    #[serde(default)]
+    #[allow(dead_code)] // pandas sends it; rows keep their order
+    index: Option<IgnoredAny>,
+}
+
+/// Parse an `/invocations` JSON body.
+pub(crate) fn parse(text: &str) -> Result<Rows, RequestError> {
+    let top: Top<'_> = serde_json::from_str(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => RequestError::Invalid(format!(
+            "The input must be a JSON dictionary with exactly one of the input fields {{{FORMATS}}}"
+        )),
+        _ => json_error(&e),
+    })?;
+    let span = |r: &RawValue| Span::of(text, r.get());
+    let given = [top.dataframe_split, top.dataframe_records, top.instances, top.inputs].iter().flatten().count();
+    if given != 1 {
+        return Err(RequestError::Invalid(format!(
+            "The input must be a JSON dictionary with exactly one of the input fields {{{FORMATS}}}; it has {given}"
+        )));
+    }
+    if let Some(s) = top.dataframe_split {
+        let split: Split<'_> = serde_json::from_str(s.get()).map_err(|e| {
+            RequestError::Invalid(format!(
+                "Dataframe split format must have 'data' field and optionally 'columns' and 'index' fields: {}",
+                truncate_echo(&e.to_string())
+            ))
+        })?;
+        return Ok(Rows::Split { columns: split.columns.map(span), data: span(split.data) });
+    }
+    Ok(match (top.dataframe_records, top.instances, top.inputs) {
+        (Some(r), _, _) => Rows::Records(span(r)),
+        (_, Some(r), _) => Rows::Instances(span(r)),
+        (_, _, Some(r)) => Rows::Inputs(span(r)),
+        _ => unreachable!("exactly one format is given"),
+    })
+}
+
+/// A `dataframe_split` row: cells in the order of `columns`, each to its feature (or dropped).
+struct SplitRow<'b, 'm, 'c> {
+    b: &'b mut Binder<'m>,
+    map: &'c [Option<usize>],
+}
+
+impl<'de> DeserializeSeed<'de> for SplitRow<'_, '_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SplitRow<'_, '_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a row of `data` (an array of values)")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let row = self.b.push_row()?;
+        let n = self.b.pre.num_features();
+        let mut given = vec![false; n];
+        let mut got = 0;
+        while let Some(cell) = seq.next_element::<Cell>()? {
+            if let Some(Some(j)) = self.map.get(got) {
+                given[*j] = true;
+                self.b.set_cell(row, *j, &cell)?;
+            }
+            got += 1;
+        }
+        if got != self.map.len() {
+            return Err(self.b.row_error(row, PredictError::WrongFeatureCount { expected: self.map.len(), got }));
+        }
+        self.b.fill_missing(row, &given)
+    }
+}
+
+struct SplitData<'b, 'm, 'c> {
+    b: &'b mut Binder<'m>,
+    map: &'c [Option<usize>],
+}
+
+impl<'de> DeserializeSeed<'de> for SplitData<'_, '_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SplitData<'_, '_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("`data` to be an array of rows")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(SplitRow { b: self.b, map: self.map })?.is_some() {}
+        Ok(())
+    }
+}
+
+/// Bind the rows into `b`.
+pub(crate) fn bind(b: &mut Binder<'_>, text: &str, rows: Rows) -> Result<(), RequestError> {
+    match rows {
+        Rows::Split { columns, data } => {
+            let map: Vec<Option<usize>> = match columns {
+                Some(c) => {
+                    let names: Vec<std::borrow::Cow<'_, str>> = serde_json::from_str(c.get(text)).map_err(|_| {
+                        RequestError::Invalid("dataframe_split `columns` must be an array of names".into())
+                    })?;
+                    names.iter().map(|n| b.pre.index_of(n)).collect()
+                }
+                None => (0..b.pre.num_features()).map(Some).collect(),
+            };
+            b.read(data.get(text), |b, de| SplitData { b, map: &map }.deserialize(de))
+        }
+        Rows::Records(s) => b.read(s.get(text), |b, de| {
+            RowsSeed { b, form: RowForm::Records, name: "dataframe_records" }.deserialize(de)
+        }),
+        Rows::Instances(s) => {
+            b.read(s.get(text), |b, de| RowsSeed { b, form: RowForm::Any, name: "instances" }.deserialize(de))
+        }
+        Rows::Inputs(s) => {
+            let t = s.get(text);
+            if t.trim_start().starts_with('{') {
+                b.read(t, |b, de| ColumnsSeed { b }.deserialize(de))
+            } else {
+                b.read(t, |b, de| RowsSeed { b, form: RowForm::Any, name: "inputs" }.deserialize(de))
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The prediction page at `/`: the files of `web/` compiled into the binary (so `trainer serve`
+//! works from any directory), or a directory given with `--web-dir`. The wasm package
+//! (`web/pkg/`, from `scripts/build-wasm.sh`) is embedded when it existed at build time; the
+//! page says how to get it when it is absent.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use rust_embed::Embed;
+
+use super::error::ApiError;
+use super::AppState;
+
+#[derive(Embed)]
+#[folder = "../web/"]
+#[include = "*.html"]
+#[include = "*.js"]
+#[include = "*.css"]
+#[include = "*.svg"]
+#[include = "pkg/inference.js"]
+#[include = "pkg/inference_bg.wasm"]
+#[exclude = "edge/*"]
+struct Assets;
+
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit('.').next() {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("wasm") => "application/wasm",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+fn file(path: &str, bytes: Vec<u8>) -> Response {
+    let mut res = bytes.into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    res
+}
+
+/// A page file by path (`index.html` for `/`): from `--web-dir` when given, else embedded.
+fn lookup(state: &AppState, path: &str) -> Option<Response> {
+    let path = if path.is_empty() || path.ends_with('/') { format!("{path}index.html") } else { path.to_owned() };
+    // Only plain relative names: no `..`, no hidden files.
+    if path.split('/').any(|c| c.is_empty() || c.starts_with('.')) {
+        return None;
+    }
+    match &state.config.web_dir {
+        Some(dir) => {
+            let bytes = crate::store::fs::read_regular(&dir.join(&path), 64 << 20).ok()?;
+            Some(file(&path, bytes))
+        }
+        None => Assets::get(&path).map(|f| file(&path, f.data.into_owned())),
+    }
+}
+
+/// The page's `index.html`, if there is a page.
+pub fn index(state: &AppState) -> Option<Response> {
+    lookup(state, "")
+}
+
+/// Fallback for unrouted GETs: a page file, else the API's 404.
+pub async fn fallback(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    if req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD {
+        let path = req.uri().path().trim_start_matches('/').to_owned();
+        let state2 = state.clone();
+        // --web-dir reads the filesystem: off the async workers.
+        let found = tokio::task::spawn_blocking(move || lookup(&state2, &path)).await.ok().flatten();
+        if let Some(res) = found {
+            return res;
+        }
+    }
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
+}
