@@ -102,7 +102,9 @@ fn train_writes_a_complete_verifiable_bundle() {
     assert_eq!(shape("hidden.2.bn.running_var"), serde_json::json!([32]));
     assert_eq!(shape("out.weight"), serde_json::json!([3, 32]));
     assert_eq!(shape("out.bias"), serde_json::json!([3]));
-    assert_eq!(tensors.len(), 3 * 6 + 2);
+    // Six tensors per hidden block, the output layer, and the explanation background.
+    assert_eq!(tensors.len(), 3 * 6 + 2 + 1);
+    assert_eq!(shape("explain.background")[1], serde_json::json!(4));
     let svg = std::fs::read_to_string(dir.join("training_curves.svg")).unwrap();
     assert!(svg.contains("<svg") && svg.contains("validation loss"));
 }

@@ -123,3 +123,51 @@ async fn keys_guard_train_and_delete() {
     let (s, v) = call(&open, "GET", "/health", None, None).await;
     assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ok")));
 }
+
+#[tokio::test]
+async fn explanations_ride_on_every_predict_shape() {
+    let (app, _dir) = router_over_fixture(None);
+    let (s, one) =
+        call(&app, "POST", "/api/ml/predict", Some(json!({"data": {"features": ROW}, "explain": true})), None).await;
+    assert_eq!(s, StatusCode::OK, "{one}");
+    let e = &one["explanation"];
+    // The fixture is format 1: explained against its fill row, by permutation (15 features).
+    assert_eq!((e["method"].as_str(), e["background"].as_str()), (Some("permutation"), Some("fill_row")));
+    assert_eq!(e["class"], one["predicted_class"]);
+    let total = e["base_value"].as_f64().unwrap()
+        + e["values"].as_object().unwrap().values().map(|v| v.as_f64().unwrap()).sum::<f64>();
+    assert!((total - one["confidence"].as_f64().unwrap()).abs() < 1e-5, "{total} vs {}", one["confidence"]);
+    let (_, all) =
+        call(&app, "POST", "/api/ml/predict", Some(json!({"features": [ROW, ROW], "explain": {"class": "all"}})), None)
+            .await;
+    let classes = all["predictions"][1]["explanation"]["classes"].as_array().unwrap();
+    assert_eq!(classes.len(), 5);
+    assert_eq!(
+        all["predictions"][0]["explanation"], all["predictions"][1]["explanation"],
+        "identical rows, identical values"
+    );
+    let (_, by_label) = call(
+        &app,
+        "POST",
+        "/api/ml/predict",
+        Some(json!({"features": ROW, "explain": {"class": "C", "method": "exact"}})),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (by_label["explanation"]["class"].as_u64(), by_label["explanation"]["method"].as_str()),
+        (Some(2), Some("exact"))
+    );
+    let (s, v) =
+        call(&app, "POST", "/api/ml/predict", Some(json!({"features": ROW, "explain": {"class": "Z"}})), None).await;
+    assert_eq!((s, v["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_error")), "{v}");
+    let many = json!({"features": vec![ROW; 101], "explain": true});
+    let (s, v) = call(&app, "POST", "/api/ml/predict", Some(many), None).await;
+    assert_eq!((s, v["error"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("too_many_rows")), "{v}");
+    // KServe V1 :explain.
+    let (s, v1) =
+        call(&app, "POST", &format!("/v1/models/{ID}:explain"), Some(json!({"instances": [ROW]})), None).await;
+    assert_eq!(s, StatusCode::OK, "{v1}");
+    assert_eq!(v1["explanations"][0]["values"], one["explanation"]["values"]);
+    assert_eq!(v1["predictions"][0]["predicted_class"], one["predicted_class"]);
+}

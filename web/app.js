@@ -225,13 +225,47 @@ function readForm() {
 function predictForm() {
   const result = $('result');
   try {
-    renderResult(model.predict(readForm()));
+    const row = readForm();
+    renderResult(model.predict(row));
+    renderWhy(row);
     result.classList.remove('stale');
     showError('form-error', '');
   } catch (e) {
     result.classList.add('stale');
+    $('why').hidden = true;
     showError('form-error', e.message);
   }
+}
+
+/** One contribution row: "name = value", a bar left (negative) or right (positive) of the axis, the number. */
+function contribRow(name, shown, value, widest, signed = true) {
+  const pct = widest > 0 ? (Math.abs(value) / widest) * (signed ? 50 : 100) : 0;
+  const sign = value >= 0 ? 'pos' : 'neg';
+  const label = el('span', { class: 'name', title: `${name} = ${shown}` }, name, shown === '' ? '' : el('span', { class: 'v' }, ` = ${shown}`));
+  const text = `${signed && value >= 0 ? '+' : ''}${Number(value.toPrecision(3))}`;
+  return el(
+    'div',
+    { class: `contrib ${sign}`, role: 'listitem', 'data-feature': name, 'data-value': value, 'aria-label': `${name}: ${text}` },
+    label,
+    el('span', { class: 'track', 'aria-hidden': 'true' }, el('span', { class: 'fill', style: `width:${pct}%` })),
+    el('span', { class: 'num' }, text),
+  );
+}
+
+/** The form row's Shapley values, largest first, computed in the page by the wasm core. */
+function renderWhy(row) {
+  const e = model.explain(row);
+  const what = e.label != null ? `P(${e.label})` : `predicted ${meta.dataset.target_column}`;
+  const names = model.featureNames;
+  const values = names.map((n) => e.values[n]);
+  const widest = Math.max(...values.map(Math.abs));
+  const order = names.map((_, j) => j).sort((a, b) => Math.abs(values[b]) - Math.abs(values[a]));
+  const summary = $('why-summary');
+  const source = e.background === 'stored' ? `${e.background_rows} training rows` : 'the fill values (this bundle stores no background)';
+  summary.textContent = `${what} = ${fmt(e.output)}: the average over ${source} is ${fmt(e.base_value)}; each feature moves it by its bar (${e.method} Shapley values; they add up exactly).`;
+  Object.assign(summary.dataset, { base: e.base_value, output: e.output, method: e.method });
+  $('why-bars').replaceChildren(...order.map((j) => contribRow(names[j], row[j] == null ? 'missing' : String(row[j]), values[j], widest)));
+  $('why').hidden = false;
 }
 
 function renderResult(p) {
@@ -428,6 +462,10 @@ function renderCard() {
     );
   }
   $('curves').replaceChildren(curves(meta.history, meta.best_epoch));
+  const importance = meta.explain?.global_importance ?? [];
+  $('importance-wrap').hidden = !importance.length;
+  const top = Math.max(0, ...importance.map((i) => i.mean_abs_shap));
+  $('importance').replaceChildren(...importance.map((i) => contribRow(i.feature, '', i.mean_abs_shap, top, false)));
 }
 
 /** Train and validation loss per epoch as an inline SVG line chart. */

@@ -242,6 +242,9 @@ pub const MAX_CLASSES: usize = 10_000;
 /// Most background rows a bundle may store.
 pub const MAX_BACKGROUND_ROWS: usize = 10_000;
 
+/// Most test rows the global importance is computed over (each costs a full explanation).
+pub const MAX_IMPORTANCE_ROWS: usize = 100_000;
+
 /// Limits a server puts on configs from its clients, beyond the intrinsic ranges.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Caps {
@@ -423,6 +426,12 @@ impl TrainConfig {
             return Err(ConfigError::new(
                 "explain.background_rows",
                 format!("must be at most {MAX_BACKGROUND_ROWS}, got {}", self.explain.background_rows),
+            ));
+        }
+        if self.explain.importance_rows > MAX_IMPORTANCE_ROWS {
+            return Err(ConfigError::new(
+                "explain.importance_rows",
+                format!("must be at most {MAX_IMPORTANCE_ROWS}, got {}", self.explain.importance_rows),
             ));
         }
         if let Some(r) = &self.redis {

@@ -11,6 +11,7 @@ pub mod bundle;
 #[cfg(feature = "train")]
 pub mod config;
 pub mod error;
+pub mod explain;
 pub mod forward;
 pub mod model;
 pub mod preprocess;

@@ -145,6 +145,23 @@ impl Preprocessor {
         Ok(self.scale_value(index, self.encode_value(index, v)?))
     }
 
+    /// The raw value a preprocessed value of feature `index` stands for: the unscaled number,
+    /// or the category whose code it is (the background set is stored preprocessed; exports
+    /// and displays show it raw).
+    pub fn raw_value(&self, index: usize, x: f32) -> crate::Value {
+        let encoded = x * self.scale[index] + self.mean[index];
+        match &self.encoders[index] {
+            Encoder::Numeric { .. } => crate::Value::Number(f64::from(encoded)),
+            Encoder::Categorical { codes, .. } => {
+                let code = encoded.round().max(0.0) as u32;
+                codes
+                    .iter()
+                    .find(|(_, &c)| c == code)
+                    .map_or(crate::Value::Missing, |(name, _)| crate::Value::Text(name.clone()))
+            }
+        }
+    }
+
     /// Standardise an encoded value of feature `index`.
     #[inline]
     pub fn scale_value(&self, index: usize, encoded: f32) -> f32 {

@@ -159,7 +159,7 @@ impl WasmModel {
         let protocol = protocol(protocol_name)?;
         let bytes = body_bytes(body);
         let reply = Request::parse(protocol, &bytes, Transport::JSON)
-            .and_then(|r| r.answer(&self.inner, &Limits { max_rows: usize::MAX }))
+            .and_then(|r| r.answer(&self.inner, &Limits::NONE))
             .map_err(|e| js_error(&e.to_string(), e.kind(), e.row(), e.column(), e.status(protocol)))?;
         let text = String::from_utf8(reply.body).unwrap_or_default();
         js_sys::JSON::parse(&text)
@@ -177,7 +177,7 @@ impl WasmModel {
         json_header_length: Option<usize>,
     ) -> Result<Object, JsValue> {
         let protocol = protocol(Some(protocol_name.to_owned()))?;
-        let limits = Limits { max_rows: max_rows.unwrap_or(request::DEFAULT_MAX_ROWS) };
+        let limits = Limits { max_rows: max_rows.unwrap_or(request::DEFAULT_MAX_ROWS), ..Limits::default() };
         let transport = Transport { content_type: content_type.as_deref(), json_header_length };
         let reply = request::handle(&self.inner, protocol, body, transport, &limits);
         Ok(reply_object(reply))
@@ -203,9 +203,8 @@ impl WasmModel {
     /// count from 0 in errors.
     #[wasm_bindgen(js_name = predictCsv)]
     pub fn predict_csv(&self, text: &str) -> Result<Array, JsValue> {
-        let rows = Request::csv(text, CsvColumns::Header)
-            .rows(&self.inner, &Limits { max_rows: usize::MAX })
-            .map_err(|e| request_err(&e))?;
+        let rows =
+            Request::csv(text, CsvColumns::Header).rows(&self.inner, &Limits::NONE).map_err(|e| request_err(&e))?;
         let out = Array::new();
         for p in self.inner.predictions(&rows.x, rows.rows) {
             out.push(&to_js(&p, &self.labels));
@@ -216,10 +215,39 @@ impl WasmModel {
     /// Predictions for JS rows, read as the request layer reads JSON.
     fn json_rows(&self, rows: &JsValue, form: JsonRows) -> Result<Vec<Prediction>, JsValue> {
         let text = String::from_utf8(body_bytes(rows)).unwrap_or_default();
-        let bound = Request::json_rows(&text, form)
-            .rows(&self.inner, &Limits { max_rows: usize::MAX })
-            .map_err(|e| request_err(&e))?;
+        let bound = Request::json_rows(&text, form).rows(&self.inner, &Limits::NONE).map_err(|e| request_err(&e))?;
         Ok(self.inner.predictions(&bound.x, bound.rows))
+    }
+
+    /// Explain one row (an array of values in `featureNames` order): Shapley values of the
+    /// predicted class's probability (or the value), against the bundle's background set.
+    /// `options`: `{classIndex, class: "all" | index | label, method: "auto" | "exact" |
+    /// "permutation", permutations, seed}`. Returns the API's explanation object.
+    pub fn explain(&self, row: &JsValue, options: Option<Object>) -> Result<JsValue, JsValue> {
+        let get = |key: &str| {
+            options.as_ref().and_then(|o| Reflect::get(o, &JsValue::from_str(key)).ok()).filter(|v| !v.is_undefined())
+        };
+        // The options as the request layer reads `explain` (one parser for every surface).
+        let ask = Object::new();
+        if let Some(c) = get("classIndex").or_else(|| get("class")) {
+            set(&ask, "class", &c);
+        }
+        for key in ["method", "permutations", "seed"] {
+            if let Some(v) = get(key) {
+                set(&ask, key, &v);
+            }
+        }
+        let body = Object::new();
+        let data = Object::new();
+        set(&data, "features", row);
+        set(&body, "data", &data);
+        set(&body, "explain", &ask);
+        let bytes = body_bytes(&body);
+        let reply = Request::parse(Protocol::ApiMl, &bytes, Transport::JSON)
+            .and_then(|r| r.answer(&self.inner, &Limits::NONE))
+            .map_err(|e| request_err(&e))?;
+        let answer = js_sys::JSON::parse(&String::from_utf8(reply.body).unwrap_or_default())?;
+        Reflect::get(&answer, &JsValue::from_str("explanation"))
     }
 
     /// The bundle metadata as a plain object.

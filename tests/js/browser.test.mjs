@@ -149,6 +149,27 @@ describe('prediction page in Chromium', () => {
     assertMatchesNative(await shownPrediction(), nativePredict(modelsDir, esg.model_id, sparse), 'row with missing cells');
 
     assert.equal(await page.isVisible('#form-error'), false);
+    // Why: one bar per feature, signed and labelled, adding up to the shown probability; the
+    // model card shows the global importance.
+    const why = await page.$$eval('#why-bars .contrib', (bs) =>
+      bs.map((b) => ({ feature: b.dataset.feature, value: Number(b.dataset.value), sign: b.classList.contains('pos') ? 1 : -1, text: b.textContent })),
+    );
+    assert.equal(why.length, 15);
+    for (const b of why) {
+      assert.equal(Math.sign(b.value) || 1, b.sign, `${b.feature} bar side`);
+      assert.ok(b.text.startsWith(b.feature), b.text);
+    }
+    const sum = await page.$eval('#why-summary', (e) => ({ base: Number(e.dataset.base), output: Number(e.dataset.output) }));
+    const total = sum.base + why.reduce((a, b) => a + b.value, 0);
+    assert.ok(Math.abs(total - sum.output) <= 1e-5, `base + Σφ = ${total}, output ${sum.output}`);
+    const shownP = await shownPrediction();
+    assert.ok(Math.abs(sum.output - shownP.confidence) <= 1e-6, 'explains the predicted class');
+    await page.locator('#why').screenshot({ path: join(OUT, 'page-why.png') });
+    assert.equal(await page.$$eval('#importance .contrib', (bs) => bs.length), 15);
+    // Changing an input updates the explanation live.
+    const before = why.map((b) => b.value).join();
+    await page.fill('[data-testid="feature-carbon_intensity"]', '5');
+    await page.waitForFunction((b) => [...document.querySelectorAll('#why-bars .contrib')].map((e) => Number(e.dataset.value)).join() !== b, before);
     assert.equal(await page.$$eval('#confusion tbody tr', (trs) => trs.length), 5);
     assert.ok((await page.$$eval('#curves polyline', (ps) => ps.length)) === 2, 'train and val loss curves');
     await shot('page-server-desktop');

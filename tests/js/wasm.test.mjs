@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 
 import {
   ROOT,
+  trainer,
   assertSamePrediction,
   maxAbsDiff,
   nativePredict,
@@ -211,6 +212,44 @@ describe('wasm inference (Node)', () => {
     const csvText = [header.join(','), ...rows.slice(0, 5).map((r) => r.map((c) => (c.includes(',') ? `"${c}"` : c)).join(','))].join('\n');
     model.predictCsv(csvText).forEach((p, i) => assertSamePrediction(assert, p, want[i], 1e-5, `csv ${i}`));
     assert.throws(() => model.predictCsv(`${header.join(',')}\n${rows[0].slice(1).join(',')}`), (e) => e.kind === 'malformed_csv' && /row 0 has 15 fields, the header has 16/.test(e.message));
+  });
+
+  test('explain gives additive Shapley values, as the native CLI does', () => {
+    const { model, dir, id } = models.esg;
+    const { header, rows } = readCsv(join(dir, 'test_rows.csv'));
+    const row = model.featureNames.map((n) => rows[0][header.indexOf(n)]);
+    const e = model.explain(row);
+    const p = model.predict(row);
+    assert.equal(e.class, p.predicted_class);
+    assert.equal(e.method, 'permutation');
+    assert.equal(e.background, 'stored');
+    const total = e.base_value + Object.values(e.values).reduce((a, b) => a + b, 0);
+    assert.ok(Math.abs(total - p.confidence) <= 1e-5, `${total} vs ${p.confidence}`);
+    // The same numbers as trainer predict --explain --json.
+    const native = JSON.parse(trainer(['predict', '--models-dir', tmp.dir, '--model', id, '--json', '--explain', '--features', row.map((v) => (v.includes(',') ? `"${v}"` : v)).join(',')]).trim());
+    // Equal up to the last bits of f32 (wasm's SIMD sums in another order than native's).
+    const close = (a, b, path) => {
+      if (typeof a === 'number') return assert.ok(Math.abs(a - b) <= 1e-6, `${path}: ${a} vs ${b}`);
+      if (a && typeof a === 'object') {
+        assert.deepEqual(Object.keys(a), Object.keys(b), path);
+        for (const k of Object.keys(a)) close(a[k], b[k], `${path}.${k}`);
+      } else assert.equal(a, b, path);
+    };
+    close(e, native.explanation, 'explanation');
+    const all = model.explain(row, { class: 'all', method: 'exact' });
+    assert.equal(all.classes.length, 5);
+    const byIndex = model.explain(row, { classIndex: 2 });
+    assert.equal(byIndex.class, 2);
+    for (const m of ['iris', 'diabetes']) {
+      const x = models[m].model.featureNames.map(() => 0.5);
+      const ex = models[m].model.explain(x);
+      assert.equal(ex.method, 'exact'); // few features
+      const out = models[m].model.predict(x);
+      const y = out.predicted_value ?? out.confidence;
+      const sumx = ex.base_value + Object.values(ex.values).reduce((a, b) => a + b, 0);
+      assert.ok(Math.abs(sumx - y) <= 1e-5 * Math.max(1, Math.abs(y)), `${m}: ${sumx} vs ${y}`);
+    }
+    assert.throws(() => model.explain(row, { class: 'Z' }), (err) => err.kind === 'validation_error');
   });
 
   test('errors are JS Errors with the native messages', () => {

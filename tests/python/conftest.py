@@ -75,6 +75,11 @@ def iris(models):
 
 
 @pytest.fixture(scope="session")
+def diabetes(models):
+    return Trained(models, ["--data", str(ROOT / "tests/fixtures/diabetes.csv"), "--target", "progression", "--task", "regression", "--epochs", "10"])
+
+
+@pytest.fixture(scope="session")
 def esg(models):
     return Trained(models, ["--epochs", "15"])
 

@@ -40,9 +40,8 @@ def test_onnx_export_runs_in_onnxruntime(workdir, models, request, which):
         assert_same(got, w, 1e-5, f"{which} row {i}")
 
 
-def test_onnx_export_of_a_regression_maps_back_to_target_units(workdir, models):
-    from conftest import Trained, ROOT
-    m = Trained(models, ["--data", str(ROOT / "tests/fixtures/diabetes.csv"), "--target", "progression", "--task", "regression", "--epochs", "10"])
+def test_onnx_export_of_a_regression_maps_back_to_target_units(workdir, models, diabetes):
+    m = diabetes
     path = workdir / "diabetes.onnx"
     run("export", "--models-dir", str(models), "--model", m.id, "--format", "onnx", "--out", str(path))
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -8,6 +8,7 @@ pub mod device;
 pub mod engine;
 pub mod error;
 pub mod export;
+pub mod importance;
 pub mod metrics;
 pub mod onnx;
 pub mod pipeline;

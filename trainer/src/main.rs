@@ -60,7 +60,8 @@ enum Command {
     /// Cross-check a saved model on a device: the training engine's eval-mode outputs against
     /// the inference core's predictions, row by row (exit 6 if they differ by more than 1e-5).
     Crosscheck(CrosscheckArgs),
-    /// Export a saved model: `onnx` (the whole prediction pipeline as one ONNX graph).
+    /// Export a saved model: `onnx` (the whole prediction pipeline as one ONNX graph), or
+    /// `background` (the explanation background set as raw CSV rows).
     Export(ExportArgs),
 }
 
@@ -72,10 +73,10 @@ struct ExportArgs {
     /// Where model ids are looked up.
     #[arg(long, default_value = "models")]
     models_dir: PathBuf,
-    /// What to write: onnx.
-    #[arg(long, value_parser = ["onnx"])]
+    /// What to write: onnx | background.
+    #[arg(long, value_parser = ["onnx", "background"])]
     format: String,
-    /// Output file [default: MODEL_ID.onnx in the current directory].
+    /// Output file [default: MODEL_ID.onnx or MODEL_ID.background.csv in the current directory].
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
 }
@@ -159,6 +160,8 @@ struct TrainArgs {
     max_seconds: Option<f64>,
     #[arg(long, help = with_default("Background rows stored for explanations (0: none)", defaults().explain.background_rows))]
     background_rows: Option<usize>,
+    #[arg(long, help = with_default("Test rows whose mean |SHAP| gives the model card's global importance (0: skip)", defaults().explain.importance_rows))]
+    importance_rows: Option<usize>,
     /// Where model directories are written.
     #[arg(long, default_value = "models")]
     models_dir: PathBuf,
@@ -215,6 +218,7 @@ impl TrainArgs {
         set!(self.max_classes => max_classes);
         set!(self.seed => seed);
         set!(self.background_rows => explain.background_rows);
+        set!(self.importance_rows => explain.importance_rows);
         Ok(c)
     }
 }
@@ -237,6 +241,15 @@ struct PredictArgs {
     /// One JSON object per row, with the HTTP API's field names.
     #[arg(long)]
     json: bool,
+    /// Also explain each prediction: Shapley values per feature (a table, or `explanation` in --json).
+    #[arg(long)]
+    explain: bool,
+    /// With --explain: the class to explain (index or label, or `all`) [default: the predicted class].
+    #[arg(long, value_name = "CLASS")]
+    explain_class: Option<String>,
+    /// With --explain: exact | permutation | auto (exact up to 10 features) [default: auto].
+    #[arg(long, value_name = "METHOD", default_value = "auto", value_parser = ["auto", "exact", "permutation"])]
+    explain_method: String,
 }
 
 #[derive(Args)]
@@ -306,6 +319,9 @@ struct ServeArgs {
     /// Most rows in one predict request (more: 413 too_many_rows).
     #[arg(long, default_value_t = inference::request::DEFAULT_MAX_ROWS)]
     max_batch_rows: usize,
+    /// Most rows one predict request may ask explanations for (more: 413 too_many_rows).
+    #[arg(long, default_value_t = inference::request::DEFAULT_MAX_EXPLAIN_ROWS)]
+    max_explain_rows: usize,
     /// Connections served at once (more wait in the listen backlog).
     #[arg(long, default_value_t = Limits::default().max_connections)]
     max_connections: usize,
@@ -487,10 +503,77 @@ fn run_predict(args: &PredictArgs) -> Result<(), PredictionError> {
         (None, Some(path)) => (predict::csv_file_rows(model, path)?, true),
         (None, None) => return Err(PredictionError::Usage("give --features or --input".into())),
     };
-    for (i, p) in predict::predict(model, &rows).iter().enumerate() {
-        print_prediction(p, args.json, numbered.then_some(i + 1));
+    let preds = predict::predict(model, &rows);
+    let explanations = if args.explain {
+        let opts = explain_options(args, model)?;
+        predict::explain(model, &rows, &opts)
+    } else {
+        Vec::new()
+    };
+    let table = std::io::stdout().is_terminal() && !args.json;
+    for (i, p) in preds.iter().enumerate() {
+        let row = numbered.then_some(i + 1);
+        match (explanations.get(i), args.json) {
+            (Some(e), true) => {
+                let line = inference::request::prediction_json(p);
+                let e = inference::request::explanation_json(model, e);
+                out!("{},\"explanation\":{e}}}", &line[..line.len() - 1]);
+            }
+            (Some(e), false) => {
+                print_prediction(p, false, row);
+                print_explanation(model, e, table);
+            }
+            (None, json) => print_prediction(p, json, row),
+        }
     }
     Ok(())
+}
+
+fn explain_options(
+    args: &PredictArgs,
+    model: &inference::Model,
+) -> Result<inference::explain::Options, PredictionError> {
+    use inference::explain::{Method, Options, Target};
+    let target = match args.explain_class.as_deref() {
+        None => Target::Predicted,
+        Some("all") => Target::All,
+        Some(c) => match (c.parse::<usize>(), model.classes().and_then(|l| l.iter().position(|x| x == c))) {
+            (_, Some(i)) => Target::Class(i),
+            (Ok(i), None) if i < model.output_width() => Target::Class(i),
+            _ => return Err(PredictionError::Usage(format!("--explain-class {c:?}: no such class"))),
+        },
+    };
+    let method = match args.explain_method.as_str() {
+        "exact" => Method::Exact,
+        "permutation" => Method::Permutation,
+        _ => Method::Auto,
+    };
+    Ok(Options { target, method, ..Options::default() })
+}
+
+/// Contributions, largest first, as a bar chart on a terminal (or plain lines otherwise).
+fn print_explanation(model: &inference::Model, e: &inference::explain::Explanation, bars: bool) {
+    let names = model.feature_names();
+    for o in &e.outputs {
+        let what = match (o.class, model.classes()) {
+            (Some(c), Some(l)) => format!("P({})", l[c]),
+            _ => "value".to_owned(),
+        };
+        out!("  {what} = {:.4}: base {:.4} + contributions ({}):", o.output, o.base_value, e.method.as_str());
+        let mut order: Vec<usize> = (0..names.len()).collect();
+        order.sort_by(|&a, &b| o.values[b].abs().total_cmp(&o.values[a].abs()));
+        let widest = o.values.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-12);
+        for j in order {
+            let v = o.values[j];
+            let bar = if bars {
+                let n = ((v.abs() / widest) * 30.0).round() as usize;
+                format!(" {}", if v >= 0.0 { "+".repeat(n) } else { "-".repeat(n) })
+            } else {
+                String::new()
+            };
+            out!("    {:<28} {v:+.4}{bar}", names[j]);
+        }
+    }
 }
 
 fn run_crosscheck(args: &CrosscheckArgs) -> Result<(), PredictionError> {
@@ -530,8 +613,11 @@ fn run_crosscheck(args: &CrosscheckArgs) -> Result<(), PredictionError> {
 
 fn run_export(args: &ExportArgs) -> Result<(), PredictionError> {
     let loaded = predict::load_model(&args.models_dir, &args.model)?;
-    let bytes = trainer::onnx::export(&loaded.model);
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("{}.onnx", loaded.model.id())));
+    let (bytes, ext) = match args.format.as_str() {
+        "background" => (background_csv(&loaded.model)?, "background.csv"),
+        _ => (trainer::onnx::export(&loaded.model), "onnx"),
+    };
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("{}.{ext}", loaded.model.id())));
     let io = |source| PredictionError::Input(DataLoadError::Io { path: out.clone(), source });
     // Written whole or not at all.
     let tmp = out.with_extension(format!("onnx.tmp-{}", std::process::id()));
@@ -539,14 +625,40 @@ fn run_export(args: &ExportArgs) -> Result<(), PredictionError> {
         let _ = std::fs::remove_file(&tmp);
         io(e)
     })?;
-    out!(
-        "wrote {} ({} bytes, opset {} + ai.onnx.ml {})",
-        out.display(),
-        bytes.len(),
-        trainer::onnx::OPSET,
-        trainer::onnx::ML_OPSET
-    );
+    match ext {
+        "onnx" => out!(
+            "wrote {} ({} bytes, opset {} + ai.onnx.ml {})",
+            out.display(),
+            bytes.len(),
+            trainer::onnx::OPSET,
+            trainer::onnx::ML_OPSET
+        ),
+        _ => out!("wrote {} ({} bytes)", out.display(), bytes.len()),
+    }
     Ok(())
+}
+
+/// The stored background set as CSV of raw values (features in order, a header row).
+fn background_csv(model: &inference::Model) -> Result<Vec<u8>, PredictionError> {
+    let bg = model.background().ok_or_else(|| {
+        PredictionError::Usage(format!(
+            "model {} stores no background set (format 1, or background_rows 0)",
+            model.id()
+        ))
+    })?;
+    let n = model.num_features();
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let fail = |e: &dyn std::fmt::Display| PredictionError::Usage(format!("cannot write the CSV: {e}"));
+    w.write_record(model.feature_names()).map_err(|e| fail(&e))?;
+    for row in bg.chunks_exact(n) {
+        let cells = row.iter().enumerate().map(|(j, &x)| match model.preprocessor().raw_value(j, x) {
+            inference::Value::Number(v) => format!("{}", v as f32),
+            inference::Value::Text(t) => t,
+            inference::Value::Missing => String::new(),
+        });
+        w.write_record(cells).map_err(|e| fail(&e))?;
+    }
+    w.into_inner().map_err(|e| fail(&e))
 }
 
 fn run_inspect(args: &InspectArgs) -> Result<(), DataLoadError> {
@@ -616,7 +728,10 @@ fn run_serve(a: &ServeArgs) -> Result<(), ServeError> {
         },
         limits: Limits {
             max_body_bytes: a.max_body_bytes,
-            request: inference::request::Limits { max_rows: a.max_batch_rows.max(1) },
+            request: inference::request::Limits {
+                max_rows: a.max_batch_rows.max(1),
+                max_explain_rows: a.max_explain_rows,
+            },
             max_connections: a.max_connections.max(1),
             header_timeout: secs("header-timeout", a.header_timeout)?,
             request_timeout: secs("request-timeout", a.request_timeout)?,

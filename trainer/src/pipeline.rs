@@ -92,7 +92,7 @@ pub fn run(
     let mut recorded = config.clone();
     recorded.target_column = Some(target);
     recorded.task_type = Some(prepared.task);
-    let metadata = Metadata {
+    let mut metadata = Metadata {
         format_version: FORMAT_VERSION,
         model_id: String::new(),
         saved_at: String::new(),
@@ -114,6 +114,8 @@ pub fn run(
         tuning: None,
         weights_sha256: String::new(),
     };
+    let mut tensors = trained.model.export()?;
+    crate::importance::attach(&mut metadata, &mut tensors, &prepared.train, &prepared.test)?;
     let title = format!("{} on {}", metadata.task_type.as_str(), source);
     let mut extra = Vec::new();
     match plot::training_curves_svg(&metadata.history, &title) {
@@ -123,7 +125,7 @@ pub fn run(
     if opts.save_test_rows {
         extra.push((TEST_ROWS_FILE.to_owned(), rows_csv(&table, &prepared.test.table_rows)?));
     }
-    Ok(Trained { metadata, tensors: trained.model.export()?, extra, samples_per_second: trained.samples_per_second })
+    Ok(Trained { metadata, tensors, extra, samples_per_second: trained.samples_per_second })
 }
 
 /// Test-split metrics from the trained network's eval-mode outputs.

@@ -47,7 +47,7 @@ fn available(models_dir: &Path) -> String {
     format!(" (available: {})", shown.join(", "))
 }
 
-const NO_LIMIT: Limits = Limits { max_rows: usize::MAX };
+const NO_LIMIT: Limits = Limits::NONE;
 
 /// Rows of one CSV-style line of values in feature order (quotes allowed; empty = missing).
 pub fn feature_line_rows(model: &Model, line: &str) -> Result<Rows, PredictionError> {
@@ -67,6 +67,16 @@ pub fn csv_file_rows(model: &Model, path: &Path) -> Result<Rows, PredictionError
         message: format!("not UTF-8: {e}"),
     })?;
     Ok(Request::csv(text, CsvColumns::Header).rows(model, &NO_LIMIT)?)
+}
+
+/// Explanations of bound rows.
+pub fn explain(
+    model: &Model,
+    rows: &Rows,
+    options: &inference::explain::Options,
+) -> Vec<inference::explain::Explanation> {
+    let n = model.num_features();
+    (0..rows.rows).map(|r| model.explain(&rows.x[r * n..(r + 1) * n], options)).collect()
 }
 
 /// Predictions for bound rows.

@@ -106,16 +106,21 @@ pub(crate) fn uint(out: &mut Vec<u8>, v: usize) {
     out.extend_from_slice(v.to_string().as_bytes());
 }
 
-/// An array of f32.
-pub(crate) fn floats(out: &mut Vec<u8>, v: &[f32]) {
+/// A JSON array, each item written by `each`.
+pub(crate) fn array<T>(out: &mut Vec<u8>, items: impl IntoIterator<Item = T>, mut each: impl FnMut(&mut Vec<u8>, T)) {
     out.push(b'[');
-    for (i, &x) in v.iter().enumerate() {
+    for (i, item) in items.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        float(out, x);
+        each(out, item);
     }
     out.push(b']');
+}
+
+/// An array of f32.
+pub(crate) fn floats(out: &mut Vec<u8>, v: &[f32]) {
+    array(out, v, |out, &x| float(out, x));
 }
 
 /// The members of one prediction.
@@ -159,15 +164,19 @@ pub(crate) fn batch(model_id: Option<&str>, preds: &[Prediction], explanations: 
     if let Some(id) = model_id {
         o.str("model_id", id);
     }
-    let arr = o.key("predictions");
-    arr.push(b'[');
-    for (i, p) in preds.iter().enumerate() {
-        if i > 0 {
-            arr.push(b',');
-        }
-        prediction_into(arr, None, p, explanations.and_then(|e| e.get(i).copied()));
-    }
-    arr.push(b']');
+    array(o.key("predictions"), preds.iter().enumerate(), |arr, (i, p)| {
+        prediction_into(arr, None, p, explanations.and_then(|e| e.get(i).copied()))
+    });
+    o.end();
+    out
+}
+
+/// `{predictions: [...], explanations: [...]}` (KServe V1's `:explain`).
+pub(crate) fn predictions_and_explanations(preds: &[Prediction], explanations: &[&dyn WriteJson]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + preds.len() * 512);
+    let mut o = Obj::new(&mut out);
+    array(o.key("predictions"), preds, |arr, p| prediction_into(arr, None, p, None));
+    array(o.key("explanations"), explanations, |arr, e| e.write_json(arr));
     o.end();
     out
 }

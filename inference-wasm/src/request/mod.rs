@@ -14,6 +14,7 @@ mod api_ml;
 mod bind;
 mod csv;
 mod encode;
+mod explain;
 mod json_compat;
 mod mlflow;
 mod oip;
@@ -23,6 +24,7 @@ use std::borrow::Cow;
 pub use bind::Rows;
 pub use csv::CsvColumns;
 pub use encode::prediction as prediction_json;
+pub use explain::explanation_json;
 pub use oip::model_metadata as oip_model_metadata;
 
 use crate::error::{truncate_echo, RequestError};
@@ -61,14 +63,23 @@ impl Protocol {
 pub struct Limits {
     /// Most rows in one request.
     pub max_rows: usize,
+    /// Most rows one request may ask explanations for (each costs thousands of forward rows).
+    pub max_explain_rows: usize,
 }
 
 /// Rows per request a server allows unless configured otherwise.
 pub const DEFAULT_MAX_ROWS: usize = 10_000;
+/// Explained rows per request a server allows unless configured otherwise.
+pub const DEFAULT_MAX_EXPLAIN_ROWS: usize = 100;
+
+impl Limits {
+    /// No limits (the CLI and the JS API, where the caller pays for its own work).
+    pub const NONE: Limits = Limits { max_rows: usize::MAX, max_explain_rows: usize::MAX };
+}
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_rows: DEFAULT_MAX_ROWS }
+        Self { max_rows: DEFAULT_MAX_ROWS, max_explain_rows: DEFAULT_MAX_EXPLAIN_ROWS }
     }
 }
 
@@ -159,6 +170,10 @@ pub struct Request<'a> {
     /// Binary data after the JSON header (Open Inference Protocol).
     tail: &'a [u8],
     parsed: Parsed,
+    /// Explanations asked for (`explain` in the body, or KServe V1's `:explain`).
+    explain: Option<explain::Ask>,
+    /// KServe V1's `:explain` answer shape (`predictions` and `explanations` side by side).
+    explain_route: bool,
 }
 
 /// The mime type of a `Content-Type` value, lowercased, and its parameters.
@@ -232,7 +247,7 @@ impl<'a> Request<'a> {
             message: e.to_string(),
         })?;
         if csv {
-            return Ok(Self { protocol, text: Cow::Borrowed(text), tail, parsed: Parsed::Csv(CsvColumns::Header) });
+            return Ok(Self::new(protocol, Cow::Borrowed(text), tail, Parsed::Csv(CsvColumns::Header)));
         }
         let envelope = |text: &str| -> Result<Parsed, RequestError> {
             Ok(match protocol {
@@ -242,29 +257,51 @@ impl<'a> Request<'a> {
                 Protocol::Mlflow => Parsed::Mlflow(mlflow::parse(text)?),
             })
         };
-        match envelope(text) {
-            Ok(parsed) => Ok(Self { protocol, text: Cow::Borrowed(text), tail, parsed }),
+        let request = match envelope(text) {
+            Ok(parsed) => Self::new(protocol, Cow::Borrowed(text), tail, parsed),
             // Python clients write NaN / Infinity: read them as missing / non-finite.
             Err(e @ RequestError::Malformed { .. }) => match json_compat::strict_json(json) {
                 Some(strict) => {
                     let text = String::from_utf8(strict).map_err(|_| e.clone())?;
                     let parsed = envelope(&text)?;
-                    Ok(Self { protocol, text: Cow::Owned(text), tail, parsed })
+                    Self::new(protocol, Cow::Owned(text), tail, parsed)
                 }
-                None => Err(e),
+                None => return Err(e),
             },
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
+        };
+        request.with_explain()
+    }
+
+    fn new(protocol: Protocol, text: Cow<'a, str>, tail: &'a [u8], parsed: Parsed) -> Self {
+        Self { protocol, text, tail, parsed, explain: None, explain_route: false }
+    }
+
+    /// Read the body's `explain` option.
+    fn with_explain(mut self) -> Result<Self, RequestError> {
+        if let Parsed::Rows(env) = &self.parsed {
+            if let Some(span) = env.explain {
+                self.explain = explain::Ask::parse(span.get(&self.text))?;
+            }
         }
+        Ok(self)
+    }
+
+    /// Explain every row (KServe V1's `:explain`): `{"predictions", "explanations"}`.
+    pub fn explain_route(mut self) -> Self {
+        self.explain.get_or_insert_with(explain::Ask::default_options);
+        self.explain_route = true;
+        self
     }
 
     /// CSV text as a request (the CLI's `--input` and `--features`, the page's pasted CSV).
     pub fn csv(text: &'a str, columns: CsvColumns) -> Self {
-        Self { protocol: Protocol::ApiMl, text: Cow::Borrowed(text), tail: &[], parsed: Parsed::Csv(columns) }
+        Self::new(Protocol::ApiMl, Cow::Borrowed(text), &[], Parsed::Csv(columns))
     }
 
     /// Bare JSON rows as a request (the JS API hands rows over as JSON text).
     pub fn json_rows(text: &'a str, form: JsonRows) -> Self {
-        Self { protocol: Protocol::ApiMl, text: Cow::Borrowed(text), tail: &[], parsed: Parsed::Json(form) }
+        Self::new(Protocol::ApiMl, Cow::Borrowed(text), &[], Parsed::Json(form))
     }
 
     /// The protocol the request speaks.
@@ -320,11 +357,6 @@ impl<'a> Request<'a> {
 
     /// Predict every row with `model` and encode the protocol's answer.
     pub fn answer(&self, model: &Model, limits: &Limits) -> Result<Reply, RequestError> {
-        if let Parsed::Rows(env) = &self.parsed {
-            if env.explain.is_some_and(|s| !matches!(s.get(&self.text).trim(), "false" | "null")) {
-                return Err(RequestError::NotImplemented("explanations are not served yet".into()));
-            }
-        }
         if let Parsed::Oip(env) = &self.parsed {
             let (body, header, rows) = oip::answer(env, &self.text, self.tail, model, limits.max_rows)?;
             let content_type = if header.is_some() { "application/octet-stream" } else { JSON };
@@ -334,16 +366,43 @@ impl<'a> Request<'a> {
         let shape = self.bind(&mut b)?;
         let rows = b.finish();
         let preds = model.predictions(&rows.x, rows.rows);
+        let explanations = match &self.explain {
+            Some(ask) => {
+                if rows.rows > limits.max_explain_rows {
+                    return Err(RequestError::TooManyRows { limit: limits.max_explain_rows });
+                }
+                let opts = ask.options(model)?;
+                let n = model.num_features();
+                (0..rows.rows).map(|r| model.explain(&rows.x[r * n..(r + 1) * n], &opts)).collect()
+            }
+            None => Vec::new(),
+        };
+        let json: Vec<explain::Json<'_>> =
+            explanations.iter().map(|explanation| explain::Json { explanation, model }).collect();
+        let dyns: Vec<&dyn encode::WriteJson> = json.iter().map(|j| j as &dyn encode::WriteJson).collect();
+        let each = (!dyns.is_empty() && !self.explain_route).then_some(dyns.as_slice());
         let body = match (self.protocol, shape) {
+            _ if self.explain_route => encode::predictions_and_explanations(&preds, &dyns),
             (Protocol::ApiMl, api_ml::Shape::Single) => {
                 let mut out = Vec::with_capacity(160);
-                encode::prediction_into(&mut out, Some(model.id()), &preds[0], None);
+                encode::prediction_into(&mut out, Some(model.id()), &preds[0], each.and_then(|e| e.first().copied()));
                 out
             }
-            (Protocol::ApiMl, _) => encode::batch(Some(model.id()), &preds, None),
-            _ => encode::batch(None, &preds, None),
+            (Protocol::ApiMl, _) => encode::batch(Some(model.id()), &preds, each),
+            _ => encode::batch(None, &preds, each),
         };
         Ok(Reply { status: 200, content_type: JSON, body, json_header_length: None, rows: rows.rows })
+    }
+
+    /// Explanations of every row, without answering (the CLI's `--explain`, the JS API's `explain`).
+    pub fn explain(
+        &self,
+        model: &Model,
+        options: &crate::explain::Options,
+    ) -> Result<Vec<crate::explain::Explanation>, RequestError> {
+        let rows = self.rows(model, &Limits::NONE)?;
+        let n = model.num_features();
+        Ok((0..rows.rows).map(|r| model.explain(&rows.x[r * n..(r + 1) * n], options)).collect())
     }
 }
 

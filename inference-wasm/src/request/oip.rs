@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::bind::{json_error, Binder, Cell};
-use super::encode::{float, string, uint, Obj};
+use super::encode::{array, float, string, uint, Obj};
 use super::Span;
 use crate::error::{truncate_echo, RequestError};
 use crate::model::{Model, Prediction};
@@ -527,15 +527,7 @@ pub(crate) fn answer(
         };
         let mut t = Obj::new(arr);
         t.str("name", &spec.name).str("datatype", datatype);
-        let s = t.key("shape");
-        s.push(b'[');
-        for (d, dim) in shape.iter().enumerate() {
-            if d > 0 {
-                s.push(b',');
-            }
-            uint(s, *dim);
-        }
-        s.push(b']');
+        array(t.key("shape"), &shape, |s, &dim| uint(s, dim));
         if spec.binary {
             let blob = binary_output(&spec.name, &preds);
             let p = t.key("parameters");
@@ -631,31 +623,18 @@ pub fn model_metadata(model: &Model) -> Vec<u8> {
     let tensor = |arr: &mut Vec<u8>, name: &str, datatype: &str, dims: &[i64]| {
         let mut t = Obj::new(arr);
         t.str("name", name).str("datatype", datatype);
-        let s = t.key("shape");
-        s.push(b'[');
-        for (i, d) in dims.iter().enumerate() {
-            if i > 0 {
-                s.push(b',');
-            }
-            s.extend_from_slice(d.to_string().as_bytes());
-        }
-        s.push(b']');
+        array(t.key("shape"), dims, |s, d| s.extend_from_slice(d.to_string().as_bytes()));
         t.end();
     };
     let inputs = o.key("inputs");
-    inputs.push(b'[');
     if model.preprocessor().is_numeric_only() {
-        tensor(inputs, "input", "FP32", &[-1, n as i64]);
+        array(inputs, [()], |arr, ()| tensor(arr, "input", "FP32", &[-1, n as i64]));
     } else {
-        for (j, f) in model.spec().preprocessing.features.iter().enumerate() {
-            if j > 0 {
-                inputs.push(b',');
-            }
+        array(inputs, &model.spec().preprocessing.features, |arr, f| {
             let dt = if matches!(f.kind, FeatureKind::Categorical { .. }) { "BYTES" } else { "FP32" };
-            tensor(inputs, &f.name, dt, &[-1]);
-        }
+            tensor(arr, &f.name, dt, &[-1]);
+        });
     }
-    inputs.push(b']');
     let k = model.output_width() as i64;
     let outputs = o.key("outputs");
     outputs.push(b'[');

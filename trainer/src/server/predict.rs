@@ -33,8 +33,20 @@ pub async fn api_ml(State(state): State<Arc<AppState>>, body: RawBody) -> Respon
 
 /// Answer `body` in `protocol`, with the model `url_model` names (or the body's, or the newest).
 pub async fn serve(state: Arc<AppState>, protocol: Protocol, url_model: Option<String>, body: RawBody) -> Response {
-    if body.bytes.len() <= OFFLOAD_BYTES {
-        return respond(&state, protocol, url_model, &body).await;
+    serve_as(state, protocol, url_model, body, false).await
+}
+
+/// As [`serve`]; `explain_route` answers KServe V1's `:explain` (every row explained).
+pub async fn serve_as(
+    state: Arc<AppState>,
+    protocol: Protocol,
+    url_model: Option<String>,
+    body: RawBody,
+    explain_route: bool,
+) -> Response {
+    // Explanations cost thousands of forward rows per row: always off the async workers.
+    if body.bytes.len() <= OFFLOAD_BYTES && !explain_route && !asks_explain(&body) {
+        return respond(&state, protocol, url_model, &body, explain_route).await;
     }
     let Ok(permit) = state.heavy_predicts.clone().acquire_owned().await else {
         return ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is stopping")
@@ -43,7 +55,7 @@ pub async fn serve(state: Arc<AppState>, protocol: Protocol, url_model: Option<S
     let handle = tokio::runtime::Handle::current();
     let task = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        handle.block_on(respond(&state, protocol, url_model, &body))
+        handle.block_on(respond(&state, protocol, url_model, &body, explain_route))
     });
     task.await.unwrap_or_else(|e| {
         tracing::error!(error = %e, "predict task failed");
@@ -53,8 +65,19 @@ pub async fn serve(state: Arc<AppState>, protocol: Protocol, url_model: Option<S
     })
 }
 
-async fn respond(state: &AppState, protocol: Protocol, url_model: Option<String>, body: &RawBody) -> Response {
-    match answer(state, protocol, url_model, body).await {
+/// Whether the body may ask for explanations (a cheap byte scan; the parser decides).
+fn asks_explain(body: &RawBody) -> bool {
+    body.bytes.windows(9).any(|w| w == b"\"explain\"")
+}
+
+async fn respond(
+    state: &AppState,
+    protocol: Protocol,
+    url_model: Option<String>,
+    body: &RawBody,
+    explain_route: bool,
+) -> Response {
+    match answer(state, protocol, url_model, body, explain_route).await {
         Ok(reply) => {
             state.telemetry.predicted(reply.rows);
             reply_response(reply)
@@ -68,8 +91,13 @@ async fn answer(
     protocol: Protocol,
     url_model: Option<String>,
     body: &RawBody,
+    explain_route: bool,
 ) -> Result<Reply, ApiError> {
-    let req = Request::parse(protocol, &body.bytes, body.transport()).map_err(|e| ApiError::request(e, protocol))?;
+    let mut req =
+        Request::parse(protocol, &body.bytes, body.transport()).map_err(|e| ApiError::request(e, protocol))?;
+    if explain_route {
+        req = req.explain_route();
+    }
     let named = url_model.as_deref().or(req.model_id()).filter(|id| *id != LATEST);
     let id =
         match named {

@@ -126,13 +126,16 @@ pub async fn v1_model(State(state): State<Arc<AppState>>, Path(model): Path<Stri
     Ok(Json(json!({ "name": model, "ready": true })))
 }
 
-/// KServe V1 `POST /v1/models/{m}:predict` (`:explain` with explanations).
+/// KServe V1 `POST /v1/models/{m}:predict`, and `:explain` → `{"predictions", "explanations"}`.
 #[utoipa::path(post, path = "/v1/models/{model}:predict", params(("model" = String, Path)),
     request_body(description = "`{\"instances\": [...]}` or `{\"inputs\": ...}`", content_type = "application/json"),
     responses((status = 200, description = "`{\"predictions\": [...]}`"), (status = 400), (status = 404)))]
 pub async fn v1_action(State(state): State<Arc<AppState>>, Path(tail): Path<String>, body: RawBody) -> Response {
     match tail.rsplit_once(':') {
         Some((model, "predict")) => predict::serve(state, Protocol::KServeV1, Some(model.to_owned()), body).await,
+        Some((model, "explain")) => {
+            predict::serve_as(state, Protocol::KServeV1, Some(model.to_owned()), body, true).await
+        }
         _ => ApiError::not_found("not_found", "no such route: use /v1/models/{model}:predict")
             .in_protocol(Protocol::KServeV1)
             .into_response(),

@@ -1,0 +1,91 @@
+//! What training stores for explanations: a background set sampled (seeded) from the train
+//! split, and the global importance of each feature (mean |φ| over test rows), computed by
+//! the inference core's own explainer on the finished bundle.
+
+use std::collections::BTreeMap;
+
+use rand::seq::index::sample;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use inference::bundle::BACKGROUND_TENSOR;
+use inference::explain::{self, Target};
+use inference::record::{ExplainRecord, FeatureImportance, Metadata};
+use inference::{Bundle, Model, Tensor};
+
+use crate::error::{StoreError, TrainingError};
+use crate::prep::Split;
+
+/// Seed offset of the background draw, so it is independent of the training stream.
+const BACKGROUND_STREAM: u64 = 0x6261_636b_6772_6e64;
+
+/// `rows` train rows (preprocessed), drawn without replacement from `seed`; `None` for 0 rows.
+pub fn background(train: &Split, rows: usize, seed: u64) -> Option<Tensor> {
+    let k = rows.min(train.rows);
+    if k == 0 {
+        return None;
+    }
+    let n = train.x.len() / train.rows.max(1);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ BACKGROUND_STREAM);
+    let mut picked = sample(&mut rng, train.rows, k).into_vec();
+    picked.sort_unstable();
+    let data = picked.iter().flat_map(|&r| train.x[r * n..(r + 1) * n].iter().copied()).collect();
+    Some(Tensor { shape: vec![k, n], data })
+}
+
+/// Add the background to `tensors` and the explain section to `metadata`, with the global
+/// importance over up to `importance_rows` rows of `test`.
+pub fn attach(
+    metadata: &mut Metadata,
+    tensors: &mut BTreeMap<String, Tensor>,
+    train: &Split,
+    test: &Split,
+) -> Result<(), TrainingError> {
+    let cfg = &metadata.config.explain;
+    let Some(bg) = background(train, cfg.background_rows, metadata.config.seed) else {
+        return Ok(());
+    };
+    let k = bg.shape[0];
+    tensors.insert(BACKGROUND_TENSOR.to_owned(), bg);
+    metadata.explain = Some(ExplainRecord {
+        background_rows: k,
+        importance_rows: 0,
+        method: String::new(),
+        global_importance: vec![],
+    });
+    let rows = cfg.importance_rows.min(test.rows);
+    if rows == 0 {
+        return Ok(());
+    }
+    // The core's explainer on the bundle as it will be saved (weights hash filled for the check).
+    let mut probe = Bundle { metadata: metadata.clone(), tensors: tensors.clone() };
+    probe.metadata.weights_sha256 = inference::bundle::weights_sha256(&probe.tensors);
+    let fail = |e: inference::BundleError| TrainingError::Store(StoreError::Backend(format!("explain: {e}")));
+    let model = Model::from_bytes(&probe.to_safetensors().map_err(fail)?).map_err(fail)?;
+    let n = model.num_features();
+    let opts =
+        explain::Options { target: Target::Predicted, seed: metadata.config.seed, ..explain::Options::default() };
+    let mut sum = vec![0f64; n];
+    let mut method = "";
+    for r in 0..rows {
+        let e = model.explain(&test.x[r * n..(r + 1) * n], &opts);
+        method = e.method.as_str();
+        for (s, v) in sum.iter_mut().zip(&e.outputs[0].values) {
+            *s += v.abs();
+        }
+    }
+    let mut importance: Vec<FeatureImportance> = model
+        .feature_names()
+        .iter()
+        .zip(&sum)
+        .map(|(f, s)| FeatureImportance { feature: f.clone(), mean_abs_shap: s / rows as f64 })
+        .collect();
+    importance.sort_by(|a, b| b.mean_abs_shap.total_cmp(&a.mean_abs_shap));
+    metadata.explain = Some(ExplainRecord {
+        background_rows: k,
+        importance_rows: rows,
+        method: method.to_owned(),
+        global_importance: importance,
+    });
+    Ok(())
+}
