@@ -1,7 +1,6 @@
 """Load a trainer bundle (``model.safetensors``) into PyTorch, for the benchmarks.
 
-Shared by ``bench/http/fastapi_reference.py`` (the FastAPI predict endpoint) and
-``bench/wasm/export_onnx.py`` (the ONNX export). It reimplements, in Python, what the
+Used by ``bench/http/fastapi_reference.py`` (the FastAPI predict endpoint). It reimplements, in Python, what the
 Rust inference core does with a bundle:
 
 * the weights: tensors ``hidden.{i}.linear.weight/bias``,

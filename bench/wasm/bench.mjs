@@ -11,11 +11,11 @@
 //     the first single-row prediction;
 //   * single-row latency: median and p99 over --single calls (after a warm-up), each call
 //     timed on its own; rows cycle through real rows of the data; ours: model.predict(array)
-//     -> {predicted_class, ..., probabilities}; ORT: await session.run({features: 1xF tensor});
+//     -> {predicted_class, ..., probabilities}; ORT: await session.run({input: 1xF tensor});
 //   * batch throughput: rows/s of one call on --batch-rows rows (median of --batch-reps);
 //     ours: model.predictBatch(Float64Array, nRows); ORT: session.run on an NxF tensor;
 //   * agreement: max |Δp| and arg-max agreement of the two on the batch rows.
-// Both take the same raw rows: the ONNX graph includes the StandardScaler (export_onnx.py).
+// Both take the same raw rows: the ONNX graph includes the StandardScaler (`trainer export --format onnx`).
 // ORT runs single-threaded (ort.env.wasm.numThreads = ORT_THREADS, default 1), like ours.
 //
 // Run through bench/wasm/run.sh (trains the model, exports ONNX, installs onnxruntime-web).
@@ -99,7 +99,7 @@ async function coldStart(which, opts) {
       { executionProviders: ['wasm'] });
     ready = nowMs();
     const n = Number(process.env.N_FEATURES);
-    await session.run({ features: new ort.Tensor('float32', new Float32Array(n), [1, n]) });
+    await session.run({ [session.inputNames[0]]: new ort.Tensor('float32', new Float32Array(n), [1, n]) });
     first = nowMs();
   }
   process.stdout.write(JSON.stringify({ ready_ms: ready - t0, first_ms: first - t0 }) + '\n');
@@ -182,7 +182,7 @@ async function main() {
     ours: await timeSingle(opts.single, opts.warmup, (i) => model.predict(singleRows[i % singleRows.length])),
     ort: await timeSingle(opts.single, opts.warmup, async (i) => {
       const t = new ort.Tensor('float32', singleF32[i % singleF32.length], [1, nFeatures]);
-      const out = await session.run({ features: t });
+      const out = await session.run({ [session.inputNames[0]]: t });
       return out.probabilities.data;
     }),
   };
@@ -196,7 +196,7 @@ async function main() {
   const batchMs = {
     ours: await timeBatch(opts.batchReps, () => { oursProbs = model.predictBatch(flat64, opts.batchRows); }),
     ort: await timeBatch(opts.batchReps, async () => {
-      const out = await session.run({ features: new ort.Tensor('float32', flat32, [opts.batchRows, nFeatures]) });
+      const out = await session.run({ [session.inputNames[0]]: new ort.Tensor('float32', flat32, [opts.batchRows, nFeatures]) });
       ortProbs = out.probabilities.data;
     }),
   };

@@ -4,7 +4,7 @@
 #
 # Steps: generate a 20,000-row numeric CSV (32 features, 5 classes; cached in bench/out/),
 # train the default architecture (128,64,32, relu, dropout 0.2) on it for a few epochs,
-# export the bundle to ONNX (export_onnx.py, checked against PyTorch), install
+# export the whole pipeline to ONNX (`trainer export --format onnx`), install
 # onnxruntime-web into bench/wasm/node_modules if needed, then run bench.mjs: wasm sizes,
 # cold start, single-row latency (p50/p99), batch rows/s at 10,000 rows, and agreement.
 # Prints one markdown table (also saved to bench/out/wasm.md).
@@ -20,7 +20,7 @@
 #   PYTHON       Python interpreter (default python3); KEEP_TMP=1 keeps the temp dir
 # Prerequisites: release trainer build; the wasm packages (scripts/build-wasm.sh:
 #   web/pkg and inference-wasm/pkg-node); Node >= 18 and npm (registry access on the first
-#   run); Python with torch, numpy, safetensors, onnx (bench/reference/requirements.txt).
+#   run).
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 bench_init wasm
@@ -31,8 +31,6 @@ PYTHON=${PYTHON:-python3}
 need node npm "$PYTHON"
 [ -f inference-wasm/pkg-node/inference.js ] && [ -f web/pkg/inference_bg.wasm ] \
   || die "missing wasm packages: run scripts/build-wasm.sh"
-"$PYTHON" -c 'import onnx, safetensors, torch' 2>/dev/null \
-  || die "the ONNX export needs: pip install -r bench/reference/requirements.txt"
 trainer_bin
 
 data=$(numeric_dataset "$ROWS")
@@ -43,7 +41,7 @@ log "training 32 -> 128,64,32 -> 5 for $EPOCHS epochs"
   || { tail -n 20 "$BENCH_TMP/train.err" >&2; die "training failed"; }
 model_dir=$(tail -n1 "$BENCH_TMP/train.out" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["model_dir"])')
 
-"$PYTHON" bench/wasm/export_onnx.py --bundle "$model_dir/model.safetensors" --out "$BENCH_TMP/model.onnx"
+"$TRAINER" export --model "$model_dir" --format onnx --out "$BENCH_TMP/model.onnx" >&2
 
 if [ ! -d bench/wasm/node_modules/onnxruntime-web ]; then
   log "installing onnxruntime-web into bench/wasm/node_modules"

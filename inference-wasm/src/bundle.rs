@@ -173,29 +173,18 @@ fn supported_versions() -> String {
     READABLE_VERSIONS.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
 }
 
-/// Version-check metadata JSON and parse its spec part.
+/// Version-check metadata JSON and parse its spec part. The version comes first: a future
+/// format may change any other field, and its version is the telling error.
 fn parse_spec(json: &str) -> Result<ModelSpec, BundleError> {
-    let version_error = |found| BundleError::UnsupportedVersion { found, supported: supported_versions() };
-    match serde_json::from_str::<ModelSpec>(json) {
-        Ok(spec) if READABLE_VERSIONS.contains(&spec.format_version) => {
-            if spec.format_version == 1 && spec.explain.is_some() {
-                return Err(BundleError::Inconsistent("format_version 1 has no `explain` section".into()));
-            }
-            Ok(spec)
-        }
-        Ok(spec) => Err(version_error(spec.format_version)),
-        Err(e) => {
-            // A future format may fail the schema: name its version rather than the schema error.
-            #[derive(serde::Deserialize)]
-            struct Version {
-                format_version: u32,
-            }
-            match serde_json::from_str::<Version>(json) {
-                Ok(v) if !READABLE_VERSIONS.contains(&v.format_version) => Err(version_error(v.format_version)),
-                _ => Err(BundleError::Metadata(e.to_string())),
-            }
-        }
+    let version = crate::spec::format_version(json).map_err(|e| BundleError::Metadata(e.to_string()))?;
+    if !READABLE_VERSIONS.contains(&version) {
+        return Err(BundleError::UnsupportedVersion { found: version, supported: supported_versions() });
     }
+    let spec = ModelSpec::from_json(json).map_err(BundleError::Metadata)?;
+    if spec.format_version == 1 && spec.explain.is_some() {
+        return Err(BundleError::Inconsistent("format_version 1 has no `explain` section".into()));
+    }
+    Ok(spec)
 }
 
 /// Lengths and dimensions the metadata must agree on among itself.
@@ -343,7 +332,7 @@ mod writer {
 
     /// The full metadata (training record included), once the spec part has been verified.
     fn parse_full(json: &str) -> Result<Metadata, BundleError> {
-        serde_json::from_str(json).map_err(|e| BundleError::Metadata(e.to_string()))
+        Metadata::from_json(json).map_err(BundleError::Metadata)
     }
 }
 
@@ -459,7 +448,7 @@ mod tests {
         let row = [ValueRef::Number(1.0), ValueRef::Text("b")];
         assert_eq!(from_parts.predict(row.into_iter()).unwrap(), from_bytes.predict(row.into_iter()).unwrap());
         // The stored JSON is the full metadata, training record included.
-        assert_eq!(serde_json::from_str::<Metadata>(from_bytes.metadata_json()).unwrap(), b.metadata);
+        assert_eq!(Metadata::from_json(from_bytes.metadata_json()).unwrap(), b.metadata);
     }
 
     #[test]

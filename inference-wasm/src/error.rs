@@ -221,6 +221,15 @@ pub enum RequestError {
     NotImplemented(String),
 }
 
+impl From<crate::json::JsonError> for RequestError {
+    fn from(e: crate::json::JsonError) -> Self {
+        match e {
+            crate::json::JsonError::Malformed(message) => Self::Malformed { format: "JSON", message },
+            crate::json::JsonError::Invalid(m) => Self::Invalid(m),
+        }
+    }
+}
+
 impl RequestError {
     /// A short machine-readable kind, shared by HTTP and JS errors.
     pub fn kind(&self) -> &'static str {

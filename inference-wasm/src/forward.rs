@@ -1,6 +1,6 @@
-//! The MLP forward pass in plain f32 loops: eval-mode BatchNorm folded into the next
-//! Linear at load, weights stored input-major so each step is a register-tiled GEMM that
-//! LLVM vectorises (SSE/AVX natively, simd128 on wasm32).
+//! The MLP forward pass: eval-mode BatchNorm folded into the next Linear at load, weights
+//! stored input-major so each step is the register-tiled GEMM of [`kernels::dense`] (which
+//! LLVM vectorises: SSE/AVX natively, simd128 on wasm32).
 
 use crate::bundle::{hidden_tensor_name, Tensor};
 use crate::spec::{Activation, Architecture};
@@ -38,12 +38,6 @@ pub struct Network {
     max_width: usize,
 }
 
-/// Rows per register tile of the batch kernel.
-const TILE_ROWS: usize = 4;
-/// Output columns per register tile (two 128-bit vectors).
-const TILE_COLS: usize = 8;
-/// Output columns per tile for a single row (eight 128-bit accumulators).
-const SINGLE_ROW_TILE_COLS: usize = 32;
 /// Rows processed per pass through all layers, so intermediate activations stay in cache.
 const BLOCK_ROWS: usize = 64;
 
@@ -159,98 +153,13 @@ impl Network {
 impl Dense {
     /// y (rows × out) = act(x (rows × in) · Wᵀ + b).
     fn apply(&self, x: &[f32], rows: usize, y: &mut [f32]) {
-        let (k, m) = (self.in_dim, self.out_dim);
-        let mut r = 0;
-        while r + TILE_ROWS <= rows {
-            self.tile::<TILE_ROWS>(&x[r * k..(r + TILE_ROWS) * k], &mut y[r * m..(r + TILE_ROWS) * m]);
-            r += TILE_ROWS;
-        }
-        while r < rows {
-            self.tile::<1>(&x[r * k..(r + 1) * k], &mut y[r * m..(r + 1) * m]);
-            r += 1;
-        }
+        let layer = kernels::DenseRef { in_dim: self.in_dim, out_dim: self.out_dim, wt: &self.wt, b: &self.b };
+        kernels::dense(layer, x, rows, y);
         if let Some(act) = self.act {
-            act.apply_slice(&mut y[..rows * m]);
+            act.apply_slice(&mut y[..rows * self.out_dim]);
         }
-    }
-
-    /// R rows at a time. Each column tile keeps its accumulators in registers across the whole
-    /// k loop; a lone row takes wider tiles, so more independent add chains hide the latency.
-    #[inline(always)]
-    fn tile<const R: usize>(&self, x: &[f32], y: &mut [f32]) {
-        let k = self.in_dim;
-        let xs: [&[f32]; R] = std::array::from_fn(|r| &x[r * k..(r + 1) * k]);
-        let mut j = 0;
-        if R == 1 {
-            j = self.column_tiles::<R, SINGLE_ROW_TILE_COLS>(&xs, y, j);
-        }
-        j = self.column_tiles::<R, TILE_COLS>(&xs, y, j);
-        let (m, wt) = (self.out_dim, &self.wt[..k * self.out_dim]);
-        for j in j..m {
-            for r in 0..R {
-                let mut s = self.b[j];
-                for kk in 0..k {
-                    s += xs[r][kk] * wt[kk * m + j];
-                }
-                y[r * m + j] = s;
-            }
-        }
-    }
-
-    /// Outputs `j0..` in tiles of C columns while whole tiles fit; returns the first column left.
-    #[inline(always)]
-    fn column_tiles<const R: usize, const C: usize>(&self, xs: &[&[f32]; R], y: &mut [f32], mut j0: usize) -> usize {
-        let (k, m) = (self.in_dim, self.out_dim);
-        let wt = &self.wt[..k * m];
-        while j0 + C <= m {
-            let bias: &[f32; C] = self.b[j0..j0 + C].try_into().expect("tile width");
-            let mut acc = [*bias; R];
-            for kk in 0..k {
-                let w: &[f32; C] = wt[kk * m + j0..kk * m + j0 + C].try_into().expect("tile width");
-                for r in 0..R {
-                    let a = xs[r][kk];
-                    for c in 0..C {
-                        acc[r][c] += a * w[c];
-                    }
-                }
-            }
-            for r in 0..R {
-                y[r * m + j0..r * m + j0 + C].copy_from_slice(&acc[r]);
-            }
-            j0 += C;
-        }
-        j0
     }
 }
 
 /// Numerically stable softmax in place.
-pub fn softmax(v: &mut [f32]) {
-    // Below e^-80 (≈ 2e-35) a class's probability is 0 to any reader; skipping exp there
-    // avoids its slow subnormal path, which cost a third of batch throughput on confident models.
-    const NEGLIGIBLE: f32 = -80.0;
-    let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for x in v.iter_mut() {
-        let d = *x - max;
-        *x = if d < NEGLIGIBLE { 0.0 } else { d.exp() };
-        sum += *x;
-    }
-    v.iter_mut().for_each(|x| *x /= sum);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn softmax_is_stable_and_normalised() {
-        let mut v = [1000.0, 1001.0, 999.0];
-        softmax(&mut v);
-        assert!((v.iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        assert!(v[1] > v[0] && v[0] > v[2]);
-        assert!(v.iter().all(|x| x.is_finite()));
-        let mut w = [0.0, 200.0];
-        softmax(&mut w);
-        assert_eq!(w, [0.0, 1.0]);
-    }
-}
+pub use kernels::softmax;

@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod explain;
 pub mod forward;
+mod json;
 pub mod model;
 pub mod preprocess;
 #[cfg(feature = "train")]

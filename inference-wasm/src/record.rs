@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
-use crate::spec::{Architecture, Preprocessing, TaskType};
+use crate::spec::{Architecture, ModelSpec, Preprocessing, TaskType};
 
 /// Weighted and macro classification scores on the test split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,8 +112,9 @@ pub struct ExplainRecord {
     pub global_importance: Vec<FeatureImportance>,
 }
 
-/// The complete bundle metadata.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The complete bundle metadata. Read with [`Metadata::from_json`]: the spec part by the
+/// core's one spec reader, the training record derived.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Metadata {
     /// Bundle format version ([`crate::spec::FORMAT_VERSION`] when written by this build).
     pub format_version: u32,
@@ -126,17 +127,16 @@ pub struct Metadata {
     /// Network shape.
     pub architecture: Architecture,
     /// The configuration that produced this model (`train_config` in format 1).
-    #[serde(alias = "train_config")]
     pub config: TrainConfig,
     /// Scores on the test split.
     pub test_metrics: TestMetrics,
     /// Prediction-time preprocessing.
     pub preprocessing: Preprocessing,
     /// Class labels in class-index order (classification only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub classes: Option<Vec<String>>,
     /// Explanation background and global importance (format 2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub explain: Option<ExplainRecord>,
     /// Per-epoch losses and validation metric.
     pub history: Vec<EpochRecord>,
@@ -147,20 +147,72 @@ pub struct Metadata {
     /// Data provenance.
     pub dataset: DatasetInfo,
     /// Wall-clock seconds of the training loop.
-    #[serde(default)]
     pub train_seconds: f64,
     /// Device training ran on (`cpu`, `cuda:0`).
-    #[serde(default)]
     pub device: String,
     /// Training engine (`fused`, `cuda-fused` or `candle`); weights are reproducible per engine and machine.
-    #[serde(default)]
     pub engine: String,
     /// Things the user should know (dropped columns, unseen categories in val/test, …).
-    #[serde(default)]
     pub warnings: Vec<String>,
     /// The hyperparameter search that chose this model's config, when one did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tuning: Option<serde_json::Value>,
     /// sha256 over the tensors' raw little-endian bytes, in sorted name order.
     pub weights_sha256: String,
+}
+
+/// The training-record members of the metadata, as read (the spec members are ignored here).
+#[derive(Deserialize)]
+struct Record {
+    saved_at: String,
+    #[serde(alias = "train_config")]
+    config: TrainConfig,
+    test_metrics: TestMetrics,
+    #[serde(default)]
+    explain: Option<ExplainRecord>,
+    history: Vec<EpochRecord>,
+    epochs_run: usize,
+    best_epoch: usize,
+    dataset: DatasetInfo,
+    #[serde(default)]
+    train_seconds: f64,
+    #[serde(default)]
+    device: String,
+    #[serde(default)]
+    engine: String,
+    #[serde(default)]
+    warnings: Vec<String>,
+    #[serde(default)]
+    tuning: Option<serde_json::Value>,
+}
+
+impl Metadata {
+    /// Read metadata JSON (format 1 or 2): the spec part with [`ModelSpec::from_json`], the
+    /// training record derived.
+    pub fn from_json(json: &str) -> Result<Self, String> {
+        let spec = ModelSpec::from_json(json)?;
+        let r: Record = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        Ok(Metadata {
+            format_version: spec.format_version,
+            model_id: spec.model_id,
+            saved_at: r.saved_at,
+            task_type: spec.task_type,
+            architecture: spec.architecture,
+            config: r.config,
+            test_metrics: r.test_metrics,
+            preprocessing: spec.preprocessing,
+            classes: spec.classes,
+            explain: r.explain,
+            history: r.history,
+            epochs_run: r.epochs_run,
+            best_epoch: r.best_epoch,
+            dataset: r.dataset,
+            train_seconds: r.train_seconds,
+            device: r.device,
+            engine: r.engine,
+            warnings: r.warnings,
+            tuning: r.tuning,
+            weights_sha256: spec.weights_sha256,
+        })
+    }
 }

@@ -33,8 +33,10 @@ pub async fn publish(store: &dyn ModelStore, trained: Trained) -> Result<inferen
     let now = chrono::Utc::now();
     let id = store.reserve_id(&now.format("%Y_%m_%d").to_string()).await?;
     let model = finish(trained, &id, now)?;
-    let metadata: inference::Metadata =
-        serde_json::from_slice(&model.metadata_json).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let metadata = std::str::from_utf8(&model.metadata_json)
+        .map_err(|e| e.to_string())
+        .and_then(inference::Metadata::from_json)
+        .map_err(StoreError::Backend)?;
     store.save(model).await?;
     Ok(metadata)
 }

@@ -7,15 +7,13 @@
 //! {"instances": [row, ...]} | {"inputs": [row, ...] | {col: [...]}}   → {"predictions": [...]}
 //! ```
 
-use std::borrow::Cow;
-
 use serde::de::DeserializeSeed;
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::bind::{bind_features, Binder, ColumnsSeed, RowForm, RowsSeed};
 use super::Span;
 use crate::error::RequestError;
+use crate::json::{optional, Members};
 
 /// What the body names, with the row part kept as a span of the body (read once the model is known).
 #[derive(Debug, Clone)]
@@ -50,52 +48,26 @@ pub(crate) enum Shape {
     Instances,
 }
 
-#[derive(Deserialize)]
-struct Top<'a> {
-    #[serde(borrow, default)]
-    data: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    model_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    explain: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    features: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    records: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    instances: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    inputs: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct DataPart<'a> {
-    #[serde(borrow, default)]
-    features: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    records: Option<&'a RawValue>,
-}
-
 /// Parse the `/api/ml/predict` envelope of `body` (a str view of the same bytes).
 pub(crate) fn parse(body: &str) -> Result<Envelope, RequestError> {
-    let top: Top<'_> = serde_json::from_str(body).map_err(|e| super::bind::json_error(&e))?;
+    let top = Members::parse(body)?;
     let span = |raw: &RawValue| Span::of(body, raw.get());
     let data =
-        match top.data {
-            Some(d) => Some(serde_json::from_str::<DataPart<'_>>(d.get()).map_err(|_| {
+        match top.get("data") {
+            Some(d) => Some(Members::parse(d.get()).map_err(|_| {
                 RequestError::Invalid("`data` must be an object holding `features` or `records`".into())
             })?),
             None => None,
         };
     let (features, records) = match &data {
-        Some(d) if d.features.is_some() || d.records.is_some() => (d.features, d.records),
-        _ => (top.features, top.records),
+        Some(d) if d.get("features").is_some() || d.get("records").is_some() => (d.get("features"), d.get("records")),
+        _ => (top.get("features"), top.get("records")),
     };
     let given: Vec<RowsPart> = [
         features.map(|r| RowsPart::Features(span(r))),
         records.map(|r| RowsPart::Records(span(r))),
-        top.instances.map(|r| RowsPart::Instances(span(r))),
-        top.inputs.map(|r| RowsPart::Inputs(span(r))),
+        top.get("instances").map(|r| RowsPart::Instances(span(r))),
+        top.get("inputs").map(|r| RowsPart::Inputs(span(r))),
     ]
     .into_iter()
     .flatten()
@@ -113,29 +85,19 @@ pub(crate) fn parse(body: &str) -> Result<Envelope, RequestError> {
             ))
         }
     };
-    Ok(Envelope { model_id: top.model_id.map(Cow::into_owned), rows, explain: top.explain.map(span) })
-}
-
-#[derive(Deserialize)]
-struct V1<'a> {
-    #[serde(borrow, default)]
-    instances: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    inputs: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    explain: Option<&'a RawValue>,
+    Ok(Envelope { model_id: optional(&top, "model_id")?, rows, explain: top.get("explain").map(span) })
 }
 
 /// Parse a KServe V1 `:predict` body: exactly one of `instances` or `inputs`.
 pub(crate) fn parse_v1(body: &str) -> Result<Envelope, RequestError> {
-    let v1: V1<'_> = serde_json::from_str(body).map_err(|e| super::bind::json_error(&e))?;
+    let v1 = Members::parse(body)?;
     let span = |raw: &RawValue| Span::of(body, raw.get());
-    let rows = match (v1.instances, v1.inputs) {
+    let rows = match (v1.get("instances"), v1.get("inputs")) {
         (Some(i), None) => RowsPart::Instances(span(i)),
         (None, Some(i)) => RowsPart::Inputs(span(i)),
         _ => return Err(RequestError::Invalid("give exactly one of `instances` or `inputs`".into())),
     };
-    Ok(Envelope { model_id: None, rows, explain: v1.explain.map(span) })
+    Ok(Envelope { model_id: None, rows, explain: v1.get("explain").map(span) })
 }
 
 /// Bind the rows part of `body` into `b`; returns the answer's shape.

@@ -8,32 +8,11 @@
 //!   ("classes": [{class, label, base_value, output, values, …}] for "all"; no class for regression)
 //! ```
 
-use serde::Deserialize;
-
 use super::encode::{array, float, Obj, WriteJson};
 use crate::error::{truncate_echo, RequestError};
 use crate::explain::{Background, Explanation, Method, Options, OutputValues, Target, MAX_PERMUTATIONS};
+use crate::json::{optional, value, Members};
 use crate::model::Model;
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum ClassArg {
-    Index(usize),
-    Name(String),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Raw {
-    #[serde(default)]
-    class: Option<ClassArg>,
-    #[serde(default)]
-    method: Option<String>,
-    #[serde(default)]
-    permutations: Option<usize>,
-    #[serde(default)]
-    seed: Option<u64>,
-}
 
 /// How a request asked for explanations (the class may name a label, resolved per model).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,21 +37,27 @@ impl Ask {
             "true" => return Ok(Some(Self::default_options())),
             _ => {}
         }
-        let raw: Raw = serde_json::from_str(json).map_err(|e| bad(truncate_echo(&e.to_string())))?;
-        let method = match raw.method.as_deref() {
+        let raw = Members::parse(json).map_err(|e| bad(e.to_string()))?;
+        raw.only(&["class", "method", "permutations", "seed"], "`explain`")?;
+        let method: Option<String> = optional(&raw, "method")?;
+        let method = match method.as_deref() {
             None | Some("auto") => Method::Auto,
             Some("exact") => Method::Exact,
             Some("permutation") => Method::Permutation,
             Some(m) => return Err(bad(format!("unknown method {:?} (auto, exact, permutation)", truncate_echo(m)))),
         };
-        if let Some(p) = raw.permutations.filter(|&p| p == 0 || p > MAX_PERMUTATIONS) {
+        let permutations: Option<usize> = optional(&raw, "permutations")?;
+        if let Some(p) = permutations.filter(|&p| p == 0 || p > MAX_PERMUTATIONS) {
             return Err(bad(format!("permutations must be in 1..={MAX_PERMUTATIONS}, got {p}")));
         }
-        let class = raw.class.map(|c| match c {
-            ClassArg::Index(i) => Ok(i),
-            ClassArg::Name(s) => Err(s),
-        });
-        Ok(Some(Self { class, method, permutations: raw.permutations, seed: raw.seed.unwrap_or(0) }))
+        // A class index, or a label (or "all").
+        let class = match raw.get("class") {
+            Some(c) if c.get().starts_with('"') => Some(Err(value::<String>(c, "class")?)),
+            Some(c) => Some(Ok(value::<usize>(c, "class")?)),
+            None => None,
+        };
+        let seed: Option<u64> = optional(&raw, "seed")?;
+        Ok(Some(Self { class, method, permutations, seed: seed.unwrap_or(0) }))
     }
 
     /// The explainer options for `model`.

@@ -5,13 +5,13 @@
 
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::bind::{json_error, Binder, Cell, ColumnsSeed, RowForm, RowsSeed};
+use super::bind::{Binder, Cell, ColumnsSeed, RowForm, RowsSeed};
 use super::Span;
-use crate::error::{truncate_echo, PredictError, RequestError};
+use crate::error::{PredictError, RequestError};
+use crate::json::{JsonError, Members};
 
 /// The formats MLflow accepts, in its message's order.
 const FORMATS: &str = "dataframe_split, dataframe_records, instances, inputs";
@@ -29,55 +29,36 @@ pub(crate) enum Rows {
     Inputs(Span),
 }
 
-#[derive(Deserialize)]
-struct Top<'a> {
-    #[serde(borrow, default)]
-    dataframe_split: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    dataframe_records: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    instances: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    inputs: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Split<'a> {
-    #[serde(borrow, default)]
-    columns: Option<&'a RawValue>,
-    #[serde(borrow)]
-    data: &'a RawValue,
-    #[serde(default)]
-    #[allow(dead_code)] // pandas sends it; rows keep their order
-    index: Option<IgnoredAny>,
-}
-
 /// Parse an `/invocations` JSON body.
 pub(crate) fn parse(text: &str) -> Result<Rows, RequestError> {
-    let top: Top<'_> = serde_json::from_str(text).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => RequestError::Invalid(format!(
+    let top = Members::parse(text).map_err(|e| match e {
+        JsonError::Invalid(_) => RequestError::Invalid(format!(
             "The input must be a JSON dictionary with exactly one of the input fields {{{FORMATS}}}"
         )),
-        _ => json_error(&e),
+        e => e.into(),
     })?;
     let span = |r: &RawValue| Span::of(text, r.get());
-    let given = [top.dataframe_split, top.dataframe_records, top.instances, top.inputs].iter().flatten().count();
+    let [split, records, instances, inputs] =
+        ["dataframe_split", "dataframe_records", "instances", "inputs"].map(|k| top.get(k));
+    let given = [split, records, instances, inputs].iter().flatten().count();
     if given != 1 {
         return Err(RequestError::Invalid(format!(
             "The input must be a JSON dictionary with exactly one of the input fields {{{FORMATS}}}; it has {given}"
         )));
     }
-    if let Some(s) = top.dataframe_split {
-        let split: Split<'_> = serde_json::from_str(s.get()).map_err(|e| {
+    if let Some(s) = split {
+        let bad = |m: String| {
             RequestError::Invalid(format!(
-                "Dataframe split format must have 'data' field and optionally 'columns' and 'index' fields: {}",
-                truncate_echo(&e.to_string())
+                "Dataframe split format must have 'data' field and optionally 'columns' and 'index' fields: {m}"
             ))
-        })?;
-        return Ok(Rows::Split { columns: split.columns.map(span), data: span(split.data) });
+        };
+        let split = Members::parse(s.get()).map_err(|e| bad(e.to_string()))?;
+        // pandas sends `index` too; rows keep their order.
+        split.only(&["columns", "data", "index"], "dataframe_split").map_err(|e| bad(e.to_string()))?;
+        let data = split.get("data").ok_or_else(|| bad("missing field `data`".into()))?;
+        return Ok(Rows::Split { columns: split.get("columns").map(span), data: span(data) });
     }
-    Ok(match (top.dataframe_records, top.instances, top.inputs) {
+    Ok(match (records, instances, inputs) {
         (Some(r), _, _) => Rows::Records(span(r)),
         (_, Some(r), _) => Rows::Instances(span(r)),
         (_, _, Some(r)) => Rows::Inputs(span(r)),

@@ -12,13 +12,13 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::bind::{json_error, Binder, Cell};
+use super::bind::{Binder, Cell};
 use super::encode::{array, float, string, uint, Obj};
 use super::Span;
 use crate::error::{truncate_echo, RequestError};
+use crate::json::{optional, value, Members};
 use crate::model::{Model, Prediction};
 use crate::spec::{FeatureKind, TaskType};
 
@@ -74,49 +74,29 @@ impl Datatype {
     }
 }
 
-#[derive(Deserialize, Default)]
+/// The `parameters` of a request, input or output that this server reads.
+#[derive(Default)]
 struct Params {
-    #[serde(default)]
     binary_data_size: Option<u64>,
-    #[serde(default)]
     binary_data: Option<bool>,
-    #[serde(default)]
     binary_data_output: Option<bool>,
-    #[serde(default)]
-    shared_memory_region: Option<de::IgnoredAny>,
+    shared_memory: bool,
 }
 
-#[derive(Deserialize)]
-struct RawInput<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    shape: Vec<i64>,
-    #[serde(borrow)]
-    datatype: Cow<'a, str>,
-    #[serde(default)]
-    parameters: Option<Params>,
-    #[serde(borrow, default)]
-    data: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct RawOutput<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    #[serde(default)]
-    parameters: Option<Params>,
-}
-
-#[derive(Deserialize)]
-struct RawRequest<'a> {
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(default)]
-    parameters: Option<Params>,
-    #[serde(borrow)]
-    inputs: Vec<RawInput<'a>>,
-    #[serde(borrow, default)]
-    outputs: Option<Vec<RawOutput<'a>>>,
+impl Params {
+    /// Read the `parameters` member of `m`, if any.
+    fn of(m: &Members<'_>) -> Result<Self, RequestError> {
+        let Some(raw) = m.get("parameters") else {
+            return Ok(Self::default());
+        };
+        let p = Members::parse(raw.get())?;
+        Ok(Self {
+            binary_data_size: optional(&p, "binary_data_size")?,
+            binary_data: optional(&p, "binary_data")?,
+            binary_data_output: optional(&p, "binary_data_output")?,
+            shared_memory: p.get("shared_memory_region").is_some(),
+        })
+    }
 }
 
 /// Where an input's elements are.
@@ -157,32 +137,36 @@ fn invalid(m: String) -> RequestError {
 
 /// Parse the JSON header `text` of an infer request whose binary part is `tail`.
 pub(crate) fn parse(text: &str, tail: &[u8]) -> Result<Envelope, RequestError> {
-    let raw: RawRequest<'_> = serde_json::from_str(text).map_err(|e| json_error(&e))?;
-    if raw.inputs.is_empty() {
+    let top = Members::parse(text)?;
+    let raw_inputs: Vec<&RawValue> = value(top.required("inputs", "the request")?, "inputs")?;
+    if raw_inputs.is_empty() {
         return Err(invalid("the request has no inputs".into()));
     }
-    let binary_default = raw.parameters.as_ref().and_then(|p| p.binary_data_output).unwrap_or(false);
+    let binary_default = Params::of(&top)?.binary_data_output.unwrap_or(false);
     let mut cursor = 0usize;
-    let mut inputs = Vec::with_capacity(raw.inputs.len());
-    for i in raw.inputs {
-        let name = truncate_echo(&i.name);
-        let datatype = Datatype::parse(&i.datatype)?;
-        let shape = i
-            .shape
+    let mut inputs = Vec::with_capacity(raw_inputs.len());
+    for raw in raw_inputs {
+        let i = Members::parse(raw.get())?;
+        let full_name: String = value(i.required("name", "an input")?, "name")?;
+        let name = truncate_echo(&full_name);
+        let what = format!("input `{name}`");
+        let datatype: String = value(i.required("datatype", &what)?, "datatype")?;
+        let datatype = Datatype::parse(&datatype)?;
+        let shape: Vec<i64> = value(i.required("shape", &what)?, "shape")?;
+        let shape = shape
             .iter()
-            .map(|&d| usize::try_from(d).map_err(|_| invalid(format!("input `{name}` has a negative dimension {d}"))))
+            .map(|&d| usize::try_from(d).map_err(|_| invalid(format!("{what} has a negative dimension {d}"))))
             .collect::<Result<Vec<_>, _>>()?;
-        let p = i.parameters.unwrap_or_default();
-        if p.shared_memory_region.is_some() {
+        let p = Params::of(&i)?;
+        if p.shared_memory {
             return Err(RequestError::NotImplemented("shared-memory inputs are not supported".into()));
         }
-        let data = match (p.binary_data_size, i.data) {
+        let data = match (p.binary_data_size, i.get("data")) {
             (Some(size), None) => {
-                let size = usize::try_from(size)
-                    .map_err(|_| invalid(format!("input `{name}`: binary_data_size too large")))?;
+                let size = usize::try_from(size).map_err(|_| invalid(format!("{what}: binary_data_size too large")))?;
                 let end = cursor.checked_add(size).filter(|&e| e <= tail.len()).ok_or_else(|| {
                     invalid(format!(
-                        "input `{name}` claims {size} binary bytes, but only {} follow the JSON header",
+                        "{what} claims {size} binary bytes, but only {} follow the JSON header",
                         tail.len() - cursor
                     ))
                 })?;
@@ -191,23 +175,28 @@ pub(crate) fn parse(text: &str, tail: &[u8]) -> Result<Envelope, RequestError> {
                 d
             }
             (None, Some(data)) => Data::Json(Span::of(text, data.get())),
-            (Some(_), Some(_)) => return Err(invalid(format!("input `{name}` has both data and binary_data_size"))),
-            (None, None) => return Err(invalid(format!("input `{name}` has no data"))),
+            (Some(_), Some(_)) => return Err(invalid(format!("{what} has both data and binary_data_size"))),
+            (None, None) => return Err(invalid(format!("{what} has no data"))),
         };
-        inputs.push(Input { name: i.name.into_owned(), shape, datatype, data });
+        inputs.push(Input { name: full_name, shape, datatype, data });
     }
     if cursor != tail.len() {
         return Err(invalid(format!("{} bytes follow the inputs' binary data", tail.len() - cursor)));
     }
-    let outputs = raw.outputs.map(|os| {
-        os.into_iter()
-            .map(|o| Output {
-                binary: o.parameters.and_then(|p| p.binary_data).unwrap_or(binary_default),
-                name: o.name.into_owned(),
-            })
-            .collect()
-    });
-    Ok(Envelope { id: raw.id.map(Cow::into_owned), inputs, outputs, binary_default })
+    let outputs = match top.get("outputs") {
+        Some(raw) => {
+            let raw: Vec<&RawValue> = value(raw, "outputs")?;
+            let mut outputs = Vec::with_capacity(raw.len());
+            for o in raw {
+                let o = Members::parse(o.get())?;
+                let binary = Params::of(&o)?.binary_data.unwrap_or(binary_default);
+                outputs.push(Output { name: value(o.required("name", "an output")?, "name")?, binary });
+            }
+            Some(outputs)
+        }
+        None => None,
+    };
+    Ok(Envelope { id: optional(&top, "id")?, inputs, outputs, binary_default })
 }
 
 /// Where the element at flat index `i` of an input goes.
