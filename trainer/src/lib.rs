@@ -2,6 +2,7 @@
 //! model store and task queue, the workers, and the HTTP server. The CLI in `main.rs` is the
 //! only user of clap; prediction always goes through the `inference` crate.
 
+pub mod backend;
 pub mod crosscheck;
 pub mod data;
 pub mod device;
@@ -16,6 +17,7 @@ pub mod plot;
 pub mod predict;
 pub mod prep;
 pub mod queue;
+pub mod redis_pool;
 pub mod server;
 pub mod store;
 pub mod train;

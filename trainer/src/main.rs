@@ -17,13 +17,17 @@ use inference::config::{
     Activation, Caps, DeviceChoice, EngineChoice, MissingStrategy, OptimizerKind, TaskType, TrainConfig,
 };
 use inference::Prediction;
+use trainer::backend::{BackendConfig, SharedConfig, SharedModels};
 use trainer::data::redis::{KeyPattern, RedisLayout, RedisOptions};
 use trainer::data::{self, DataContext};
 use trainer::error::{ConfigError, DataLoadError, PredictionError, ServeError, TrainingError};
 use trainer::pipeline::{self, Event, RunOptions};
-use trainer::queue::local::{LocalOptions, LocalQueue};
+use trainer::queue::local::LocalOptions;
+use trainer::queue::redis::RedisQueueOptions;
+use trainer::redis_pool::RedisLink;
 use trainer::server::{Limits, ServerConfig};
 use trainer::store::fs::{FsOptions, FsStore};
+use trainer::worker::WorkerContext;
 use trainer::{crosscheck, predict};
 
 /// `println!` that ends the process quietly when stdout is closed (`trainer predict … | head`).
@@ -53,6 +57,8 @@ enum Command {
     Predict(PredictArgs),
     /// Serve the HTTP API (train, status, predict, models, metrics) and the web page.
     Serve(ServeArgs),
+    /// Run trainings from the queue shared through Redis (`--redis`), e.g. on a GPU machine.
+    Worker(WorkerArgs),
     /// Load a dataset and describe its columns (types, missing cells, categories) without training.
     Inspect(InspectArgs),
     /// Load a CSV or JSON file into Redis, for `--data redis:KEY`.
@@ -289,16 +295,7 @@ struct ServeArgs {
     /// Port (0 picks a free one and prints it).
     #[arg(long, default_value_t = 9003)]
     port: u16,
-    /// Where models are saved and loaded.
-    #[arg(long, default_value = "models")]
-    models_dir: PathBuf,
-    /// Train requests may only read dataset files inside this directory (created if absent).
-    #[arg(long, default_value = "datasets")]
-    data_dir: PathBuf,
-    /// Redis keys train requests may read (comma-separated globs; `*` matches any run).
-    #[arg(long, default_value = "datasets:*")]
-    redis_keys: String,
-    /// Trainings running at once (in-process workers; 0 = API only); more wait as pending.
+    /// Trainings running at once in this process (in-process workers; 0 = API only); more wait as pending.
     #[arg(long, alias = "max-concurrent-trainings", default_value_t = 1)]
     workers: usize,
     /// Require `Authorization: Bearer KEY` for train, cancel and delete (delete is disabled without it).
@@ -331,9 +328,71 @@ struct ServeArgs {
     /// Seconds a request (body included) may take.
     #[arg(long, default_value_t = Limits::default().request_timeout.as_secs_f64())]
     request_timeout: f64,
+    #[command(flatten)]
+    process: ProcessArgs,
+}
+
+/// `trainer worker`: trainings from the shared queue.
+#[derive(Args)]
+struct WorkerArgs {
+    /// Train on this device whatever a task asks [default: the task's own `device`].
+    #[arg(long, value_parser = json_enum::<DeviceChoice>)]
+    device: Option<DeviceChoice>,
+    /// Trainings this worker runs at once.
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    #[command(flatten)]
+    process: ProcessArgs,
+}
+
+/// What `serve` and `worker` share: stores, data, caps and the shared Redis.
+#[derive(Args)]
+struct ProcessArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    caps: CapsArgs,
+    #[command(flatten)]
+    shared: SharedArgs,
+}
+
+/// Where models and tasks are kept locally.
+#[derive(Args)]
+struct StoreArgs {
+    /// Where models are saved and loaded (with --redis: the local cache of shared bundles, or
+    /// the shared directory itself with --model-store dir).
+    #[arg(long, default_value = "models")]
+    models_dir: PathBuf,
     /// Trainings that may wait for a worker; more get 429.
     #[arg(long, default_value_t = LocalOptions::default().max_queued)]
     max_queued: usize,
+    /// Largest bundle file loaded, bytes.
+    #[arg(long, default_value_t = trainer::store::fs::DEFAULT_MAX_BUNDLE_BYTES)]
+    max_bundle_bytes: u64,
+    /// Memory for loaded models, bytes (least recently used are dropped first).
+    #[arg(long, default_value_t = trainer::store::fs::DEFAULT_CACHE_BYTES)]
+    model_cache_bytes: u64,
+}
+
+/// What trainings may read.
+#[derive(Args)]
+struct DataArgs {
+    /// Train requests may only read dataset files inside this directory (created if absent).
+    #[arg(long, default_value = "datasets")]
+    data_dir: PathBuf,
+    /// Redis keys train requests may read (comma-separated globs; `*` matches any run).
+    #[arg(long, default_value = "datasets:*")]
+    redis_keys: String,
+    /// Largest dataset a training reads, bytes.
+    #[arg(long, default_value_t = data::DEFAULT_MAX_DATA_BYTES)]
+    max_dataset_bytes: u64,
+}
+
+/// Limits on the configs of train requests.
+#[derive(Args)]
+struct CapsArgs {
     /// Most epochs a train request may ask for.
     #[arg(long, default_value_t = 1000)]
     max_epochs: usize,
@@ -346,15 +405,101 @@ struct ServeArgs {
     /// Most target classes a train request may have.
     #[arg(long, default_value_t = 1000)]
     max_classes: usize,
-    /// Largest dataset a training reads, bytes.
-    #[arg(long, default_value_t = data::DEFAULT_MAX_DATA_BYTES)]
-    max_dataset_bytes: u64,
-    /// Largest bundle file loaded, bytes.
-    #[arg(long, default_value_t = trainer::store::fs::DEFAULT_MAX_BUNDLE_BYTES)]
-    max_bundle_bytes: u64,
-    /// Memory for loaded models, bytes (least recently used are dropped first).
-    #[arg(long, default_value_t = trainer::store::fs::DEFAULT_CACHE_BYTES)]
-    model_cache_bytes: u64,
+}
+
+/// The Redis that servers and workers share (scale-out).
+#[derive(Args)]
+struct SharedArgs {
+    /// Share tasks, status and models through this Redis (`redis://[:password@]host:port[/db]`).
+    /// Without it, this process keeps everything itself.
+    #[arg(long, env = "TRAINER_REDIS_URL", value_name = "URL", hide_env_values = true)]
+    redis: Option<String>,
+    /// Prefix of every key this deployment writes (wrap it in {…} for Redis Cluster slots).
+    #[arg(long, default_value = "trainer:")]
+    redis_prefix: String,
+    /// With --redis, where models live: `redis` (bundles in Redis, cached and verified on each
+    /// machine) or `dir` (--models-dir is a shared directory; ids still come from Redis).
+    #[arg(long, default_value = "redis", value_parser = ["redis", "dir"])]
+    model_store: String,
+    /// Seconds without a heartbeat after which another worker takes a running task.
+    #[arg(long, default_value_t = RedisQueueOptions::default().claim_after.as_secs_f64())]
+    claim_after: f64,
+    /// Deliveries of one task before it fails as `worker_lost`.
+    #[arg(long, default_value_t = RedisQueueOptions::default().max_attempts)]
+    max_attempts: u32,
+    /// Seconds finished task records are kept.
+    #[arg(long, default_value_t = RedisQueueOptions::default().ttl.as_secs_f64())]
+    task_ttl: f64,
+    /// Largest bundle stored in Redis, bytes (bigger: use --model-store dir).
+    #[arg(long, default_value_t = trainer::store::redis::DEFAULT_MAX_REDIS_BUNDLE_BYTES)]
+    redis_max_bundle_bytes: u64,
+    /// Seconds a Redis command may take (connect, read, write).
+    #[arg(long, default_value_t = 5.0)]
+    redis_timeout: f64,
+}
+
+impl StoreArgs {
+    fn backend(&self, shared: &SharedArgs) -> Result<BackendConfig, ServeError> {
+        Ok(BackendConfig {
+            models_dir: self.models_dir.clone(),
+            max_bundle_bytes: self.max_bundle_bytes,
+            cache_bytes: self.model_cache_bytes,
+            max_queued: self.max_queued,
+            shared: shared.config()?,
+        })
+    }
+}
+
+impl SharedArgs {
+    fn config(&self) -> Result<Option<SharedConfig>, ServeError> {
+        let Some(url) = &self.redis else { return Ok(None) };
+        Ok(Some(SharedConfig {
+            link: RedisLink {
+                url: url.clone(),
+                prefix: self.redis_prefix.clone(),
+                timeout: secs("redis-timeout", self.redis_timeout)?,
+            },
+            models: if self.model_store == "dir" { SharedModels::Dir } else { SharedModels::Redis },
+            queue: RedisQueueOptions {
+                claim_after: secs("claim-after", self.claim_after)?,
+                max_attempts: self.max_attempts.max(1),
+                ttl: secs("task-ttl", self.task_ttl)?,
+                ..RedisQueueOptions::default()
+            },
+            max_redis_bundle_bytes: self.redis_max_bundle_bytes,
+        }))
+    }
+}
+
+impl DataArgs {
+    /// How trainings read data; `redis:KEY` datasets come from `REDIS_URL`, else the shared Redis.
+    fn run_options(&self, shared: &SharedArgs) -> Result<RunOptions, ServeError> {
+        std::fs::create_dir_all(&self.data_dir)?;
+        let mut redis = RedisOptions::default();
+        if let (Err(_), Some(url)) = (std::env::var("REDIS_URL"), &shared.redis) {
+            redis.url = url.clone();
+        }
+        Ok(RunOptions {
+            data: DataContext {
+                data_dir: Some(self.data_dir.clone()),
+                redis,
+                redis_keys: Some(KeyPattern::parse(&self.redis_keys)),
+                max_bytes: self.max_dataset_bytes,
+            },
+            save_test_rows: false,
+        })
+    }
+}
+
+impl CapsArgs {
+    fn caps(&self) -> Caps {
+        Caps {
+            max_epochs: self.max_epochs,
+            max_patience: self.max_patience,
+            max_seconds: Some(self.max_train_seconds).filter(|s| s.is_finite() && *s > 0.0),
+            max_classes: self.max_classes,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -703,7 +848,6 @@ fn secs(flag: &str, s: f64) -> Result<Duration, ServeError> {
 }
 
 fn run_serve(a: &ServeArgs) -> Result<(), ServeError> {
-    std::fs::create_dir_all(&a.data_dir)?;
     let config = ServerConfig {
         host: a.host.clone(),
         port: a.port,
@@ -711,21 +855,8 @@ fn run_serve(a: &ServeArgs) -> Result<(), ServeError> {
         insecure_no_auth: a.insecure_no_auth,
         web_dir: a.web_dir.clone(),
         mlflow_model: a.mlflow_model.clone(),
-        run: RunOptions {
-            data: DataContext {
-                data_dir: Some(a.data_dir.clone()),
-                redis: RedisOptions::default(),
-                redis_keys: Some(KeyPattern::parse(&a.redis_keys)),
-                max_bytes: a.max_dataset_bytes,
-            },
-            save_test_rows: false,
-        },
-        caps: Caps {
-            max_epochs: a.max_epochs,
-            max_patience: a.max_patience,
-            max_seconds: Some(a.max_train_seconds).filter(|s| s.is_finite() && *s > 0.0),
-            max_classes: a.max_classes,
-        },
+        run: a.process.data.run_options(&a.process.shared)?,
+        caps: a.process.caps.caps(),
         limits: Limits {
             max_body_bytes: a.max_body_bytes,
             request: inference::request::Limits {
@@ -740,13 +871,26 @@ fn run_serve(a: &ServeArgs) -> Result<(), ServeError> {
         workers: a.workers,
     };
     trainer::server::check_security(&config)?;
-    let store = FsStore::open_dir(
-        &a.models_dir,
-        FsOptions { max_bundle_bytes: a.max_bundle_bytes, cache_bytes: a.model_cache_bytes },
-    )?;
-    let queue =
-        LocalQueue::new(Some(&a.models_dir), LocalOptions { max_queued: a.max_queued, ..LocalOptions::default() })?;
-    trainer::server::run(config, Arc::new(store), Arc::new(queue))
+    let (store, queue) = trainer::backend::open(&a.process.store.backend(&a.process.shared)?)?;
+    trainer::server::run(config, store, queue)
+}
+
+fn run_worker(a: &WorkerArgs) -> Result<(), ServeError> {
+    if a.process.shared.redis.is_none() {
+        return Err(ServeError::Config(
+            "a worker takes its tasks from a shared queue: give --redis URL (or TRAINER_REDIS_URL)".into(),
+        ));
+    }
+    let (store, queue) = trainer::backend::open(&a.process.store.backend(&a.process.shared)?)?;
+    let ctx = WorkerContext {
+        queue,
+        store,
+        run: a.process.data.run_options(&a.process.shared)?,
+        caps: a.process.caps.caps(),
+        device: a.device,
+        on_finished: Arc::new(|_| {}),
+    };
+    Ok(trainer::worker::run_process(ctx, a.concurrency)?)
 }
 
 /// `family: message` and the exit code of an error.
@@ -768,6 +912,7 @@ fn main() -> ExitCode {
         Command::Train(a) => run_train(a).map_err(failure),
         Command::Predict(a) => run_predict(a).map_err(failure),
         Command::Serve(a) => run_serve(a).map_err(failure),
+        Command::Worker(a) => run_worker(a).map_err(failure),
         Command::Crosscheck(a) => run_crosscheck(a).map_err(failure),
         Command::Export(a) => run_export(a).map_err(failure),
         Command::Inspect(a) => run_inspect(a).map_err(failure),

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use inference::config::Caps;
+use inference::config::{Caps, DeviceChoice};
 
 use crate::error::TrainingError;
 use crate::pipeline::{self, Event, RunOptions};
@@ -24,6 +24,8 @@ pub struct WorkerContext {
     pub run: RunOptions,
     /// Limits on configs.
     pub caps: Caps,
+    /// Train on this device whatever the task says (`trainer worker --device`).
+    pub device: Option<DeviceChoice>,
     /// Called with `completed`, `failed` or `cancelled` as each task ends.
     pub on_finished: Arc<dyn Fn(&'static str) + Send + Sync>,
 }
@@ -45,6 +47,37 @@ pub async fn run(ctx: WorkerContext, name: String, stop: Arc<AtomicBool>) {
     }
 }
 
+/// A name for this process's workers that no other process shares (a consumer name).
+pub fn process_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    format!("{}-{}", if host.is_empty() { "worker" } else { host }, std::process::id())
+}
+
+/// `trainer worker`: run `concurrency` workers on `ctx` until SIGINT or SIGTERM, then hand the
+/// running tasks back to the queue and wait for them to stop.
+pub fn run_process(ctx: WorkerContext, concurrency: usize) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        let stop = Arc::new(AtomicBool::new(false));
+        let name = process_name();
+        let workers: Vec<_> = (0..concurrency.max(1))
+            .map(|i| tokio::spawn(run(ctx.clone(), format!("{name}-{i}"), stop.clone())))
+            .collect();
+        tracing::info!(worker = %name, concurrency, "worker ready");
+        println!("worker {name} ready");
+        crate::server::shutdown_signal().await;
+        tracing::info!(worker = %name, "stopping: handing running tasks back");
+        stop.store(true, Ordering::SeqCst);
+        ctx.queue.shut_down().await;
+        for w in workers {
+            let _ = tokio::time::timeout(Duration::from_secs(30), w).await;
+        }
+    });
+    rt.shutdown_timeout(Duration::from_secs(10));
+    Ok(())
+}
+
 /// Run one claimed task to its end.
 pub async fn run_task(ctx: &WorkerContext, claim: Claim) {
     let id = claim.id.clone();
@@ -54,7 +87,16 @@ pub async fn run_task(ctx: &WorkerContext, claim: Claim) {
             let model_id = c.model_id.clone();
             match ctx.queue.complete(&id, c).await {
                 Ok(true) => tracing::info!(task_id = %id, %model_id, "training completed"),
-                Ok(false) => tracing::warn!(task_id = %id, %model_id, "task had already finished: result discarded"),
+                Ok(false) => {
+                    // Another delivery finished first (or the task was cancelled): exactly
+                    // one model per task, so this one goes.
+                    tracing::warn!(task_id = %id, %model_id, "task had already finished: result discarded");
+                    if let Ok(mid) = crate::store::ModelId::parse(&model_id) {
+                        if let Err(e) = ctx.store.delete(&mid).await {
+                            tracing::warn!(task_id = %id, %model_id, error = %e, "cannot delete the discarded model");
+                        }
+                    }
+                }
                 Err(e) => tracing::error!(task_id = %id, error = %e, "cannot record the completion"),
             }
             "completed"
@@ -80,7 +122,11 @@ pub async fn run_task(ctx: &WorkerContext, claim: Claim) {
 }
 
 async fn train(ctx: &WorkerContext, claim: &Claim) -> Result<Completion, TrainingError> {
-    let checked = claim.spec.config.clone().check_with(&ctx.caps)?;
+    let mut config = claim.spec.config.clone();
+    if let Some(device) = ctx.device {
+        config.train_config.device = device;
+    }
+    let checked = config.check_with(&ctx.caps)?;
     ctx.run.data.admit(checked.source())?;
     let (queue, id, run, cancel) = (ctx.queue.clone(), claim.id.clone(), ctx.run.clone(), claim.cancel.clone());
     let handle = tokio::runtime::Handle::current();

@@ -7,6 +7,7 @@ use redis::{Commands, Value};
 
 use super::Table;
 use crate::error::DataLoadError;
+use crate::redis_pool::redact;
 
 /// Connection settings for Redis datasets.
 #[derive(Debug, Clone)]
@@ -108,14 +109,6 @@ fn connect(key: &str, opts: &RedisOptions) -> Result<redis::Connection, DataLoad
     con.set_read_timeout(Some(opts.timeout)).map_err(|e| err(e.to_string()))?;
     con.set_write_timeout(Some(opts.timeout)).map_err(|e| err(e.to_string()))?;
     Ok(con)
-}
-
-/// Hide a password in a URL for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
 }
 
 /// Load the table stored at `key`, refusing values over `max_bytes` (as `MEMORY USAGE` counts).
@@ -239,11 +232,5 @@ mod tests {
         assert!(!p.matches("secretcfg") && !p.matches("xdatasets:iris") && !p.matches("shared:a:csvx"));
         assert!(KeyPattern::parse("*").matches("anything"));
         assert!(!KeyPattern::parse("").matches("x"));
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(redact("redis://:secret@127.0.0.1:6379/2"), "redis://***@127.0.0.1:6379/2");
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 }

@@ -6,6 +6,7 @@
 //! - `redis` (scale-out): a Stream with a consumer group, records in hashes.
 
 pub mod local;
+pub mod redis;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

@@ -123,6 +123,7 @@ impl AppState {
             store: self.store.clone(),
             run: self.config.run.clone(),
             caps: self.config.caps,
+            device: None,
             on_finished: Arc::new(move |outcome| state.telemetry.training_finished(outcome)),
         }
     }
@@ -200,7 +201,8 @@ pub fn check_security(config: &ServerConfig) -> Result<(), ServeError> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

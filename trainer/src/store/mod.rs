@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod fs;
+pub mod redis;
 
 use std::sync::Arc;
 

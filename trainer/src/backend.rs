@@ -1,0 +1,88 @@
+//! Which [`ModelStore`] and [`TaskQueue`] a process uses: everything local to one `trainer
+//! serve` (a models directory and an in-process queue), or shared through Redis by any number
+//! of servers and workers (`--redis`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::error::ServeError;
+use crate::queue::local::{LocalOptions, LocalQueue};
+use crate::queue::redis::{RedisQueue, RedisQueueOptions};
+use crate::queue::TaskQueue;
+use crate::redis_pool::{Pool, RedisLink};
+use crate::store::fs::{FsOptions, FsStore};
+use crate::store::redis::{DirWithSharedIds, RedisStore, RedisStoreOptions, SharedIds};
+use crate::store::ModelStore;
+
+/// Where shared models live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedModels {
+    /// Bundles in Redis, with a verified cache on each machine.
+    Redis,
+    /// The models directory is shared (NFS and the like); ids still come from Redis.
+    Dir,
+}
+
+/// The Redis side of a shared deployment.
+#[derive(Debug, Clone)]
+pub struct SharedConfig {
+    /// The Redis and key prefix.
+    pub link: RedisLink,
+    /// Where models live.
+    pub models: SharedModels,
+    /// Delivery and expiry of tasks.
+    pub queue: RedisQueueOptions,
+    /// Largest bundle stored in Redis.
+    pub max_redis_bundle_bytes: u64,
+}
+
+/// Everything that decides a process's store and queue.
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    /// Local models (or the shared directory, or the cache of Redis bundles).
+    pub models_dir: PathBuf,
+    /// Largest bundle loaded.
+    pub max_bundle_bytes: u64,
+    /// Memory for loaded models.
+    pub cache_bytes: u64,
+    /// Most tasks pending or running.
+    pub max_queued: usize,
+    /// Redis, when shared.
+    pub shared: Option<SharedConfig>,
+}
+
+/// The local cache of Redis bundles inside the models directory.
+pub const REDIS_CACHE_DIR: &str = ".redis-cache";
+
+/// A process's store and queue.
+pub type Backend = (Arc<dyn ModelStore>, Arc<dyn TaskQueue>);
+
+/// The store and queue `cfg` describes.
+pub fn open(cfg: &BackendConfig) -> Result<Backend, ServeError> {
+    let fs_opts = FsOptions { max_bundle_bytes: cfg.max_bundle_bytes, cache_bytes: cfg.cache_bytes };
+    let Some(shared) = &cfg.shared else {
+        let store = FsStore::open_dir(&cfg.models_dir, fs_opts)?;
+        let queue = LocalQueue::new(
+            Some(&cfg.models_dir),
+            LocalOptions { max_queued: cfg.max_queued, ..LocalOptions::default() },
+        )?;
+        return Ok((Arc::new(store), Arc::new(queue)));
+    };
+    let pool = Pool::new(shared.link.clone()).map_err(ServeError::Config)?;
+    let store: Arc<dyn ModelStore> = match shared.models {
+        SharedModels::Redis => Arc::new(RedisStore::new(
+            pool.clone(),
+            RedisStoreOptions {
+                max_bundle_bytes: shared.max_redis_bundle_bytes.min(cfg.max_bundle_bytes),
+                cache_bytes: cfg.cache_bytes,
+                cache_dir: cfg.models_dir.join(REDIS_CACHE_DIR),
+            },
+        )?),
+        SharedModels::Dir => Arc::new(DirWithSharedIds {
+            dir: FsStore::open_dir(&cfg.models_dir, fs_opts)?,
+            ids: SharedIds::new(pool.clone()),
+        }),
+    };
+    let queue = RedisQueue::new(pool, RedisQueueOptions { max_queued: cfg.max_queued, ..shared.queue });
+    Ok((store, Arc::new(queue)))
+}
