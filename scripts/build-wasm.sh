@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Build the inference core for wasm32 (+simd128, size-optimised profile) and generate the JS
-# bindings: web/pkg (--target web, for browsers and edge workers) and inference-wasm/pkg-node
-# (--target nodejs). Uses rustup's wasm32 target when installed, else Debian's rustc-web
-# recipe (see ../shared/notes/wasm-toolchain.md). Installs wasm-bindgen-cli of exactly the
-# crate's version when missing, and runs wasm-opt (binaryen) on rustc's output when present.
-# The JS half of the bindings (inference-wasm/js/boundary.js) is inlined into both glue files,
-# so each package is the usual glue + .wasm + .d.ts.
+# Build the inference core for wasm32 (+simd128, size-optimised profile), generate the JS
+# bindings, and package them as ONE npm package, @trainer/inference (scripts/pack.sh):
+# inference-wasm/pkg/ and its `npm pack` tarball, with an entry per host (browsers and
+# bundlers, Node ESM and CommonJS, Deno, Bun, Workers/workerd). The page's copy (web/pkg) is
+# the package's browser entry. Uses rustup's wasm32 target when installed, else Debian's
+# rustc-web recipe (see ../shared/notes/wasm-toolchain.md). Installs wasm-bindgen-cli of
+# exactly the crate's version when missing, and runs wasm-opt (binaryen) on rustc's output
+# when present. The JS half of the bindings (inference-wasm/js/boundary.js) is inlined into
+# the glue, so each host loads one JS module and the .wasm.
+#
+# WASM_SKIP_CARGO=1 reuses the last cargo output (target-wasm/.../inference.wasm) and runs only
+# wasm-opt, wasm-bindgen and the packaging.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +22,9 @@ flags="-C target-feature=+simd128"
 wb_version=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
 [ -n "$wb_version" ] || { echo "wasm-bindgen not found in Cargo.lock" >&2; exit 1; }
 
-if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+if [ "${WASM_SKIP_CARGO:-0}" = 1 ]; then
+  echo "build-wasm: WASM_SKIP_CARGO=1, reusing the last cargo output"
+elif command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx "$target"; then
   echo "build-wasm: rustup's $target target"
   RUSTFLAGS="$flags" cargo build --profile wasm-release --target "$target" -p inference-wasm --lib
 elif [ -x /usr/bin/rustc ] && command -v wasm-ld-16 >/dev/null && [ -d /usr/lib/rustlib/src/rust/library ]; then
@@ -33,6 +40,7 @@ else
 fi
 
 wasm="$CARGO_TARGET_DIR/$target/wasm-release/inference.wasm"
+[ -f "$wasm" ] || { echo "build-wasm: $wasm is missing (run without WASM_SKIP_CARGO first)" >&2; exit 1; }
 if command -v wasm-opt >/dev/null; then
   # Before wasm-bindgen: Debian's binaryen 108 breaks wasm-bindgen's output when run after it.
   wasm-opt -O3 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
@@ -41,18 +49,22 @@ if command -v wasm-opt >/dev/null; then
 fi
 
 if ! command -v wasm-bindgen >/dev/null || [ "$(wasm-bindgen --version | awk '{print $2}')" != "$wb_version" ]; then
+  if [ "${WASM_SKIP_CARGO:-0}" = 1 ]; then
+    echo "build-wasm: wasm-bindgen-cli $wb_version is needed (cargo install wasm-bindgen-cli --version $wb_version)" >&2
+    exit 1
+  fi
   echo "build-wasm: installing wasm-bindgen-cli $wb_version"
   cargo install wasm-bindgen-cli --version "$wb_version"
 fi
-# Fresh output dirs: wasm-bindgen never removes files an earlier build left there.
-rm -rf web/pkg inference-wasm/pkg-node
-for t in web:web/pkg nodejs:inference-wasm/pkg-node; do
-  wasm-bindgen --target "${t%%:*}" --out-dir "${t#*:}" --out-name inference \
+# The raw bindings, for scripts/pack.sh: the ES module glue (--target web, the one every
+# ES module host shares) and the CommonJS glue (--target nodejs, for require()); no .d.ts (the
+# package's types are inference-wasm/js/package/index.d.ts). Fresh dirs: wasm-bindgen never
+# removes files an earlier build left there.
+bindgen="$CARGO_TARGET_DIR/bindgen"
+rm -rf "$bindgen" inference-wasm/pkg-node # pkg-node: the old Node-only output, now the package's node.cjs
+for t in web nodejs; do
+  wasm-bindgen --target "$t" --out-dir "$bindgen/$t" --out-name inference --no-typescript \
     --remove-name-section --remove-producers-section "$wasm"
 done
-node scripts/inline-js-snippets.mjs web/pkg inference-wasm/pkg-node
-# The nodejs glue is CommonJS; the repo's package.json says "type": "module", so mark the folder.
-echo '{"type": "commonjs"}' > inference-wasm/pkg-node/package.json
-raw=$(stat -c %s web/pkg/inference_bg.wasm)
-gz=$(gzip -9 -c web/pkg/inference_bg.wasm | wc -c)
-echo "build-wasm: web/pkg/inference_bg.wasm $raw bytes ($gz gzip)"
+node scripts/inline-js-snippets.mjs "$bindgen/web" "$bindgen/nodejs"
+BINDGEN_DIR="$bindgen" ./scripts/pack.sh

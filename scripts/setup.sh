@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Install what the tests need on a fresh Debian machine (idempotent; skips what is present):
 # redis-server, Debian chromium, the wasm32 toolchain (rustc-web recipe, unless rustup has the
-# target), binaryen's wasm-opt, the npm packages (playwright-core, workerd), and a Python venv
-# (.venv) with the peers' clients of tests/python (tritonclient, kserve, onnxruntime, shap, …).
+# target), binaryen's wasm-opt, the npm dev tools (package.json: playwright-core, workerd, and the
+# hosts the package test runs @trainer/inference in: deno, bun, esbuild, typescript; their
+# platform binaries come as npm packages, and package.json's allowScripts lets their postinstall
+# scripts run), and a Python venv (.venv) with the peers' clients of tests/python (tritonclient,
+# kserve, onnxruntime, shap, …).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,9 +25,16 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
-if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/workerd ]; then
+npm_tools_ok() {
+  [ -d node_modules/playwright-core ] || return 1
+  for b in workerd deno bun esbuild tsc; do
+    node_modules/.bin/$b --version >/dev/null 2>&1 || return 1
+  done
+}
+if ! npm_tools_ok; then
   echo "setup: npm ci"
   npm ci --no-audit --no-fund
+  npm_tools_ok || { echo "setup: the npm dev tools do not run after npm ci" >&2; exit 1; }
 fi
 if ! .venv/bin/python -c 'import pytest, tritonclient.http, kserve, onnx, onnxruntime, shap, wasmtime, pandas' 2>/dev/null; then
   echo "setup: Python venv .venv (tests/python/requirements.txt)"

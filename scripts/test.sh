@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Run every test: formatting and lints, the Rust unit and integration tests (CLI, HTTP,
-# hardening, router, Redis, parity, bad input), the wasm build, the JS tests (wasm in Node, the
-# page in headless Chromium, the edge worker under workerd) and the Python client tests (Triton,
-# KServe, MLflow formats, ONNX in onnxruntime). Installs missing prerequisites first.
+# hardening, router, Redis, parity, bad input), the wasm build and its npm package, the JS tests
+# (wasm in Node, the page in headless Chromium, the edge worker under workerd with built-in and
+# by-id models, the package's tarball in Node ESM/CJS, Deno, Bun, a bundled page, workerd and
+# tsc) and the Python client tests (Triton, KServe, MLflow formats, ONNX in onnxruntime).
+# Installs missing prerequisites first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+# The wasm first: the trainer binary embeds the page, web/pkg included.
+echo "== wasm build and npm package (@trainer/inference)"
+./scripts/build-wasm.sh
 echo "== cargo clippy"
 cargo clippy --all-targets --release -- -D warnings
 echo "== cargo test"
@@ -17,9 +22,7 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --release --workspace --no-fail-fast
 fi
-echo "== wasm build"
-./scripts/build-wasm.sh
-echo "== JS tests (Node wasm, Chromium, workerd)"
+echo "== JS tests (Node wasm, Chromium, workerd, the package in every host)"
 TRAINER_BIN="$PWD/target/release/trainer" node --test tests/js/
 echo "== Python client tests (tritonclient, kserve, MLflow formats, onnxruntime)"
 TRAINER_BIN="$PWD/target/release/trainer" .venv/bin/python -m pytest -q tests/python

@@ -41,6 +41,7 @@ fn router_over_fixture(api_key: Option<&str>) -> (axum::Router, tempfile::TempDi
         caps: Caps::default(),
         limits: Limits::default(),
         workers: 0,
+        max_trials: 10,
     };
     let store = FsStore::open_dir(dir.path(), FsOptions::default()).unwrap();
     let queue = LocalQueue::new(None, LocalOptions::default()).unwrap();

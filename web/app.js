@@ -6,7 +6,7 @@
 const API = new URLSearchParams(location.search).get('api') ?? '/api/ml';
 const $ = (id) => document.getElementById(id);
 
-let wasm; // the wasm-bindgen module (web/pkg/inference.js)
+let wasm; // @trainer/inference's browser entry (web/pkg/inference.js, copied by scripts/pack.sh)
 let model; // the loaded wasm Model
 let meta; // its metadata
 let loadSeq = 0; // newer loads win over slower older ones
@@ -60,13 +60,13 @@ const networkMessage = (e) => (e instanceof TypeError ? `network error (${e.mess
 async function start() {
   try {
     wasm = await import('./pkg/inference.js');
-    await wasm.default();
+    await wasm.init(); // fetches pkg/inference_bg.wasm
   } catch (e) {
     setStatus('');
     showError(
       'source-error',
       `The WebAssembly inference build could not be loaded (${e.message}). ` +
-        'Build it with scripts/build-wasm.sh, which writes web/pkg/.',
+        'Build it with scripts/build-wasm.sh, which packages @trainer/inference and copies its browser entry to web/pkg/.',
     );
     return;
   }

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-// Node benchmark of our inference wasm (inference-wasm/pkg-node, wasm-bindgen --target nodejs)
+// Node benchmark of our inference wasm (the npm package @trainer/inference, its Node entry)
 // against onnxruntime-web (its wasm backend) running the same model exported to ONNX.
 //
 // Measures, for both, in one run (see bench/wasm/README.md):
-//   * .wasm size (raw and gzip -9): ours = web/pkg/inference_bg.wasm (what a browser
-//     downloads, same bytes as pkg-node); ORT = dist/ort-wasm-simd-threaded.wasm;
+//   * .wasm size (raw and gzip -9): ours = inference-wasm/pkg/inference_bg.wasm (the one .wasm
+//     of the package, what a browser downloads); ORT = dist/ort-wasm-simd-threaded.wasm;
 //   * cold start in a fresh Node process (median of --cold-runs): load the JS glue,
 //     compile + instantiate the wasm, load the model (ours: Model.fromBundle of
 //     model.safetensors; ORT: InferenceSession.create of model.onnx); and the same plus
@@ -34,8 +34,8 @@ import zlib from 'node:zlib';
 const require = createRequire(import.meta.url);
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
-const PKG_NODE = path.join(ROOT, 'inference-wasm/pkg-node/inference.js');
-const WEB_WASM = path.join(ROOT, 'web/pkg/inference_bg.wasm');
+const PKG_NODE = path.join(ROOT, 'inference-wasm/pkg/node.cjs');
+const WEB_WASM = path.join(ROOT, 'inference-wasm/pkg/inference_bg.wasm');
 const ORT_DIST = path.join(HERE, 'node_modules/onnxruntime-web/dist');
 const ORT_THREADS = Number(process.env.ORT_THREADS || 1);
 

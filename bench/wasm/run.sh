@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Wasm inference benchmark: our wasm build (inference-wasm/pkg-node, web/pkg) against
+# Wasm inference benchmark: our wasm package (inference-wasm/pkg, @trainer/inference) against
 # onnxruntime-web's wasm backend, in Node, on the same model. See bench/wasm/README.md.
 #
 # Steps: generate a 20,000-row numeric CSV (32 features, 5 classes; cached in bench/out/),
@@ -18,9 +18,8 @@
 #                the reported p99); BATCH_ROWS (10000); BATCH_REPS (20); COLD_RUNS (5)
 #   ORT_THREADS  onnxruntime-web wasm threads (default 1: ours is single-threaded)
 #   PYTHON       Python interpreter (default python3); KEEP_TMP=1 keeps the temp dir
-# Prerequisites: release trainer build; the wasm packages (scripts/build-wasm.sh:
-#   web/pkg and inference-wasm/pkg-node); Node >= 18 and npm (registry access on the first
-#   run).
+# Prerequisites: release trainer build; the wasm package (scripts/build-wasm.sh:
+#   inference-wasm/pkg); Node >= 18 and npm (registry access on the first run).
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 bench_init wasm
@@ -29,8 +28,8 @@ ROWS=${ROWS:-20000}
 EPOCHS=${EPOCHS:-3}
 PYTHON=${PYTHON:-python3}
 need node npm "$PYTHON"
-[ -f inference-wasm/pkg-node/inference.js ] && [ -f web/pkg/inference_bg.wasm ] \
-  || die "missing wasm packages: run scripts/build-wasm.sh"
+[ -f inference-wasm/pkg/node.cjs ] && [ -f inference-wasm/pkg/inference_bg.wasm ] \
+  || die "missing the wasm package: run scripts/build-wasm.sh"
 trainer_bin
 
 data=$(numeric_dataset "$ROWS")

@@ -29,7 +29,7 @@ impl Activation {
         match self {
             Activation::Relu => kernels::relu(z),
             Activation::LeakyRelu => kernels::leaky_relu(z),
-            Activation::Tanh => z.tanh(),
+            Activation::Tanh => kernels::tanh(z),
             Activation::Sigmoid => kernels::sigmoid(z),
             Activation::Gelu => kernels::gelu(z),
         }
@@ -47,14 +47,14 @@ impl Activation {
                     LEAKY_RELU_SLOPE
                 }
             }
-            Activation::Tanh => 1.0 - z.tanh().powi(2),
+            Activation::Tanh => 1.0 - kernels::tanh(z).powi(2),
             Activation::Sigmoid => {
-                let s = 1.0 / (1.0 + (-z).exp());
+                let s = kernels::sigmoid(z);
                 s * (1.0 - s)
             }
             Activation::Gelu => {
                 let cdf = 0.5 * (1.0 + libm::erff(z * std::f32::consts::FRAC_1_SQRT_2));
-                let pdf = (-0.5 * z * z).exp() / (2.0 * std::f32::consts::PI).sqrt();
+                let pdf = libm::expf(-0.5 * z * z) / (2.0 * std::f32::consts::PI).sqrt();
                 cdf + z * pdf
             }
         }

@@ -1,6 +1,9 @@
 //! The inference core's hot loops, and nothing else: the dense layer `y = x·B + b` as a
 //! register-tiled GEMM, the hidden activations and softmax.
 //!
+//! Transcendentals come from `libm` everywhere (not the platform's libm, which natively is
+//! glibc's): native and wasm then give bit-identical outputs.
+//!
 //! A crate of its own for one reason: cargo sets optimisation per crate, and the wasm build
 //! wants these loops at `opt-level = 3` (LLVM's vectoriser turns the tiles into simd128) and
 //! everything else at `"s"`. Measured in bench/wasm: the core at 3 throughout is ~9 KB gzip
@@ -122,7 +125,7 @@ pub fn leaky_relu(z: f32) -> f32 {
 /// The logistic sigmoid.
 #[inline]
 pub fn sigmoid(z: f32) -> f32 {
-    1.0 / (1.0 + (-z).exp())
+    1.0 / (1.0 + libm::expf(-z))
 }
 
 /// GELU, the exact erf form (PyTorch's default).
@@ -141,9 +144,15 @@ pub fn leaky_relu_in_place(y: &mut [f32]) {
     y.iter_mut().for_each(|v| *v = leaky_relu(*v));
 }
 
+/// tanh.
+#[inline]
+pub fn tanh(z: f32) -> f32 {
+    libm::tanhf(z)
+}
+
 /// tanh in place.
 pub fn tanh_in_place(y: &mut [f32]) {
-    y.iter_mut().for_each(|v| *v = v.tanh());
+    y.iter_mut().for_each(|v| *v = libm::tanhf(*v));
 }
 
 /// [`sigmoid`] in place.
@@ -165,7 +174,7 @@ pub fn softmax(v: &mut [f32]) {
     let mut sum = 0f32;
     for x in v.iter_mut() {
         let d = *x - max;
-        *x = if d < NEGLIGIBLE { 0.0 } else { d.exp() };
+        *x = if d < NEGLIGIBLE { 0.0 } else { libm::expf(d) };
         sum += *x;
     }
     v.iter_mut().for_each(|x| *x /= sum);

@@ -1,13 +1,49 @@
 // Shared helpers of the JS tests: the trainer binary, native predictions, processes and ports.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const OUT = join(ROOT, 'tests/out');
+/** The npm package @trainer/inference as scripts/pack.sh leaves it. */
+export const PKG = join(ROOT, 'inference-wasm/pkg');
+
+/** The package's manifest; throws when the package was not built. */
+export function packageJson() {
+  const path = join(PKG, 'package.json');
+  if (!existsSync(path)) throw new Error(`${path} is missing: run scripts/build-wasm.sh (or scripts/pack.sh)`);
+  return JSON.parse(readFileSync(path, 'utf8'));
+}
+
+/** The `npm pack` tarball of the package (inference-wasm/trainer-inference-VERSION.tgz). */
+export function packageTarball() {
+  const { version } = packageJson();
+  const path = join(ROOT, `inference-wasm/trainer-inference-${version}.tgz`);
+  if (!existsSync(path)) throw new Error(`${path} is missing: run scripts/build-wasm.sh (or scripts/pack.sh)`);
+  return path;
+}
+
+/** The package under Node (its `node` + `import` entry), from inference-wasm/pkg. */
+export async function loadPackage() {
+  packageJson();
+  return import(pathToFileURL(join(PKG, 'node.mjs')).href);
+}
+
+/**
+ * A scratch npm project in `dir` with the package's TARBALL installed (as a user installs it:
+ * node_modules/@trainer/inference); `type` is the project's package.json "type".
+ */
+export function installPackage(dir, type = 'module') {
+  writeFileSync(join(dir, 'package.json'), `${JSON.stringify({ name: 'scratch', private: true, type }, null, 2)}\n`);
+  execFileSync('npm', ['install', '--no-audit', '--no-fund', '--no-package-lock', '--ignore-scripts', packageTarball()], {
+    cwd: dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return join(dir, 'node_modules/@trainer/inference');
+}
 
 /** The trainer CLI: $TRAINER_BIN (relative paths from the repo root) or target/release/trainer. */
 export function trainerBin() {
@@ -190,4 +226,41 @@ export async function waitForHttp(url, timeoutMs = 15000) {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
+}
+
+/**
+ * How far wasm predictions may be from `trainer predict --json`, in f32 units in the last place:
+ * none. Every value is compared as printed JSON (the core prints shortest f32 decimals
+ * everywhere), and the kernels take exp and tanh from `libm` on every target, so native and wasm
+ * agree bit for bit.
+ */
+export const NATIVE_ULPS = 0;
+
+/** Distance between two numbers as f32 values, in units in the last place. */
+export function f32Ulps(a, b) {
+  const bits = new Int32Array(new Float32Array([a, b]).buffer);
+  const ordered = (i) => (i < 0 ? -(i & 0x7fffffff) : i);
+  return Math.abs(ordered(bits[0]) - ordered(bits[1]));
+}
+
+/**
+ * Assert that `got` (a prediction, or any JSON value holding them) is `want` as `trainer predict
+ * --json` printed it: the same keys, labels and classes exactly, numbers equal or within
+ * `NATIVE_ULPS` f32 ulps. Returns {exact, close}: how many numbers were equal and how many only close.
+ */
+export function assertNativeJson(assert, got, want, what = '$', stats = { exact: 0, close: 0 }) {
+  if (typeof want === 'number' && typeof got === 'number') {
+    if (got === want) stats.exact++;
+    else {
+      const d = f32Ulps(got, want);
+      assert.ok(d <= NATIVE_ULPS, `${what}: ${got} vs native ${want} (${d} f32 ulps)`);
+      stats.close++;
+    }
+  } else if (want && got && typeof want === 'object' && typeof got === 'object') {
+    assert.deepEqual(Object.keys(got), Object.keys(want), `${what}: keys`);
+    for (const k of Object.keys(want)) assertNativeJson(assert, got[k], want[k], `${what}.${k}`, stats);
+  } else {
+    assert.equal(got, want, what);
+  }
+  return stats;
 }

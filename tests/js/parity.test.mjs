@@ -3,20 +3,15 @@
 // ≤ 1e-5, regression relative error ≤ 1e-5. Regenerate the fixtures with
 // `cargo run --release -p trainer --example parity_fixtures`.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { readCsv } from './helpers.mjs';
+import { ROOT, loadPackage, readCsv } from './helpers.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const PKG = path.join(ROOT, 'inference-wasm/pkg-node/inference.js');
 const CASES = ['esg_relu', 'esg_gelu', 'esg_tanh', 'esg_leaky_relu', 'esg_sigmoid', 'diabetes_regression'];
 
-test('wasm matches candle on every golden fixture row', () => {
-  assert.ok(existsSync(PKG), `${PKG} is missing: run scripts/build-wasm.sh`);
-  const { Model } = createRequire(import.meta.url)(PKG);
+test('wasm matches candle on every golden fixture row', async () => {
+  const { Model } = await loadPackage();
   for (const name of CASES) {
     const dir = path.join(ROOT, 'tests/fixtures/parity', name);
     const model = Model.fromBundle(readFileSync(path.join(dir, 'model.safetensors')));

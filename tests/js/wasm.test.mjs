@@ -1,12 +1,11 @@
-// The wasm build (inference-wasm/pkg-node) predicts exactly as the native CLI does.
+// The wasm package (@trainer/inference, its Node entry) predicts exactly as the native CLI does.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import {
-  ROOT,
+  loadPackage,
   trainer,
   assertSamePrediction,
   maxAbsDiff,
@@ -30,26 +29,13 @@ function assertDeepClose(a, b, path = '$') {
   }
 }
 
-const PKG = join(ROOT, 'inference-wasm/pkg-node');
-
-function loadPkg() {
-  const missing = ['inference.js', 'inference_bg.wasm', 'package.json'].filter((f) => !existsSync(join(PKG, f)));
-  if (missing.length) {
-    throw new Error(
-      `inference-wasm/pkg-node lacks ${missing.join(', ')}: run scripts/build-wasm.sh ` +
-        '(it builds the wasm and writes the nodejs glue there)',
-    );
-  }
-  return createRequire(import.meta.url)(join(PKG, 'inference.js'));
-}
-
 describe('wasm inference (Node)', () => {
   let wasm;
   let tmp;
   const models = {}; // name -> {id, dir, bytes, model}
 
-  before(() => {
-    wasm = loadPkg();
+  before(async () => {
+    wasm = await loadPackage();
     tmp = tempDir('wasm-test');
     const fit = (name, args) => {
       const s = train(tmp.dir, [...args, '--save-test-rows']);

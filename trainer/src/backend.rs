@@ -54,8 +54,15 @@ pub struct BackendConfig {
 /// The local cache of Redis bundles inside the models directory.
 pub const REDIS_CACHE_DIR: &str = ".redis-cache";
 
-/// A process's store and queue.
-pub type Backend = (Arc<dyn ModelStore>, Arc<dyn TaskQueue>);
+/// A process's store and queue, and its connection to the shared Redis, if any.
+pub struct Backend {
+    /// Where models live.
+    pub store: Arc<dyn ModelStore>,
+    /// Where tasks wait.
+    pub queue: Arc<dyn TaskQueue>,
+    /// The shared Redis (tuning rungs live there too).
+    pub redis: Option<Pool>,
+}
 
 /// The store and queue `cfg` describes.
 pub fn open(cfg: &BackendConfig) -> Result<Backend, ServeError> {
@@ -66,7 +73,7 @@ pub fn open(cfg: &BackendConfig) -> Result<Backend, ServeError> {
             Some(&cfg.models_dir),
             LocalOptions { max_queued: cfg.max_queued, ..LocalOptions::default() },
         )?;
-        return Ok((Arc::new(store), Arc::new(queue)));
+        return Ok(Backend { store: Arc::new(store), queue: Arc::new(queue), redis: None });
     };
     let pool = Pool::new(shared.link.clone()).map_err(ServeError::Config)?;
     let store: Arc<dyn ModelStore> = match shared.models {
@@ -83,6 +90,6 @@ pub fn open(cfg: &BackendConfig) -> Result<Backend, ServeError> {
             ids: SharedIds::new(pool.clone()),
         }),
     };
-    let queue = RedisQueue::new(pool, RedisQueueOptions { max_queued: cfg.max_queued, ..shared.queue });
-    Ok((store, Arc::new(queue)))
+    let queue = RedisQueue::new(pool.clone(), RedisQueueOptions { max_queued: cfg.max_queued, ..shared.queue });
+    Ok(Backend { store, queue: Arc::new(queue), redis: Some(pool) })
 }

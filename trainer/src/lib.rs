@@ -21,4 +21,5 @@ pub mod redis_pool;
 pub mod server;
 pub mod store;
 pub mod train;
+pub mod tune;
 pub mod worker;

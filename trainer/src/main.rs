@@ -27,6 +27,10 @@ use trainer::queue::redis::RedisQueueOptions;
 use trainer::redis_pool::RedisLink;
 use trainer::server::{Limits, ServerConfig};
 use trainer::store::fs::{FsOptions, FsStore};
+use trainer::tune::prune::PruningOptions;
+use trainer::tune::sampler::SamplerKind;
+use trainer::tune::space::SearchSpace;
+use trainer::tune::{self, TuneOptions, TuneProgress};
 use trainer::worker::WorkerContext;
 use trainer::{crosscheck, predict};
 
@@ -59,6 +63,9 @@ enum Command {
     Serve(ServeArgs),
     /// Run trainings from the queue shared through Redis (`--redis`), e.g. on a GPU machine.
     Worker(WorkerArgs),
+    /// Search hyperparameters (TPE with successive-halving pruning) and save the best model,
+    /// with the trial table in its metadata, tuning.csv and tuning.svg.
+    Tune(TuneArgs),
     /// Load a dataset and describe its columns (types, missing cells, categories) without training.
     Inspect(InspectArgs),
     /// Load a CSV or JSON file into Redis, for `--data redis:KEY`.
@@ -277,6 +284,75 @@ struct CrosscheckArgs {
     json: bool,
 }
 
+/// `trainer tune`: the train flags give the base config; these the search.
+#[derive(Args)]
+struct TuneArgs {
+    #[command(flatten)]
+    base: TrainArgs,
+    /// Trials to run.
+    #[arg(long, default_value_t = TuneOptions::default().trials)]
+    trials: usize,
+    /// Start no trial after this many seconds [default: no limit].
+    #[arg(long, value_name = "S")]
+    budget_seconds: Option<f64>,
+    /// JSON search space (overlays the default space; see the README) [default: the default space].
+    #[arg(long, value_name = "FILE.json")]
+    space: Option<PathBuf>,
+    /// Trials at once: threads here (at most the cores), or tasks in flight with --redis.
+    #[arg(long, default_value_t = TuneOptions::default().parallel)]
+    parallel: usize,
+    /// tpe | random.
+    #[arg(long, value_parser = json_enum::<SamplerKind>, help = with_default("tpe | random", "tpe"))]
+    sampler: Option<SamplerKind>,
+    /// Uniform trials before TPE.
+    #[arg(long, default_value_t = TuneOptions::default().warmup_trials)]
+    warmup_trials: usize,
+    /// Turn successive-halving pruning off.
+    #[arg(long)]
+    no_pruning: bool,
+    /// First pruning rung, epochs.
+    #[arg(long, default_value_t = PruningOptions::default().min_epochs)]
+    min_epochs: usize,
+    /// Pruning's η: each rung keeps about 1/η of the trials.
+    #[arg(long, default_value_t = PruningOptions::default().reduction_factor)]
+    reduction_factor: usize,
+    /// Run the trials as tasks on this Redis's shared queue (workers: `trainer worker --redis`);
+    /// the winner is published to the shared store.
+    #[arg(long, env = "TRAINER_REDIS_URL", value_name = "URL", hide_env_values = true)]
+    redis: Option<String>,
+    /// Key prefix of the shared deployment.
+    #[arg(long, default_value = "trainer:")]
+    redis_prefix: String,
+}
+
+impl TuneArgs {
+    fn options(&self) -> Result<TuneOptions, TrainingError> {
+        let space = match &self.space {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| TrainingError::Data(DataLoadError::Io { path: path.clone(), source }))?;
+                serde_json::from_str(&text).map_err(|e| ConfigError::new(&path.display().to_string(), e.to_string()))?
+            }
+            None => SearchSpace::default(),
+        };
+        let o = TuneOptions {
+            trials: self.trials,
+            budget_seconds: self.budget_seconds,
+            parallel: self.parallel,
+            sampler: self.sampler.unwrap_or_default(),
+            warmup_trials: self.warmup_trials,
+            pruning: PruningOptions {
+                enabled: !self.no_pruning,
+                min_epochs: self.min_epochs,
+                reduction_factor: self.reduction_factor,
+            },
+            space,
+        };
+        o.check()?;
+        Ok(o)
+    }
+}
+
 #[derive(Args)]
 struct InspectArgs {
     /// Dataset: a .csv or .json file, or redis:KEY. Default: the embedded dataset.
@@ -328,6 +404,9 @@ struct ServeArgs {
     /// Seconds a request (body included) may take.
     #[arg(long, default_value_t = Limits::default().request_timeout.as_secs_f64())]
     request_timeout: f64,
+    /// Most trials one `POST /api/ml/tune` may ask for (the search also ends at --max-train-seconds).
+    #[arg(long, default_value_t = 200)]
+    max_trials: usize,
     #[command(flatten)]
     process: ProcessArgs,
 }
@@ -626,6 +705,103 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainingError> {
     Ok(())
 }
 
+fn trial_line(p: &TuneProgress) -> String {
+    let best = match (p.best_val_loss, p.best_trial) {
+        (Some(l), Some(t)) => format!("best val_loss {l:.4} (trial {t})"),
+        _ => "no completed trial yet".into(),
+    };
+    format!("trial {}/{}: {best}; {} pruned, {} failed", p.trials_done, p.trials, p.pruned, p.failed)
+}
+
+fn run_tune(args: &TuneArgs) -> Result<(), TrainingError> {
+    let options = args.options()?;
+    let checked = args.base.config()?.check()?;
+    let caps = Caps::default();
+    let rt = cli_runtime().map_err(|e| TrainingError::Engine(e.to_string()))?;
+    let started = std::time::Instant::now();
+    let (record, model_id, model_dir, test_metrics) = match &args.redis {
+        None => {
+            let opts = RunOptions {
+                data: DataContext {
+                    redis: RedisOptions::from_config(checked.config().redis.as_ref()),
+                    ..DataContext::default()
+                },
+                save_test_rows: args.base.save_test_rows,
+            };
+            let data = pipeline::prepare(&checked, &opts)?;
+            let d = &data.prepared.dataset;
+            eprintln!(
+                "data: {} ({} rows; train {} / val {} / test {})",
+                d.source, d.rows, d.train_rows, d.val_rows, d.test_rows
+            );
+            eprintln!("searching: {} trials, {} at once", options.trials, options.parallel);
+            let cancel = AtomicBool::new(false);
+            let (record, winner) =
+                tune::search(&checked, &options, &caps, &data, &|p| eprintln!("{}", trial_line(p)), &cancel)?;
+            eprintln!(
+                "winner: trial {} (val_loss {:.4}); training it again to save it",
+                record.best_trial, record.best_val_loss
+            );
+            let winner = winner.check()?;
+            let trained =
+                trainer::train::train(&data.prepared, winner.config(), &data.device, &mut |_, _| {}, &cancel)?;
+            let mut out = pipeline::finish(winner.config(), &data, trained, &opts)?;
+            tune::attach(&mut out, &record)?;
+            let store = FsStore::open_dir(&args.base.models_dir, FsOptions::default())
+                .map_err(|e| trainer::error::StoreError::Backend(format!("{}: {e}", args.base.models_dir.display())))?;
+            let m = rt.block_on(trainer::export::publish(&store, out))?;
+            let dir = store.model_dir(&trainer::store::ModelId::parse(&m.model_id)?);
+            (record, m.model_id.clone(), Some(dir), serde_json::to_value(&m.test_metrics).unwrap_or_default())
+        }
+        Some(url) => {
+            let link =
+                RedisLink { url: url.clone(), prefix: args.redis_prefix.clone(), timeout: Duration::from_secs(5) };
+            let pool = trainer::redis_pool::Pool::new(link).map_err(TrainingError::Engine)?;
+            let queue = trainer::queue::redis::RedisQueue::new(
+                pool,
+                RedisQueueOptions { max_queued: 10_000, ..RedisQueueOptions::default() },
+            );
+            eprintln!(
+                "searching on {}: {} trials, {} in flight",
+                trainer::redis_pool::redact(url),
+                options.trials,
+                options.parallel
+            );
+            let (record, done) = rt.block_on(tune::distributed::search(&queue, checked.config(), &options, &|p| {
+                eprintln!("{}", trial_line(p))
+            }))?;
+            let id = done.model_id.clone().unwrap_or_default();
+            (record, id, None, done.test_metrics.clone().unwrap_or_default())
+        }
+    };
+    let best = record.trials.iter().find(|t| t.number == record.best_trial);
+    let progress = TuneProgress::of(&record.trials, options.trials);
+    match &model_dir {
+        Some(dir) => out!("model {model_id} saved to {}", dir.display()),
+        None => out!("model {model_id} published to the shared store"),
+    }
+    out!("{}; stopped by {}; {:.1} s", trial_line(&progress), record.stopped_by, started.elapsed().as_secs_f64());
+    out!("best params: {}", best.map(|b| b.params.to_string()).unwrap_or_default());
+    out!("test metrics: {test_metrics}");
+    if args.base.json {
+        let summary = serde_json::json!({
+            "model_id": model_id,
+            "model_dir": model_dir,
+            "trials": progress.trials_done,
+            "pruned": progress.pruned,
+            "failed": progress.failed,
+            "best_trial": record.best_trial,
+            "best_val_loss": record.best_val_loss,
+            "best_params": best.map(|b| b.params.clone()),
+            "test_metrics": test_metrics,
+            "search_seconds": record.seconds,
+            "stopped_by": record.stopped_by,
+        });
+        out!("{summary}");
+    }
+    Ok(())
+}
+
 fn print_prediction(p: &Prediction, json: bool, row: Option<usize>) {
     if json {
         out!("{}", inference::request::prediction_json(p));
@@ -869,10 +1045,11 @@ fn run_serve(a: &ServeArgs) -> Result<(), ServeError> {
             ..Limits::default()
         },
         workers: a.workers,
+        max_trials: a.max_trials,
     };
     trainer::server::check_security(&config)?;
-    let (store, queue) = trainer::backend::open(&a.process.store.backend(&a.process.shared)?)?;
-    trainer::server::run(config, store, queue)
+    let backend = trainer::backend::open(&a.process.store.backend(&a.process.shared)?)?;
+    trainer::server::run(config, backend)
 }
 
 fn run_worker(a: &WorkerArgs) -> Result<(), ServeError> {
@@ -881,10 +1058,11 @@ fn run_worker(a: &WorkerArgs) -> Result<(), ServeError> {
             "a worker takes its tasks from a shared queue: give --redis URL (or TRAINER_REDIS_URL)".into(),
         ));
     }
-    let (store, queue) = trainer::backend::open(&a.process.store.backend(&a.process.shared)?)?;
+    let backend = trainer::backend::open(&a.process.store.backend(&a.process.shared)?)?;
     let ctx = WorkerContext {
-        queue,
-        store,
+        queue: backend.queue,
+        store: backend.store,
+        redis: backend.redis,
         run: a.process.data.run_options(&a.process.shared)?,
         caps: a.process.caps.caps(),
         device: a.device,
@@ -913,6 +1091,7 @@ fn main() -> ExitCode {
         Command::Predict(a) => run_predict(a).map_err(failure),
         Command::Serve(a) => run_serve(a).map_err(failure),
         Command::Worker(a) => run_worker(a).map_err(failure),
+        Command::Tune(a) => run_tune(a).map_err(failure),
         Command::Crosscheck(a) => run_crosscheck(a).map_err(failure),
         Command::Export(a) => run_export(a).map_err(failure),
         Command::Inspect(a) => run_inspect(a).map_err(failure),

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::AtomicBool;
 
-use inference::config::{CheckedConfig, TaskType};
+use inference::config::{CheckedConfig, TaskType, TrainConfig};
 use inference::record::{EpochRecord, Metadata, TestMetrics};
 use inference::spec::FORMAT_VERSION;
 use inference::Tensor;
@@ -62,6 +62,34 @@ pub struct Trained {
 /// File name of the optional raw test rows.
 pub const TEST_ROWS_FILE: &str = "test_rows.csv";
 
+/// The data loaded, prepared and split, and the device chosen: everything a training of
+/// this config's data needs (`trainer tune` trains many configs on one of these).
+pub struct PreparedRun {
+    /// The loaded table (for `test_rows.csv`).
+    pub table: Table,
+    /// The splits and fitted preprocessing.
+    pub prepared: Prepared,
+    /// Dataset source, as recorded.
+    pub source: String,
+    /// Target column.
+    pub target: String,
+    /// Where training runs.
+    pub device: candle_core::Device,
+    /// Its name (`cpu`, `cuda:0`).
+    pub device_name: String,
+}
+
+/// Load the data, prepare and split it (fitted on the train split only), pick the device.
+pub fn prepare(cfg: &CheckedConfig, opts: &RunOptions) -> Result<PreparedRun, TrainingError> {
+    let config = cfg.config();
+    let source = config.dataset_path.clone().unwrap_or_else(|| EMBEDDED_SOURCE.to_owned());
+    let target = cfg.target_column().unwrap_or(EMBEDDED_TARGET).to_owned();
+    let table = data::load(cfg.source(), &opts.data)?;
+    let prepared = prep::prepare(&table, config, &target, &source)?;
+    let (device, device_name) = device::select(config.train_config.device)?;
+    Ok(PreparedRun { table, prepared, source, target, device, device_name })
+}
+
 /// Run the whole pipeline.
 pub fn run(
     cfg: &CheckedConfig,
@@ -69,28 +97,39 @@ pub fn run(
     on_event: &mut dyn FnMut(Event<'_>),
     cancel: &AtomicBool,
 ) -> Result<Trained, TrainingError> {
+    let data = prepare(cfg, opts)?;
     let config = cfg.config();
-    let source = config.dataset_path.clone().unwrap_or_else(|| EMBEDDED_SOURCE.to_owned());
-    let target = cfg.target_column().unwrap_or(EMBEDDED_TARGET).to_owned();
-    let table = data::load(cfg.source(), &opts.data)?;
-    let prepared = prep::prepare(&table, config, &target, &source)?;
-    let (device, device_name) = device::select(config.train_config.device)?;
-    on_event(Event::Prepared { prepared: &prepared, task_guessed: config.task_type.is_none(), device: &device_name });
-
+    on_event(Event::Prepared {
+        prepared: &data.prepared,
+        task_guessed: config.task_type.is_none(),
+        device: &data.device_name,
+    });
     let trained = train::train(
-        &prepared,
+        &data.prepared,
         config,
-        &device,
+        &data.device,
         &mut |record, total_epochs| on_event(Event::Epoch { record, total_epochs }),
         cancel,
     )?;
-    let test_metrics = test_metrics(trained.model.as_ref(), &prepared)?;
+    finish(config, &data, trained, opts)
+}
+
+/// Evaluate a trained network on the test split (the only place the test split is used) and
+/// assemble what export needs: metadata, tensors, the explanation background and the curves.
+pub fn finish(
+    config: &TrainConfig,
+    data: &PreparedRun,
+    trained: train::Trained,
+    opts: &RunOptions,
+) -> Result<Trained, TrainingError> {
+    let (prepared, source, table) = (&data.prepared, &data.source, &data.table);
+    let test_metrics = test_metrics(trained.model.as_ref(), prepared)?;
     let mut warnings = prepared.warnings.clone();
     if prepared.test.rows == 0 {
         warnings.push("test_size is 0: test_metrics are not meaningful".into());
     }
     let mut recorded = config.clone();
-    recorded.target_column = Some(target);
+    recorded.target_column = Some(data.target.clone());
     recorded.task_type = Some(prepared.task);
     let mut metadata = Metadata {
         format_version: FORMAT_VERSION,
@@ -108,7 +147,7 @@ pub fn run(
         best_epoch: trained.best_epoch,
         dataset: prepared.dataset.clone(),
         train_seconds: trained.train_seconds,
-        device: device_name,
+        device: data.device_name.clone(),
         engine: trained.model.engine().to_owned(),
         warnings,
         tuning: None,
@@ -123,7 +162,7 @@ pub fn run(
         Err(e) => tracing::warn!("could not draw the training curves: {e}"),
     }
     if opts.save_test_rows {
-        extra.push((TEST_ROWS_FILE.to_owned(), rows_csv(&table, &prepared.test.table_rows)?));
+        extra.push((TEST_ROWS_FILE.to_owned(), rows_csv(table, &prepared.test.table_rows)?));
     }
     Ok(Trained { metadata, tensors, extra, samples_per_second: trained.samples_per_second })
 }

@@ -9,9 +9,11 @@ use std::time::Duration;
 use inference::config::{Caps, DeviceChoice};
 
 use crate::error::TrainingError;
-use crate::pipeline::{self, Event, RunOptions};
-use crate::queue::{Claim, Completion, Progress, TaskFailure, TaskQueue};
+use crate::pipeline::{self, RunOptions};
+use crate::queue::{Claim, Completion, Job, Progress, TaskFailure, TaskQueue};
+use crate::redis_pool::Pool;
 use crate::store::ModelStore;
+use crate::tune::{self, TrialRecord, TuneProgress, TuningRecord};
 
 /// What every task of a worker shares.
 #[derive(Clone)]
@@ -26,6 +28,8 @@ pub struct WorkerContext {
     pub caps: Caps,
     /// Train on this device whatever the task says (`trainer worker --device`).
     pub device: Option<DeviceChoice>,
+    /// The shared Redis, when there is one (distributed tuning keeps its rungs there).
+    pub redis: Option<Pool>,
     /// Called with `completed`, `failed` or `cancelled` as each task ends.
     pub on_finished: Arc<dyn Fn(&'static str) + Send + Sync>,
 }
@@ -81,19 +85,21 @@ pub fn run_process(ctx: WorkerContext, concurrency: usize) -> std::io::Result<()
 /// Run one claimed task to its end.
 pub async fn run_task(ctx: &WorkerContext, claim: Claim) {
     let id = claim.id.clone();
-    tracing::info!(task_id = %id, attempt = claim.attempt, "training started");
-    let outcome = match train(ctx, &claim).await {
+    tracing::info!(task_id = %id, attempt = claim.attempt, "task started");
+    let outcome = match execute(ctx, &claim).await {
         Ok(c) => {
             let model_id = c.model_id.clone();
             match ctx.queue.complete(&id, c).await {
-                Ok(true) => tracing::info!(task_id = %id, %model_id, "training completed"),
+                Ok(true) => {
+                    tracing::info!(task_id = %id, model_id = model_id.as_deref().unwrap_or("-"), "task completed")
+                }
                 Ok(false) => {
                     // Another delivery finished first (or the task was cancelled): exactly
                     // one model per task, so this one goes.
-                    tracing::warn!(task_id = %id, %model_id, "task had already finished: result discarded");
-                    if let Ok(mid) = crate::store::ModelId::parse(&model_id) {
+                    tracing::warn!(task_id = %id, "task had already finished: result discarded");
+                    if let Some(mid) = model_id.as_deref().and_then(|m| crate::store::ModelId::parse(m).ok()) {
                         if let Err(e) = ctx.store.delete(&mid).await {
-                            tracing::warn!(task_id = %id, %model_id, error = %e, "cannot delete the discarded model");
+                            tracing::warn!(task_id = %id, model_id = %mid, error = %e, "cannot delete the discarded model");
                         }
                     }
                 }
@@ -107,7 +113,7 @@ pub async fn run_task(ctx: &WorkerContext, claim: Claim) {
                 TrainingError::Cancelled(_) if claim.cancel.load(Ordering::SeqCst) => "cancelled by request".to_owned(),
                 e => e.to_string(),
             };
-            tracing::warn!(task_id = %id, error = %message, "training failed");
+            tracing::warn!(task_id = %id, error = %message, "task failed");
             if let Err(qe) = ctx.queue.fail(&id, TaskFailure { kind: kind.to_owned(), message }).await {
                 tracing::error!(task_id = %id, error = %qe, "cannot record the failure");
             }
@@ -121,44 +127,133 @@ pub async fn run_task(ctx: &WorkerContext, claim: Claim) {
     (ctx.on_finished)(outcome);
 }
 
-async fn train(ctx: &WorkerContext, claim: &Claim) -> Result<Completion, TrainingError> {
+/// Reports progress to the queue from the blocking pool.
+#[derive(Clone)]
+struct Reporter {
+    queue: Arc<dyn TaskQueue>,
+    id: String,
+    handle: tokio::runtime::Handle,
+}
+
+impl Reporter {
+    fn send(&self, p: Progress) {
+        if let Err(e) = self.handle.block_on(self.queue.progress(&self.id, p)) {
+            tracing::warn!(task_id = %self.id, error = %e, "cannot report progress");
+        }
+    }
+
+    fn epoch(&self, record: &inference::record::EpochRecord, total_epochs: usize) {
+        self.send(Progress {
+            current_epoch: record.epoch,
+            total_epochs,
+            // Early stopping may end before 100; completion sets it.
+            progress: (record.epoch * 99 / total_epochs.max(1)) as u8,
+            message: format!("Training... (Epoch {}/{total_epochs})", record.epoch),
+            metrics: serde_json::to_value(record).unwrap_or_default(),
+            tuning: None,
+        });
+    }
+
+    fn search(&self, p: &TuneProgress) {
+        self.send(Progress {
+            current_epoch: 0,
+            total_epochs: 0,
+            progress: (p.trials_done * 99 / p.trials.max(1)) as u8,
+            message: format!("Tuning... (trial {}/{}, {} pruned)", p.trials_done, p.trials, p.pruned),
+            metrics: serde_json::json!({}),
+            tuning: serde_json::to_value(p).ok(),
+        });
+    }
+}
+
+/// Run the task's job on the blocking pool.
+async fn execute(ctx: &WorkerContext, claim: &Claim) -> Result<Completion, TrainingError> {
     let mut config = claim.spec.config.clone();
     if let Some(device) = ctx.device {
         config.train_config.device = device;
     }
     let checked = config.check_with(&ctx.caps)?;
     ctx.run.data.admit(checked.source())?;
-    let (queue, id, run, cancel) = (ctx.queue.clone(), claim.id.clone(), ctx.run.clone(), claim.cancel.clone());
-    let handle = tokio::runtime::Handle::current();
-    let trained = tokio::task::spawn_blocking(move || {
-        pipeline::run(
-            &checked,
-            &run,
-            &mut |event| {
-                if let Event::Epoch { record, total_epochs } = event {
-                    let p = Progress {
-                        current_epoch: record.epoch,
-                        total_epochs,
-                        // Early stopping may end before 100; completion sets it.
-                        progress: (record.epoch * 99 / total_epochs.max(1)) as u8,
-                        message: format!("Training... (Epoch {}/{total_epochs})", record.epoch),
-                        metrics: serde_json::to_value(record).unwrap_or_default(),
-                        tuning: None,
-                    };
-                    if let Err(e) = handle.block_on(queue.progress(&id, p)) {
-                        tracing::warn!(task_id = %id, error = %e, "cannot report progress");
-                    }
+    let job = claim.spec.job.clone();
+    if let Job::Tune { options } = &job {
+        options.check()?;
+    }
+    let reporter =
+        Reporter { queue: ctx.queue.clone(), id: claim.id.clone(), handle: tokio::runtime::Handle::current() };
+    let (run, cancel, caps, redis) = (ctx.run.clone(), claim.cancel.clone(), ctx.caps, ctx.redis.clone());
+    let done = tokio::task::spawn_blocking(move || -> Result<Finished, TrainingError> {
+        let data = pipeline::prepare(&checked, &run)?;
+        let epoch = |r: &inference::record::EpochRecord, total: usize| reporter.epoch(r, total);
+        match job {
+            Job::Train => {
+                let trained =
+                    crate::train::train(&data.prepared, checked.config(), &data.device, &mut { epoch }, &cancel)?;
+                Ok(Finished::Model(Box::new(pipeline::finish(checked.config(), &data, trained, &run)?), None))
+            }
+            Job::TrainTuned { tuning } => {
+                let record: TuningRecord = serde_json::from_value(tuning)
+                    .map_err(|e| TrainingError::Engine(format!("unreadable tuning record: {e}")))?;
+                let trained =
+                    crate::train::train(&data.prepared, checked.config(), &data.device, &mut { epoch }, &cancel)?;
+                let mut out = pipeline::finish(checked.config(), &data, trained, &run)?;
+                tune::attach(&mut out, &record)?;
+                Ok(Finished::Model(Box::new(out), None))
+            }
+            Job::Tune { options } => {
+                let (record, winner) =
+                    tune::search(&checked, &options, &caps, &data, &|p| reporter.search(p), &cancel)?;
+                let winner = winner.check_with(&caps)?;
+                let trained =
+                    crate::train::train(&data.prepared, winner.config(), &data.device, &mut |_, _| {}, &cancel)?;
+                let mut out = pipeline::finish(winner.config(), &data, trained, &run)?;
+                tune::attach(&mut out, &record)?;
+                let summary = serde_json::to_value(tune::TuneProgress::of(&record.trials, options.trials)).ok();
+                Ok(Finished::Model(Box::new(out), summary))
+            }
+            Job::Trial { trial } => {
+                let rungs: Box<dyn tune::prune::Rungs> = match redis {
+                    Some(pool) => Box::new(tune::prune::RedisRungs::new(
+                        pool,
+                        &trial.study,
+                        trial.pruning.reduction_factor,
+                        Duration::from_secs(7 * 24 * 3600),
+                    )),
+                    None => Box::new(tune::prune::LocalRungs::new(trial.pruning.reduction_factor)),
+                };
+                let planned =
+                    tune::Planned { number: trial.number, config: checked.config().clone(), used: Vec::new() };
+                let space = tune::space::SearchSpace::default();
+                let record = tune::run_trial(&planned, &space, &caps, &data, &trial.pruning, rungs.as_ref(), &cancel);
+                if cancel.load(Ordering::SeqCst) {
+                    return Err(TrainingError::Cancelled("stop requested".into()));
                 }
-            },
-            &cancel,
-        )
+                Ok(Finished::Trial(record))
+            }
+        }
     })
     .await
     .map_err(|e| TrainingError::Engine(format!("the training task panicked: {e}")))??;
-    let metadata = crate::export::publish(ctx.store.as_ref(), trained).await?;
-    Ok(Completion {
-        model_id: metadata.model_id,
-        test_metrics: serde_json::to_value(&metadata.test_metrics).unwrap_or_default(),
-        tuning: None,
-    })
+    match done {
+        Finished::Model(trained, tuning) => {
+            let metadata = crate::export::publish(ctx.store.as_ref(), *trained).await?;
+            Ok(Completion {
+                model_id: Some(metadata.model_id),
+                test_metrics: serde_json::to_value(&metadata.test_metrics).unwrap_or_default(),
+                tuning,
+            })
+        }
+        Finished::Trial(record) => Ok(Completion {
+            model_id: None,
+            test_metrics: serde_json::Value::Null,
+            tuning: serde_json::to_value(&record).ok(),
+        }),
+    }
+}
+
+/// What a job produced.
+enum Finished {
+    /// A model to publish (and a search summary for the status).
+    Model(Box<pipeline::Trained>, Option<serde_json::Value>),
+    /// A trial's record.
+    Trial(TrialRecord),
 }

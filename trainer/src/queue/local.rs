@@ -287,7 +287,7 @@ mod tests {
     use inference::TrainConfig;
 
     fn spec() -> TaskSpec {
-        TaskSpec { config: TrainConfig::default() }
+        TaskSpec::train(TrainConfig::default())
     }
 
     fn rt() -> tokio::runtime::Runtime {
@@ -302,7 +302,7 @@ mod tests {
         let (a, b) = rt.block_on(async { (q.submit(spec()).await.unwrap(), q.submit(spec()).await.unwrap()) });
         let claim = rt.block_on(q.claim("w", Duration::from_millis(10))).unwrap().unwrap();
         assert_eq!(claim.id, a.task_id);
-        let done = Completion { model_id: "m1".into(), test_metrics: serde_json::json!({}), tuning: None };
+        let done = Completion { model_id: Some("m1".into()), test_metrics: serde_json::json!({}), tuning: None };
         assert!(rt.block_on(q.complete(&a.task_id, done.clone())).unwrap());
         assert!(!rt.block_on(q.complete(&a.task_id, done)).unwrap(), "a second completion is discarded");
         let _running = rt.block_on(q.claim("w", Duration::from_millis(10))).unwrap().unwrap();

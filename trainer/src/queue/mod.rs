@@ -139,13 +139,16 @@ impl TaskStatus {
         }
     }
 
-    /// Record the saved model.
+    /// Record the saved model (or a tuning trial's result, which saves none).
     pub fn complete(&mut self, c: &Completion) {
         self.status = TaskState::Completed;
         self.progress = 100;
-        self.message = format!("Training completed: model {}", c.model_id);
-        self.model_id = Some(c.model_id.clone());
-        self.test_metrics = Some(c.test_metrics.clone());
+        self.message = match &c.model_id {
+            Some(id) => format!("Training completed: model {id}"),
+            None => "Trial completed".to_owned(),
+        };
+        self.model_id = c.model_id.clone();
+        self.test_metrics = c.model_id.as_ref().map(|_| c.test_metrics.clone());
         if c.tuning.is_some() {
             self.tuning = c.tuning.clone();
         }
@@ -173,6 +176,40 @@ pub const CANCELLED: &str = "cancelled";
 pub struct TaskSpec {
     /// The training config (checked again by the worker, within its caps).
     pub config: TrainConfig,
+    /// What to do with it.
+    #[serde(default)]
+    pub job: Job,
+}
+
+impl TaskSpec {
+    /// A plain training of `config`.
+    pub fn train(config: TrainConfig) -> Self {
+        Self { config, job: Job::Train }
+    }
+}
+
+/// The kinds of task.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// Train and publish a model.
+    #[default]
+    Train,
+    /// Train and publish the winner of a distributed search, recording the search.
+    TrainTuned {
+        /// The search's record ([`crate::tune::TuningRecord`]).
+        tuning: serde_json::Value,
+    },
+    /// A whole search in the worker's process, then its winner.
+    Tune {
+        /// The search.
+        options: Box<crate::tune::TuneOptions>,
+    },
+    /// One trial of a distributed search: no model, a [`crate::tune::TrialRecord`].
+    Trial {
+        /// Which.
+        trial: crate::tune::distributed::TrialSpec,
+    },
 }
 
 /// A task handed to a worker.
@@ -208,8 +245,8 @@ pub struct Progress {
 /// A finished task's result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
-    /// The saved model.
-    pub model_id: String,
+    /// The saved model (none for a tuning trial).
+    pub model_id: Option<String>,
     /// Its test metrics.
     pub test_metrics: serde_json::Value,
     /// The search record (tune tasks).

@@ -700,7 +700,7 @@ mod tests {
         let mut s = TaskStatus::pending("t-1".into(), 10);
         s.start(2);
         s.complete(&Completion {
-            model_id: "m".into(),
+            model_id: Some("m".into()),
             test_metrics: serde_json::json!({"accuracy": 0.5}),
             tuning: None,
         });

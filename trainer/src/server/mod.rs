@@ -97,6 +97,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// In-process workers (trainings at once; 0 = API only).
     pub workers: usize,
+    /// Most trials one tuning request may ask for.
+    pub max_trials: usize,
 }
 
 /// Shared state of all handlers.
@@ -104,6 +106,7 @@ pub struct AppState {
     config: ServerConfig,
     store: Arc<dyn ModelStore>,
     queue: Arc<dyn TaskQueue>,
+    redis: Option<crate::redis_pool::Pool>,
     telemetry: telemetry::Telemetry,
     heavy_predicts: Arc<Semaphore>,
 }
@@ -111,8 +114,20 @@ pub struct AppState {
 impl AppState {
     /// State over a store and a queue (tests build routers from this with `oneshot`).
     pub fn new(config: ServerConfig, store: Arc<dyn ModelStore>, queue: Arc<dyn TaskQueue>) -> Arc<Self> {
+        Self::from_backend(config, crate::backend::Backend { store, queue, redis: None })
+    }
+
+    /// State over a process's backend (local, or shared through Redis).
+    pub fn from_backend(config: ServerConfig, b: crate::backend::Backend) -> Arc<Self> {
         let heavy_predicts = Arc::new(Semaphore::new(config.limits.max_heavy_predicts.max(1)));
-        Arc::new(Self { config, store, queue, telemetry: telemetry::Telemetry::default(), heavy_predicts })
+        Arc::new(Self {
+            config,
+            store: b.store,
+            queue: b.queue,
+            redis: b.redis,
+            telemetry: telemetry::Telemetry::default(),
+            heavy_predicts,
+        })
     }
 
     /// The worker context of this server's in-process workers.
@@ -124,6 +139,7 @@ impl AppState {
             run: self.config.run.clone(),
             caps: self.config.caps,
             device: None,
+            redis: self.redis.clone(),
             on_finished: Arc::new(move |outcome| state.telemetry.training_finished(outcome)),
         }
     }
@@ -136,6 +152,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let admin = middleware::from_fn_with_state(state.clone(), auth::key_required);
     let app = Router::new()
         .route("/api/ml/train", post(train::train).route_layer(keyed()))
+        .route("/api/ml/tune", post(train::tune).route_layer(keyed()))
         .route("/api/ml/train/status/{task_id}", get(train::status))
         .route("/api/ml/train/{task_id}", delete(train::cancel).route_layer(keyed()))
         .route("/api/ml/train/{task_id}/cancel", post(train::cancel).route_layer(keyed()))
@@ -287,7 +304,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> s
 }
 
 /// Bind, print `listening on http://ADDR` (scripts and tests wait for it) and serve.
-pub fn run(config: ServerConfig, store: Arc<dyn ModelStore>, queue: Arc<dyn TaskQueue>) -> Result<(), ServeError> {
+pub fn run(config: ServerConfig, backend: crate::backend::Backend) -> Result<(), ServeError> {
     check_security(&config)?;
     if !is_loopback(&config.host) && config.api_key.is_none() {
         tracing::warn!(
@@ -302,7 +319,7 @@ pub fn run(config: ServerConfig, store: Arc<dyn ModelStore>, queue: Arc<dyn Task
         let local: SocketAddr = listener.local_addr()?;
         tracing::info!("listening on http://{local}");
         println!("listening on http://{local}");
-        serve(listener, AppState::new(config, store, queue)).await
+        serve(listener, AppState::from_backend(config, backend)).await
     })?;
     rt.shutdown_timeout(Duration::from_secs(10));
     Ok(())

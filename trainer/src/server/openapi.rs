@@ -34,6 +34,7 @@ pub struct PredictRequest {
     info(title = "trainer", description = "Tabular MLP training and prediction service."),
     paths(
         super::train::train,
+        super::train::tune,
         super::train::status,
         super::train::cancel,
         super::predict::api_ml,

@@ -1,4 +1,5 @@
-//! `POST /api/ml/train`, `GET /api/ml/train/status/{task_id}` and cancelling a task.
+//! `POST /api/ml/train`, `POST /api/ml/tune`, `GET /api/ml/train/status/{task_id}` and
+//! cancelling a task.
 
 use std::sync::Arc;
 
@@ -11,7 +12,8 @@ use inference::config::TrainConfig;
 use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
-use crate::queue::{TaskSpec, TaskStatus};
+use crate::queue::{Job, TaskSpec, TaskStatus};
+use crate::tune::TuneOptions;
 
 /// Answer of `POST /api/ml/train`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -47,12 +49,50 @@ pub async fn train(
     JsonBody(cfg): JsonBody<TrainConfig>,
 ) -> Result<Json<TrainAccepted>, ApiError> {
     let config = admit(&state, cfg)?;
-    let status = state.queue.submit(TaskSpec { config }).await?;
+    let status = state.queue.submit(TaskSpec::train(config)).await?;
     Ok(Json(TrainAccepted {
         task_id: status.task_id,
         status: "pending".into(),
         message: "Training task queued".into(),
     }))
+}
+
+/// Queue a hyperparameter search: the train body plus `tune` (trials, space, pruning, …); the
+/// winner is saved like a trained model, with the search in its metadata. The status shows
+/// `tuning` (trials done, pruned, best so far).
+#[utoipa::path(post, path = "/api/ml/tune", request_body = Object,
+    responses((status = 200, body = TrainAccepted), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
+pub async fn tune(
+    State(state): State<Arc<AppState>>,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> Result<Json<TrainAccepted>, ApiError> {
+    let serde_json::Value::Object(mut fields) = body else {
+        return Err(ApiError::invalid("invalid_config", "the body must be a JSON object"));
+    };
+    let options = match fields.remove("tune") {
+        Some(v) => serde_json::from_value::<TuneOptions>(v)
+            .map_err(|e| ApiError::invalid("invalid_config", format!("invalid config field `tune`: {e}")))?,
+        None => TuneOptions::default(),
+    };
+    options.check()?;
+    let limits = &state.config;
+    if options.trials > limits.max_trials {
+        return Err(ApiError::invalid(
+            "invalid_config",
+            format!("invalid config field `tune.trials`: must be at most {} (the server's limit)", limits.max_trials),
+        ));
+    }
+    // The whole search runs within the server's time limit for one training.
+    let mut options = options;
+    if let Some(cap) = limits.caps.max_seconds {
+        options.budget_seconds = Some(options.budget_seconds.map_or(cap, |b| b.min(cap)));
+    }
+    let cfg: TrainConfig = serde_json::from_value(serde_json::Value::Object(fields))
+        .map_err(|e| ApiError::invalid("invalid_config", format!("invalid config: {e}")))?;
+    let config = admit(&state, cfg)?;
+    let status = state.queue.submit(TaskSpec { config, job: Job::Tune { options: Box::new(options) } }).await?;
+    Ok(Json(TrainAccepted { task_id: status.task_id, status: "pending".into(), message: "Tuning task queued".into() }))
 }
 
 /// Status of a training task.

@@ -1,0 +1,200 @@
+//! `trainer tune` and `POST /api/ml/tune`: the search's winner is a normal bundle recording
+//! the search, the test split is used once, the same seed gives the same winner, and trials
+//! spread over workers through Redis.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use common::redis::Redis;
+use common::server::Server;
+use common::{fixture, run, stderr, trainer};
+
+fn tune(models: &std::path::Path, extra: &[&str]) -> Value {
+    let o = run(trainer()
+        .args([
+            "tune",
+            "--data",
+            &fixture("iris.csv"),
+            "--target",
+            "species",
+            "--epochs",
+            "30",
+            "--json",
+            "--models-dir",
+        ])
+        .arg(models)
+        .args(extra));
+    assert!(o.status.success(), "{}", stderr(&o));
+    common::last_json(&o)
+}
+
+fn metadata(dir: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(std::path::Path::new(dir).join("metadata.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn the_winner_is_a_bundle_that_records_its_search() {
+    let models = tempfile::tempdir().unwrap();
+    let s = tune(models.path(), &["--trials", "8", "--warmup-trials", "4"]);
+    let dir = s["model_dir"].as_str().unwrap();
+    let meta = metadata(dir);
+    let t = &meta["tuning"];
+    let trials = t["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 8);
+    assert_eq!(s["trials"], 8);
+    assert_eq!(t["options"]["trials"], 8);
+    assert!(t["options"]["space"]["model_config"]["hidden_dims"]["width"]["log"].as_bool().unwrap());
+    let pruned = trials.iter().filter(|r| r["state"] == "pruned").count();
+    assert_eq!(s["pruned"], pruned);
+    for r in trials.iter().filter(|r| r["state"] == "pruned") {
+        let rungs = r["rung_losses"].as_array().unwrap();
+        assert_eq!(r["epochs_run"], rungs.last().unwrap()["epoch"], "a pruned trial stops at its rung: {r}");
+    }
+    // The winner has the lowest validation loss of the completed trials; its bundle was
+    // trained again with its config and the same seed: the same validation losses.
+    let best = t["best_trial"].as_u64().unwrap() as usize;
+    let winner = &trials[best];
+    assert_eq!(winner["state"], "completed");
+    let min = trials
+        .iter()
+        .filter(|r| r["state"] == "completed")
+        .map(|r| r["best_val_loss"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(winner["best_val_loss"].as_f64().unwrap(), min);
+    let history_best = meta["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["val_loss"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(history_best, min);
+    let p = &winner["params"];
+    assert_eq!(meta["config"]["model_config"]["hidden_dims"], p["hidden_dims"]);
+    assert_eq!(meta["config"]["train_config"]["learning_rate"], p["learning_rate"]);
+    assert_eq!(s["best_params"], *p);
+    assert!(meta["test_metrics"]["accuracy"].as_f64().unwrap() > 0.5);
+    // The table and the plot beside the bundle.
+    let csv = std::fs::read_to_string(std::path::Path::new(dir).join("tuning.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 9);
+    assert!(csv.starts_with("number,state,best_val_loss,epochs_run,seconds,hidden_dims"));
+    let svg = std::fs::read_to_string(std::path::Path::new(dir).join("tuning.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("best so far"));
+    // A bundle like any other: predictions load it.
+    let o = run(trainer().args(["predict", "--model", dir, "--features", "5.1,3.5,1.4,0.2", "--json"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn the_same_seed_gives_the_same_winner_and_threads_run_trials_at_once() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let args = ["--trials", "6", "--warmup-trials", "3", "--seed", "7"];
+    let (x, y) = (tune(a.path(), &args), tune(b.path(), &args));
+    assert_eq!(x["best_trial"], y["best_trial"]);
+    assert_eq!(x["best_params"], y["best_params"]);
+    let (mx, my) = (metadata(x["model_dir"].as_str().unwrap()), metadata(y["model_dir"].as_str().unwrap()));
+    assert_eq!(mx["weights_sha256"], my["weights_sha256"]);
+    let strip = |m: &Value| {
+        let mut t = m["tuning"]["trials"].clone();
+        for r in t.as_array_mut().unwrap() {
+            r.as_object_mut().unwrap().remove("seconds");
+        }
+        t
+    };
+    assert_eq!(strip(&mx), strip(&my), "every trial is the same");
+    let c = tempfile::tempdir().unwrap();
+    let p = tune(c.path(), &["--trials", "6", "--parallel", "2", "--sampler", "random", "--no-pruning"]);
+    assert_eq!((p["trials"].as_u64(), p["pruned"].as_u64()), (Some(6), Some(0)));
+    // A space file narrows the search; a bad one is a typed config error.
+    let space = c.path().join("space.json");
+    std::fs::write(&space, r#"{"model_config": {"hidden_dims": {"depth": {"low": 1, "high": 1}, "width": {"low": 8, "high": 8}}, "activation": null}}"#).unwrap();
+    let s = tune(c.path(), &["--trials", "3", "--space", space.to_str().unwrap()]);
+    assert_eq!(s["best_params"]["hidden_dims"], json!([8]));
+    assert!(s["best_params"].get("activation").is_none());
+    std::fs::write(&space, r#"{"model_config": {"layers": 3}}"#).unwrap();
+    let o = run(trainer().args(["tune", "--trials", "2", "--space", space.to_str().unwrap()]));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unknown field `layers`"), "{}", stderr(&o));
+}
+
+#[test]
+fn the_http_api_tunes_like_it_trains() {
+    let s = Server::start(&["--max-trials", "20"]);
+    let body = json!({"dataset_path": "iris.csv", "target_column": "species", "train_config": {"epochs": 30},
+        "tune": {"trials": 5, "warmup_trials": 2}});
+    let (code, r) = s.json("POST", "/api/ml/tune", Some(body.clone()));
+    assert_eq!(code, 200, "{r}");
+    let st = s.wait(r["task_id"].as_str().unwrap());
+    assert_eq!(st["status"], "completed", "{st}");
+    assert_eq!(st["tuning"]["trials_done"], 5);
+    assert!(st["tuning"]["best_val_loss"].as_f64().unwrap() > 0.0);
+    let model = st["model_id"].as_str().unwrap();
+    let (_, m) = s.json("GET", &format!("/api/ml/models/{model}"), None);
+    assert_eq!(m["tuning"]["trials"].as_array().unwrap().len(), 5, "{m}");
+    // The server's limits hold.
+    let mut big = body.clone();
+    big["tune"]["trials"] = json!(21);
+    let (code, e) = s.json("POST", "/api/ml/tune", Some(big));
+    assert_eq!((code, e["error"].as_str()), (422, Some("invalid_config")), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("tune.trials"), "{e}");
+    let mut bad = body;
+    bad["tune"]["sampler"] = json!("grid");
+    let (code, e) = s.json("POST", "/api/ml/tune", Some(bad));
+    assert_eq!(code, 422, "{e}");
+}
+
+#[test]
+fn trials_spread_over_workers_through_redis() {
+    let redis = Redis::start(&[]);
+    let data = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("iris.csv"), data.path().join("iris.csv")).unwrap();
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let models = tempfile::tempdir().unwrap();
+            let mut child = trainer()
+                .args(["worker", "--redis", &redis.url, "--models-dir"])
+                .arg(models.path())
+                .arg("--data-dir")
+                .arg(data.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+            assert!(line.contains("ready"), "{line}");
+            (child, models)
+        })
+        .collect();
+    let models = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    let o = run(trainer()
+        .current_dir(data.path())
+        .args(["tune", "--data", "iris.csv", "--target", "species", "--epochs", "30", "--trials", "8"])
+        .args(["--warmup-trials", "4", "--parallel", "2", "--json", "--redis", &redis.url, "--models-dir"])
+        .arg(models.path()));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(start.elapsed() < Duration::from_secs(120));
+    let s = common::last_json(&o);
+    assert_eq!(s["trials"], 8);
+    let model = s["model_id"].as_str().unwrap();
+    assert!(model.starts_with("model_"), "{s}");
+    // The winner is in the shared store, with the search in its metadata.
+    let api = Server::start(&["--redis", &redis.url, "--workers", "0"]);
+    let (code, m) = api.json("GET", &format!("/api/ml/models/{model}"), None);
+    assert_eq!(code, 200, "{m}");
+    let trials = m["tuning"]["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 8);
+    assert!(trials.iter().all(|t| t["params"]["hidden_dims"].is_array()), "{trials:?}");
+    assert_eq!(m["tuning"]["best_trial"], s["best_trial"]);
+    let (_, list) = api.json("GET", "/api/ml/models", None);
+    assert_eq!(list.as_array().unwrap().len(), 1, "trials publish no models: {list}");
+    for (mut c, _) in workers {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}

@@ -1,0 +1,465 @@
+//! `trainer tune` and `POST /api/ml/tune`: hyperparameter search over a [`SearchSpace`],
+//! seeded ([`sampler`]: random, then TPE), with successive-halving pruning ([`prune`]).
+//!
+//! Every trial trains on the same prepared splits and is judged by its best validation loss
+//! only; the test split is touched once, when the winner is trained again (same seed, so the
+//! same weights) and evaluated like any `trainer train` model. Trials run in this process
+//! over `parallel` threads ([`search`]), or as tasks on the shared Redis queue so that many
+//! workers run them ([`distributed`]). The winner's bundle records the search (`tuning`),
+//! beside `tuning.csv` and `tuning.svg`.
+
+pub mod distributed;
+pub mod prune;
+pub mod report;
+pub mod sampler;
+pub mod space;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use inference::config::{Caps, CheckedConfig, ConfigError, TrainConfig};
+
+use crate::error::TrainingError;
+use crate::pipeline::PreparedRun;
+use prune::{PruningOptions, Rungs};
+use sampler::{Sampler, SamplerKind};
+use space::SearchSpace;
+
+/// The options of a search: the `tune` object of `POST /api/ml/tune`, the flags of `trainer
+/// tune`, and `tuning.options` in the winner's metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TuneOptions {
+    /// Trials to run.
+    pub trials: usize,
+    /// Start no trial after this many seconds (running ones finish).
+    pub budget_seconds: Option<f64>,
+    /// Trials at once (threads in one process; tasks in flight with Redis).
+    pub parallel: usize,
+    /// `tpe` (uniform for the warm-up trials, then TPE) or `random`.
+    pub sampler: SamplerKind,
+    /// Uniform trials before TPE.
+    pub warmup_trials: usize,
+    /// Successive halving.
+    pub pruning: PruningOptions,
+    /// What to search.
+    pub space: SearchSpace,
+}
+
+impl Default for TuneOptions {
+    fn default() -> Self {
+        Self {
+            trials: 40,
+            budget_seconds: None,
+            parallel: 1,
+            sampler: SamplerKind::Tpe,
+            warmup_trials: 10,
+            pruning: PruningOptions::default(),
+            space: SearchSpace::default(),
+        }
+    }
+}
+
+/// Most trials one search may run.
+pub const MAX_TRIALS: usize = 10_000;
+
+impl TuneOptions {
+    /// Check the options (the base config is checked on its own).
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_TRIALS).contains(&self.trials) {
+            return Err(ConfigError::new("tune.trials", format!("must be in 1..={MAX_TRIALS}, got {}", self.trials)));
+        }
+        if !(1..=256).contains(&self.parallel) {
+            return Err(ConfigError::new("tune.parallel", format!("must be in 1..=256, got {}", self.parallel)));
+        }
+        if let Some(b) = self.budget_seconds.filter(|b| !(b.is_finite() && *b > 0.0)) {
+            return Err(ConfigError::new("tune.budget_seconds", format!("must be > 0, got {b}")));
+        }
+        if self.pruning.reduction_factor < 2 || self.pruning.min_epochs == 0 {
+            return Err(ConfigError::new("tune.pruning", "needs reduction_factor ≥ 2 and min_epochs ≥ 1"));
+        }
+        self.space.check()
+    }
+}
+
+/// How a trial ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TrialState {
+    /// Trained to the end (or early-stopped).
+    Completed,
+    /// Stopped at a rung.
+    Pruned,
+    /// Its config was refused or its training failed.
+    Failed,
+}
+
+/// A rung a trial reached.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RungLoss {
+    /// The rung's epoch.
+    pub epoch: usize,
+    /// The trial's best validation loss up to it.
+    pub val_loss: f64,
+}
+
+/// One trial of the record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TrialRecord {
+    /// 0-based, in order of sampling.
+    pub number: usize,
+    /// How it ended.
+    pub state: TrialState,
+    /// The tuned values.
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+    /// The rungs it reached.
+    pub rung_losses: Vec<RungLoss>,
+    /// Its best validation loss (the search's objective).
+    pub best_val_loss: Option<f64>,
+    /// Epochs run.
+    pub epochs_run: usize,
+    /// Wall seconds.
+    pub seconds: f64,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The whole search, as the winner's metadata records it (`tuning`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TuningRecord {
+    /// The options, space included.
+    pub options: TuneOptions,
+    /// Every trial, in order.
+    pub trials: Vec<TrialRecord>,
+    /// The winner's number.
+    pub best_trial: usize,
+    /// Its validation loss.
+    pub best_val_loss: f64,
+    /// Wall seconds of the search (the winner's final training excluded).
+    pub seconds: f64,
+    /// `trials`, `budget` or `cancelled`: what ended the search.
+    pub stopped_by: String,
+}
+
+/// Progress of a search, as a task's status shows it (`tuning`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TuneProgress {
+    /// Trials finished.
+    pub trials_done: usize,
+    /// Of which pruned.
+    pub pruned: usize,
+    /// Of which failed.
+    pub failed: usize,
+    /// Trials planned.
+    pub trials: usize,
+    /// Best validation loss so far.
+    pub best_val_loss: Option<f64>,
+    /// Its trial.
+    pub best_trial: Option<usize>,
+}
+
+impl TuneProgress {
+    /// The progress of `trials` out of `planned`.
+    pub fn of(trials: &[TrialRecord], planned: usize) -> Self {
+        let best = best_of(trials);
+        Self {
+            trials_done: trials.len(),
+            pruned: trials.iter().filter(|t| t.state == TrialState::Pruned).count(),
+            failed: trials.iter().filter(|t| t.state == TrialState::Failed).count(),
+            trials: planned,
+            best_val_loss: best.and_then(|t| t.best_val_loss),
+            best_trial: best.map(|t| t.number),
+        }
+    }
+}
+
+/// The completed trial with the lowest validation loss (ties: the earlier).
+pub fn best_of(trials: &[TrialRecord]) -> Option<&TrialRecord> {
+    trials.iter().filter(|t| t.state == TrialState::Completed && t.best_val_loss.is_some_and(f64::is_finite)).min_by(
+        |a, b| {
+            let (x, y) = (a.best_val_loss.unwrap_or(f64::INFINITY), b.best_val_loss.unwrap_or(f64::INFINITY));
+            x.total_cmp(&y).then(a.number.cmp(&b.number))
+        },
+    )
+}
+
+/// One point to try: its number, config and the values the sampler is told.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// Trial number.
+    pub number: usize,
+    /// The config to train.
+    pub config: TrainConfig,
+    /// The sampled values (NaN where unused).
+    pub used: Vec<f64>,
+}
+
+/// The sampling side of a search: plans trials and collects their records.
+pub struct Study {
+    options: TuneOptions,
+    base: TrainConfig,
+    sampler: Sampler,
+    planned: usize,
+    records: Vec<TrialRecord>,
+    /// Every planned trial's config, by number.
+    configs: Vec<TrainConfig>,
+    started: Instant,
+    stopped_by: Option<&'static str>,
+}
+
+impl Study {
+    /// A study of `options` around `base` (seeded by the base config's seed).
+    pub fn new(base: &TrainConfig, options: &TuneOptions) -> Self {
+        let sampler = Sampler::new(options.space.dims(), options.sampler, options.warmup_trials, base.seed);
+        Self {
+            options: options.clone(),
+            base: base.clone(),
+            sampler,
+            planned: 0,
+            records: Vec::new(),
+            configs: Vec::new(),
+            started: Instant::now(),
+            stopped_by: None,
+        }
+    }
+
+    /// The next trial, unless the trial count or the time budget is spent.
+    pub fn plan(&mut self) -> Option<Planned> {
+        if self.planned >= self.options.trials {
+            self.stopped_by.get_or_insert("trials");
+            return None;
+        }
+        if self.options.budget_seconds.is_some_and(|b| self.started.elapsed().as_secs_f64() >= b) {
+            self.stopped_by.get_or_insert("budget");
+            return None;
+        }
+        let point = self.sampler.ask();
+        let (config, used) = self.options.space.apply(&self.base, &point);
+        let number = self.planned;
+        self.planned += 1;
+        self.configs.push(config.clone());
+        Some(Planned { number, config, used })
+    }
+
+    /// Record a finished trial and tell the sampler.
+    pub fn finish(&mut self, planned: &Planned, record: TrialRecord) {
+        // Pruned trials count with the loss they reached: worse than their rung's survivors.
+        self.sampler.tell(&planned.used, record.best_val_loss.unwrap_or(f64::INFINITY));
+        self.records.push(record);
+        self.records.sort_by_key(|r| r.number);
+    }
+
+    /// Stop planning (a cancel).
+    pub fn cancel(&mut self) {
+        self.stopped_by = Some("cancelled");
+        self.planned = self.options.trials;
+    }
+
+    /// The records so far.
+    pub fn records(&self) -> &[TrialRecord] {
+        &self.records
+    }
+
+    /// The progress so far.
+    pub fn progress(&self) -> TuneProgress {
+        TuneProgress::of(&self.records, self.options.trials)
+    }
+
+    /// The search's record and the winner's config, once every planned trial has finished.
+    pub fn conclude(self) -> Result<(TuningRecord, TrainConfig), TrainingError> {
+        let best = best_of(&self.records).ok_or_else(|| {
+            let why =
+                self.records.iter().find_map(|r| r.error.clone()).unwrap_or_else(|| "every trial was pruned".into());
+            TrainingError::Unusable(format!("no trial completed ({} run): {why}", self.records.len()))
+        })?;
+        let number = best.number;
+        let winner = self.configs.get(number).cloned().unwrap_or_else(|| self.base.clone());
+        let record = TuningRecord {
+            best_trial: number,
+            best_val_loss: best.best_val_loss.unwrap_or(f64::NAN),
+            options: self.options.clone(),
+            trials: self.records.clone(),
+            seconds: self.started.elapsed().as_secs_f64(),
+            stopped_by: self.stopped_by.unwrap_or("trials").to_owned(),
+        };
+        Ok((record, winner))
+    }
+}
+
+/// Record the search in its trained winner: `tuning` in the metadata, and `tuning.csv` and
+/// `tuning.svg` beside the bundle.
+pub fn attach(trained: &mut crate::pipeline::Trained, record: &TuningRecord) -> Result<(), TrainingError> {
+    trained.metadata.tuning = Some(serde_json::to_value(record).map_err(|e| TrainingError::Engine(e.to_string()))?);
+    trained.extra.push((report::CSV_FILE.to_owned(), report::csv(record).map_err(TrainingError::Engine)?));
+    match report::svg(record) {
+        Ok(svg) => trained.extra.push((report::SVG_FILE.to_owned(), svg.into_bytes())),
+        Err(e) => tracing::warn!("could not draw the tuning plot: {e}"),
+    }
+    Ok(())
+}
+
+/// Train one trial on prepared data: pruned at the first rung it does not survive.
+pub fn run_trial(
+    planned: &Planned,
+    space: &SearchSpace,
+    caps: &Caps,
+    data: &PreparedRun,
+    pruning: &PruningOptions,
+    rungs: &dyn Rungs,
+    cancel: &AtomicBool,
+) -> TrialRecord {
+    let start = Instant::now();
+    let params = space::params_of(space, &planned.config);
+    let mut record = TrialRecord {
+        number: planned.number,
+        state: TrialState::Failed,
+        params,
+        rung_losses: Vec::new(),
+        best_val_loss: None,
+        epochs_run: 0,
+        seconds: 0.0,
+        error: None,
+    };
+    let checked = match planned.config.clone().check_with(caps) {
+        Ok(c) => c,
+        Err(e) => {
+            record.error = Some(e.to_string());
+            return record;
+        }
+    };
+    let rung_epochs = pruning.rungs(checked.config().train_config.epochs);
+    let stop = AtomicBool::new(false);
+    let (mut best, mut pruned, mut epochs) = (f64::INFINITY, false, 0);
+    let mut rung_losses = Vec::new();
+    let outcome = {
+        let mut on_epoch = |r: &inference::record::EpochRecord, _: usize| {
+            epochs = r.epoch;
+            best = best.min(r.val_loss.unwrap_or(r.train_loss));
+            if cancel.load(Ordering::Relaxed) {
+                stop.store(true, Ordering::Relaxed);
+            }
+            if rung_epochs.contains(&r.epoch) {
+                rung_losses.push(RungLoss { epoch: r.epoch, val_loss: best });
+                if !rungs.report(r.epoch, planned.number, best) {
+                    pruned = true;
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+        };
+        crate::train::train(&data.prepared, checked.config(), &data.device, &mut on_epoch, &stop)
+    };
+    record.rung_losses = rung_losses;
+    record.epochs_run = epochs;
+    record.best_val_loss = best.is_finite().then_some(best);
+    record.seconds = start.elapsed().as_secs_f64();
+    match outcome {
+        Ok(_) => record.state = TrialState::Completed,
+        Err(TrainingError::Cancelled(_)) if pruned => record.state = TrialState::Pruned,
+        Err(e) => {
+            record.error = Some(e.to_string());
+            record.best_val_loss = None;
+        }
+    }
+    record
+}
+
+/// Run a search in this process over `options.parallel` threads (capped at the machine's
+/// cores); `on_trial` sees the progress after each trial. Returns the record and the
+/// winner's config.
+pub fn search(
+    base: &CheckedConfig,
+    options: &TuneOptions,
+    caps: &Caps,
+    data: &PreparedRun,
+    on_trial: &(dyn Fn(&TuneProgress) + Sync),
+    cancel: &AtomicBool,
+) -> Result<(TuningRecord, TrainConfig), TrainingError> {
+    if data.prepared.val.rows == 0 {
+        return Err(TrainingError::Unusable("tuning needs a validation split: set val_size > 0".into()));
+    }
+    let study = Mutex::new(Study::new(base.config(), options));
+    let rungs = prune::LocalRungs::new(options.pruning.reduction_factor);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = options.parallel.clamp(1, cores);
+    let lock = || study.lock().unwrap_or_else(|p| p.into_inner());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                if cancel.load(Ordering::Relaxed) {
+                    lock().cancel();
+                }
+                let Some(planned) = lock().plan() else { break };
+                let record = run_trial(&planned, &options.space, caps, data, &options.pruning, &rungs, cancel);
+                let progress = {
+                    let mut st = lock();
+                    st.finish(&planned, record);
+                    st.progress()
+                };
+                on_trial(&progress);
+            });
+        }
+    });
+    if cancel.load(Ordering::Relaxed) {
+        return Err(TrainingError::Cancelled("stop requested".into()));
+    }
+    study.into_inner().unwrap_or_else(|p| p.into_inner()).conclude()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(number: usize, state: TrialState, loss: Option<f64>) -> TrialRecord {
+        TrialRecord {
+            number,
+            state,
+            params: serde_json::json!({}),
+            rung_losses: vec![],
+            best_val_loss: loss,
+            epochs_run: 1,
+            seconds: 0.0,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_best_completed_trial_wins() {
+        let t = [
+            record(0, TrialState::Completed, Some(0.5)),
+            record(1, TrialState::Pruned, Some(0.1)),
+            record(2, TrialState::Completed, Some(0.3)),
+            record(3, TrialState::Failed, None),
+            record(4, TrialState::Completed, Some(0.3)),
+        ];
+        assert_eq!(best_of(&t).map(|r| r.number), Some(2));
+        let p = TuneProgress::of(&t, 10);
+        assert_eq!((p.trials_done, p.pruned, p.failed, p.best_trial), (5, 1, 1, Some(2)));
+        assert!(TuneOptions { trials: 0, ..TuneOptions::default() }.check().is_err());
+        TuneOptions::default().check().unwrap();
+    }
+
+    #[test]
+    fn a_study_replays_its_winner_and_stops_at_its_trial_count() {
+        let options = TuneOptions { trials: 3, ..TuneOptions::default() };
+        let mut s = Study::new(&TrainConfig::default(), &options);
+        let mut configs = Vec::new();
+        while let Some(p) = s.plan() {
+            let params = space::params_of(&options.space, &p.config);
+            let loss = p.config.train_config.learning_rate;
+            let mut r = record(p.number, TrialState::Completed, Some(loss));
+            r.params = params;
+            configs.push((loss, p.config.clone()));
+            s.finish(&p, r);
+        }
+        assert_eq!(s.records().len(), 3);
+        let (rec, winner) = s.conclude().unwrap();
+        let want = configs.iter().min_by(|a, b| a.0.total_cmp(&b.0)).unwrap();
+        assert_eq!(winner, want.1);
+        assert_eq!(rec.stopped_by, "trials");
+    }
+}
