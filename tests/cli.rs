@@ -325,3 +325,18 @@ fn predict_features_errors_name_the_problem() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(last_json(&o)["predicted_label"].is_string());
 }
+
+#[test]
+fn save_split_writes_a_partition_of_the_data_rows() {
+    let models = tempfile::tempdir().unwrap();
+    let s =
+        train(models.path(), &["--data", &fixture("iris.csv"), "--target", "species", "--epochs", "2", "--save-split"]);
+    let dir = std::path::Path::new(s["model_dir"].as_str().unwrap());
+    let split: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("split.json")).unwrap()).unwrap();
+    let part = |k: &str| split[k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect::<Vec<_>>();
+    let (tr, va, te) = (part("train"), part("val"), part("test"));
+    assert_eq!((tr.len(), va.len(), te.len()), (105, 15, 30));
+    let mut all: Vec<u64> = tr.into_iter().chain(va).chain(te).collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..150).collect::<Vec<u64>>());
+}

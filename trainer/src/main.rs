@@ -181,6 +181,9 @@ struct TrainArgs {
     /// Also write the raw test rows to test_rows.csv in the model directory.
     #[arg(long)]
     save_test_rows: bool,
+    /// Also write split.json: the 0-based data rows (file order) of the train, validation and test splits.
+    #[arg(long)]
+    save_split: bool,
     /// Print one JSON summary object as the last line of stdout.
     #[arg(long)]
     json: bool,
@@ -566,6 +569,7 @@ impl DataArgs {
                 max_bytes: self.max_dataset_bytes,
             },
             save_test_rows: false,
+            save_split: false,
         })
     }
 }
@@ -630,6 +634,7 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainingError> {
             ..DataContext::default()
         },
         save_test_rows: args.save_test_rows,
+        save_split: args.save_split,
     };
     let interactive = std::io::stderr().is_terminal();
     let total = checked.config().train_config.epochs;
@@ -727,6 +732,7 @@ fn run_tune(args: &TuneArgs) -> Result<(), TrainingError> {
                     ..DataContext::default()
                 },
                 save_test_rows: args.base.save_test_rows,
+                save_split: args.base.save_split,
             };
             let data = pipeline::prepare(&checked, &opts)?;
             let d = &data.prepared.dataset;

@@ -22,6 +22,8 @@ pub struct RunOptions {
     pub data: DataContext,
     /// Also keep the raw test rows, to be written as `test_rows.csv` beside the bundle.
     pub save_test_rows: bool,
+    /// Also write `split.json`: which data rows went to train, validation and test.
+    pub save_split: bool,
 }
 
 /// Progress of a run.
@@ -61,6 +63,8 @@ pub struct Trained {
 
 /// File name of the optional raw test rows.
 pub const TEST_ROWS_FILE: &str = "test_rows.csv";
+/// File name of the optional split: 0-based data rows (file order) of each split.
+pub const SPLIT_FILE: &str = "split.json";
 
 /// The data loaded, prepared and split, and the device chosen: everything a training of
 /// this config's data needs (`trainer tune` trains many configs on one of these).
@@ -163,6 +167,14 @@ pub fn finish(
     }
     if opts.save_test_rows {
         extra.push((TEST_ROWS_FILE.to_owned(), rows_csv(table, &prepared.test.table_rows)?));
+    }
+    if opts.save_split {
+        let split = serde_json::json!({
+            "train": prepared.train.table_rows,
+            "val": prepared.val.table_rows,
+            "test": prepared.test.table_rows,
+        });
+        extra.push((SPLIT_FILE.to_owned(), split.to_string().into_bytes()));
     }
     Ok(Trained { metadata, tensors, extra, samples_per_second: trained.samples_per_second })
 }
