@@ -36,7 +36,7 @@ fn router_over_fixture(api_key: Option<&str>) -> (axum::Router, tempfile::TempDi
         mlflow_model: None,
         run: RunOptions {
             data: DataContext { data_dir: Some(dir.path().to_owned()), ..DataContext::default() },
-            save_test_rows: false,
+            ..RunOptions::default()
         },
         caps: Caps::default(),
         limits: Limits::default(),
