@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what the tests need on a fresh Debian machine (idempotent; skips what is present):
 # redis-server, Debian chromium, the wasm32 toolchain (rustc-web recipe, unless rustup has the
-# target), binaryen's wasm-opt, the npm dev tools (package.json: playwright-core, workerd, and the
+# target; wasi-libc for the WASI build), binaryen's wasm-opt, the npm dev tools (package.json: playwright-core, workerd, and the
 # hosts the package test runs @trainer/inference in: deno, bun, esbuild, typescript; their
 # platform binaries come as npm packages, and package.json's allowScripts lets their postinstall
 # scripts run), and a Python venv (.venv) with the peers' clients of tests/python (tritonclient,
@@ -18,6 +18,10 @@ if ! (command -v rustup >/dev/null && rustup target list --installed 2>/dev/null
   [ -x /usr/bin/cargo ] || pkgs+=(cargo-web)
   [ -d /usr/lib/rustlib/src/rust/library ] || pkgs+=(rust-web-src)
   command -v wasm-ld-16 >/dev/null || pkgs+=(lld-16)
+fi
+# The WASI build's C runtime, unless rustup brings the wasm32-wasip1 target's own.
+if ! (command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1); then
+  [ -f /usr/lib/wasm32-wasi/libc.a ] || pkgs+=(wasi-libc)
 fi
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "setup: apt-get install ${pkgs[*]}"

@@ -3,7 +3,8 @@
 # hardening, router, Redis, parity, bad input), the wasm build and its npm package, the JS tests
 # (wasm in Node, the page in headless Chromium, the edge worker under workerd with built-in and
 # by-id models, the package's tarball in Node ESM/CJS, Deno, Bun, a bundled page, workerd and
-# tsc) and the Python client tests (Triton, KServe, MLflow formats, ONNX in onnxruntime).
+# tsc) and the Python client tests (Triton, KServe, MLflow formats, ONNX in onnxruntime, SHAP, the
+# WASI build under wasmtime).
 # Installs missing prerequisites first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,8 @@ cargo fmt --all -- --check
 # The wasm first: the trainer binary embeds the page, web/pkg included.
 echo "== wasm build and npm package (@trainer/inference)"
 ./scripts/build-wasm.sh
+echo "== WASI command build (wasm32-wasip1)"
+./scripts/build-wasi.sh
 echo "== cargo clippy"
 cargo clippy --all-targets --release -- -D warnings
 echo "== cargo test"

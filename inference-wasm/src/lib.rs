@@ -23,7 +23,7 @@ pub mod spec;
 pub mod value;
 mod weights;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 mod wasm;
 
 #[cfg(feature = "train")]
