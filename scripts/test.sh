@@ -25,6 +25,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --release --workspace --no-fail-fast
 fi
+echo "== cargo install into a temporary root, served from another directory"
+./scripts/check-install.sh
 echo "== JS tests (Node wasm, Chromium, workerd, the package in every host)"
 TRAINER_BIN="$PWD/target/release/trainer" node --test tests/js/
 echo "== Python client tests (tritonclient, kserve, MLflow formats, onnxruntime)"

@@ -342,3 +342,47 @@ fn sigterm_stops_cleanly_without_half_written_models() {
     assert!(common::entries(models).iter().all(|e| !e.starts_with(".tmp")), "temp dir left");
     assert!(!common::entries(models).iter().any(|e| e.starts_with("model_")), "the cancelled training saved a model");
 }
+
+#[test]
+fn the_page_is_served_from_any_directory() {
+    // The embedded page, from a working directory with no web/ beside it.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let mut child = common::trainer()
+        .current_dir(elsewhere.path())
+        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--models-dir"])
+        .arg(models.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let base = line.trim().strip_prefix("listening on ").unwrap().to_owned();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let get = |path: &str| {
+        // A browser's Accept: `/` answers clients without it with KServe's liveness JSON.
+        let mut r = agent.get(format!("{base}{path}")).header("accept", "text/html,*/*").call().unwrap();
+        let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        (r.status().as_u16(), ct, r.body_mut().with_config().limit(10 << 20).read_to_vec().unwrap())
+    };
+    let (code, ct, page) = get("/");
+    assert_eq!((code, ct.starts_with("text/html")), (200, true));
+    assert!(String::from_utf8_lossy(&page).contains("<script"), "the page itself, not the API's JSON");
+    for (path, ty) in
+        [("/favicon.ico", "image/svg+xml"), ("/favicon.svg", "image/svg+xml"), ("/app.js", "text/javascript")]
+    {
+        let (code, ct, _) = get(path);
+        assert_eq!((code, ct.starts_with(ty)), (200, true), "{path}: {ct}");
+    }
+    // The wasm is embedded when it was built before the trainer (scripts/test.sh does).
+    let (code, ct, wasm) = get("/pkg/inference_bg.wasm");
+    if code == 200 {
+        assert_eq!(ct, "application/wasm");
+        assert_eq!(&wasm[..4], b"\0asm");
+    } else {
+        assert_eq!(code, 404);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

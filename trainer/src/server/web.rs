@@ -1,7 +1,8 @@
 //! The prediction page at `/`: the files of `web/` compiled into the binary (so `trainer serve`
-//! works from any directory), or a directory given with `--web-dir`. The wasm package
-//! (`web/pkg/`, from `scripts/build-wasm.sh`) is embedded when it existed at build time; the
-//! page says how to get it when it is absent.
+//! works from any directory, `cargo install`ed or not), or a directory given with `--web-dir`.
+//! `web/pkg/` is the browser entry of the npm package (`scripts/build-wasm.sh`, which the
+//! test script runs before the trainer is built); it is embedded when it existed at build
+//! time, and the page says how to get it when it is absent.
 
 use std::sync::Arc;
 
@@ -45,7 +46,13 @@ fn file(path: &str, bytes: Vec<u8>) -> Response {
 
 /// A page file by path (`index.html` for `/`): from `--web-dir` when given, else embedded.
 fn lookup(state: &AppState, path: &str) -> Option<Response> {
-    let path = if path.is_empty() || path.ends_with('/') { format!("{path}index.html") } else { path.to_owned() };
+    let path = match path {
+        "" => "index.html".to_owned(),
+        // Browsers ask for /favicon.ico whatever the page links: answer with the page's icon.
+        "favicon.ico" => "favicon.svg".to_owned(),
+        p if p.ends_with('/') => format!("{p}index.html"),
+        p => p.to_owned(),
+    };
     // Only plain relative names: no `..`, no hidden files.
     if path.split('/').any(|c| c.is_empty() || c.starts_with('.')) {
         return None;
