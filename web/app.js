@@ -2,14 +2,24 @@
 // wasm inference core and predicts in the page. No framework, no bundler.
 //
 // `?api=URL` points the page at another server's `/api/ml` (default: this origin's).
+// `?verify=wasm` makes server bundles skip Subresource Integrity and have the wasm core hash
+// the weights instead, as local files always do (the other arm of bench/wasm/page.mjs).
+//
+// Performance marks (for bench/wasm/page.mjs): `inference-ready` when the first model is
+// loaded, `first-prediction` when the first prediction is on the page; measures
+// `bundle-download` (fetch to bytes in hand, the integrity check included) and `from-bundle`
+// (`Model.fromBundle`) span each server download and each load.
 
-const API = new URLSearchParams(location.search).get('api') ?? '/api/ml';
+const QUERY = new URLSearchParams(location.search);
+const API = QUERY.get('api') ?? '/api/ml';
+const VERIFY_IN_WASM = QUERY.get('verify') === 'wasm';
 const $ = (id) => document.getElementById(id);
 
 let wasm; // @trainer/inference's browser entry (web/pkg/inference.js, copied by scripts/pack.sh)
 let model; // the loaded wasm Model
 let meta; // its metadata
 let loadSeq = 0; // newer loads win over slower older ones
+let listed = new Map(); // model_id → its entry in the server's list (bundle_sha256, …)
 
 // ---------- small helpers ----------
 
@@ -54,6 +64,48 @@ async function httpError(r) {
 }
 
 const networkMessage = (e) => (e instanceof TypeError ? `network error (${e.message})` : e.message);
+
+/** Mark `name` once (the first model, the first prediction). */
+function markOnce(name) {
+  if (!performance.getEntriesByName(name, 'mark').length) performance.mark(name);
+}
+
+/** The Subresource Integrity metadata for a hex sha256 (`sha256-` + base64 of its 32 bytes), or null. */
+function sriOf(hex) {
+  if (typeof hex !== 'string' || !/^[0-9a-f]{64}$/i.test(hex)) return null;
+  const bytes = hex.match(/../g).map((b) => parseInt(b, 16));
+  return `sha256-${btoa(String.fromCharCode(...bytes))}`;
+}
+
+const toHex = (buf) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, '0')).join('');
+
+/**
+ * Why a fetch with `integrity` failed: browsers reject it with the same bare TypeError whether
+ * the bytes did not match, the server answered an error, or the network failed. Fetch again
+ * without integrity, only to tell which (the bytes are dropped, never loaded).
+ */
+async function whyIntegrityFetchFailed(url, hex, error) {
+  let r;
+  try {
+    r = await fetch(url, { cache: 'no-store' });
+  } catch {
+    return networkMessage(error);
+  }
+  if (!r.ok) return await httpError(r);
+  let got = null;
+  try {
+    const bytes = await r.arrayBuffer();
+    got = crypto.subtle ? toHex(await crypto.subtle.digest('SHA-256', bytes)) : null;
+  } catch {
+    return networkMessage(error);
+  }
+  if (got === hex.toLowerCase()) return networkMessage(error); // the bytes were right: a transient failure
+  const sent = got ? `, but its bytes hash to ${got.slice(0, 12)}…` : '';
+  return (
+    `integrity check failed: the server lists sha256 ${hex.slice(0, 12)}… for the bundle${sent}; ` +
+    'the browser refused the bytes (Subresource Integrity), nothing was loaded'
+  );
+}
 
 // ---------- loading ----------
 
@@ -104,6 +156,7 @@ async function listModels() {
     const score = t.accuracy != null ? `accuracy ${pct(t.accuracy)}` : t.r2 != null ? `R² ${fmt(t.r2)}` : '';
     return [m.model_id, m.task_type, score].filter(Boolean).join(' · ');
   };
+  listed = new Map(list.map((m) => [m.model_id, m]));
   sel.replaceChildren(...list.map((m) => new Option(label(m), m.model_id)));
   sel.disabled = false;
   sel.addEventListener('change', () => sel.value && loadFromServer(sel.value));
@@ -113,18 +166,26 @@ async function listModels() {
 async function loadFromServer(id) {
   const seq = ++loadSeq;
   setStatus(`Downloading ${id}…`);
+  // The list gives the file's sha256: the browser checks the bytes against it natively
+  // (Subresource Integrity), so the wasm core need not hash the weights again.
+  const hex = VERIFY_IN_WASM ? null : listed.get(id)?.bundle_sha256;
+  const integrity = sriOf(hex);
+  const url = `${API}/models/${encodeURIComponent(id)}/bundle`;
   let bytes;
   try {
-    const r = await fetch(`${API}/models/${encodeURIComponent(id)}/bundle`);
+    const t0 = performance.now();
+    const r = await fetch(url, integrity ? { integrity } : {});
     if (!r.ok) throw new Error(await httpError(r));
     bytes = new Uint8Array(await r.arrayBuffer());
+    performance.measure('bundle-download', { start: t0, end: performance.now(), detail: { integrity: !!integrity } });
   } catch (e) {
+    const why = integrity && e instanceof TypeError ? await whyIntegrityFetchFailed(url, hex, e) : networkMessage(e);
     if (seq !== loadSeq) return;
     setStatus(model ? `Still using ${meta.model_id}.` : '');
-    showError('source-error', `Could not download model ${id}: ${networkMessage(e)}.`);
+    showError('source-error', `Could not download model ${id}: ${why}.`);
     return;
   }
-  if (seq === loadSeq) useBundle(bytes, 'the server', `Model ${id} from the server`);
+  if (seq === loadSeq) useBundle(bytes, 'the server', `Model ${id} from the server`, { verifyHash: !integrity });
 }
 
 async function loadFile(file) {
@@ -137,14 +198,19 @@ async function loadFile(file) {
     showError('source-error', `Could not read ${file.name}: ${e.message}`);
     return;
   }
-  if (seq === loadSeq) useBundle(bytes, file.name, `The file ${file.name}`);
+  if (seq === loadSeq) useBundle(bytes, file.name, `The file ${file.name}`, { verifyHash: true });
 }
 
-/** Load bundle bytes; `from` and `what` name the source in messages. */
-function useBundle(bytes, from, what) {
+/**
+ * Load bundle bytes; `from` and `what` name the source in messages. `verifyHash: false` only
+ * for bytes the browser has checked against the server's sha256 (Subresource Integrity).
+ */
+function useBundle(bytes, from, what, { verifyHash }) {
   let m;
   try {
-    m = wasm.Model.fromBundle(bytes);
+    const t0 = performance.now();
+    m = wasm.Model.fromBundle(bytes, { verifyHash });
+    performance.measure('from-bundle', { start: t0, end: performance.now(), detail: { verifyHash } });
   } catch (e) {
     setStatus(model ? `Still using ${meta.model_id}.` : '');
     showError('source-error', `${what} is not a usable model bundle: ${e.message}`);
@@ -161,7 +227,10 @@ function useBundle(bytes, from, what) {
   showError('csv-error', '');
   $('model-ui').hidden = false;
   document.body.dataset.modelId = meta.model_id; // for tests: which model is live
-  setStatus(`Loaded ${meta.model_id} from ${from}: ${meta.task_type}, ${model.numFeatures} features.`);
+  document.body.dataset.verified = verifyHash ? 'wasm' : 'sri'; // who checked the bytes' hash
+  const checked = verifyHash ? 'weights hash checked in wasm' : 'bytes checked by the browser (Subresource Integrity)';
+  setStatus(`Loaded ${meta.model_id} from ${from}: ${meta.task_type}, ${model.numFeatures} features; ${checked}.`);
+  markOnce('inference-ready');
   predictForm();
 }
 
@@ -227,6 +296,7 @@ function predictForm() {
   try {
     const row = readForm();
     renderResult(model.predict(row));
+    markOnce('first-prediction');
     renderWhy(row);
     result.classList.remove('stale');
     showError('form-error', '');
@@ -420,7 +490,7 @@ function renderCard() {
     ['Task', `${meta.task_type} of ${d.target_column}${meta.classes ? ` (${meta.classes.join(', ')})` : ''}`],
     ['Saved', meta.saved_at],
     ['Data', `${d.source}: ${d.rows} rows (train ${d.train_rows} / val ${d.val_rows} / test ${d.test_rows})`],
-    ['Network', `${a.input_dim} → ${[...a.hidden_dims, a.output_dim].join(' → ')}, ${a.activation}, dropout ${a.dropout_rate}`],
+    ['Network', `${a.input_dim} → ${[...a.hidden_dims, a.output_dim].join(' → ')}, ${a.activation}, dropout ${fmt(a.dropout_rate)}`],
     ['Training', `${meta.epochs_run} epochs, best ${meta.best_epoch}, ${fmt(meta.train_seconds)} s on ${meta.device || 'cpu'}`],
     ['Missing values', `filled by ${meta.preprocessing.missing_strategy}`],
   ];
@@ -466,6 +536,88 @@ function renderCard() {
   $('importance-wrap').hidden = !importance.length;
   const top = Math.max(0, ...importance.map((i) => i.mean_abs_shap));
   $('importance').replaceChildren(...importance.map((i) => contribRow(i.feature, '', i.mean_abs_shap, top, false)));
+  renderTuning(meta.tuning);
+}
+
+/** A tuned value for a table cell: lists joined, small and large numbers in 3 significant digits. */
+function fmtParam(v) {
+  if (v == null) return '—';
+  if (Array.isArray(v)) return v.length ? v.map(fmtParam).join(',') : 'none';
+  if (typeof v === 'number') {
+    if (Number.isInteger(v) || !Number.isFinite(v)) return String(v);
+    return Math.abs(v) < 1e-3 ? v.toExponential(2) : String(Number(v.toPrecision(3)));
+  }
+  return typeof v === 'object' ? JSON.stringify(v) : String(v);
+}
+
+const PARAM_NAMES = {
+  hidden_dims: 'hidden',
+  dropout_rate: 'dropout',
+  learning_rate: 'learning rate',
+  weight_decay: 'weight decay',
+  batch_size: 'batch',
+};
+
+const STOPPED_BY = { trials: 'all trials ran', budget: 'the time budget', cancelled: 'cancelled' };
+
+/** The search that chose this model (`tuning`, written by `trainer tune`): a summary and one row per trial. */
+function renderTuning(t) {
+  const wrap = $('tuning-wrap');
+  const trials = Array.isArray(t?.trials) ? t.trials : null;
+  wrap.hidden = !trials;
+  if (!trials) {
+    $('tuning-summary').replaceChildren();
+    $('tuning-options').textContent = '';
+    $('tuning-table').replaceChildren();
+    return;
+  }
+  const count = (state) => trials.filter((x) => x.state === state).length;
+  const o = t.options ?? {};
+  const planned = o.trials && o.trials !== trials.length ? ` of ${o.trials}` : '';
+  const tiles = [
+    ['trials', 'trials', `${trials.length}${planned}`],
+    ['completed', 'completed', count('completed')],
+    ['pruned', 'pruned', count('pruned')],
+    ['failed', 'failed', count('failed')],
+    ['best_trial', 'best trial', `#${t.best_trial}`],
+    ['best_val_loss', 'best val loss', fmt(t.best_val_loss)],
+    ['seconds', 'search', `${fmt(t.seconds)} s`],
+    ['stopped_by', 'stopped by', STOPPED_BY[t.stopped_by] ?? String(t.stopped_by)],
+  ];
+  $('tuning-summary').replaceChildren(
+    ...tiles.map(([k, name, v]) => el('div', { 'data-k': k }, el('dt', {}, name), el('dd', {}, String(v)))),
+  );
+  const p = o.pruning;
+  const options = [];
+  if (o.sampler) options.push(o.sampler === 'tpe' ? `TPE sampler after ${o.warmup_trials ?? 0} random trials` : `${o.sampler} sampler`);
+  if (p) options.push(p.enabled ? `successive-halving pruning from epoch ${p.min_epochs}, η = ${p.reduction_factor}` : 'no pruning');
+  if (o.parallel > 1) options.push(`${o.parallel} trials at once`);
+  if (o.budget_seconds != null) options.push(`budget ${fmt(o.budget_seconds)} s`);
+  $('tuning-options').textContent = options.length ? `${options.join('; ')}. Trials in the order sampled; ★ marks the winner.` : '';
+
+  // Param columns: every tuned name, in order of first appearance.
+  const keys = [...new Set(trials.flatMap((x) => Object.keys(x.params ?? {})))];
+  const head = [['#'], ['state', 'text'], ['best val loss'], ['epochs'], ['seconds'], ...keys.map((k) => [PARAM_NAMES[k] ?? k.replace(/_/g, ' '), 'text'])];
+  const rows = trials.map((x) => {
+    const best = x.number === t.best_trial;
+    const rungs = (x.rung_losses ?? []).map((r) => `epoch ${r.epoch}: ${fmt(r.val_loss)}`).join(', ');
+    const state = x.state === 'pruned' && x.rung_losses?.length ? `pruned at ${x.rung_losses.at(-1).epoch}` : x.state;
+    const star = best ? [el('span', { class: 'star', title: 'the winner', 'aria-hidden': 'true' }, ' ★'), el('span', { class: 'sr-only' }, ' (winner)')] : [];
+    return el(
+      'tr',
+      { class: `trial ${x.state}${best ? ' best' : ''}`, 'data-trial': x.number, 'data-state': x.state, 'data-best': best ? 'true' : null },
+      el('th', { scope: 'row' }, String(x.number), ...star),
+      el('td', { class: 'state', title: x.error ?? null }, state, x.error ? el('span', { class: 'why' }, `: ${x.error}`) : ''),
+      el('td', { title: rungs ? `rungs: ${rungs}` : null }, x.best_val_loss == null ? '—' : fmt(x.best_val_loss)),
+      el('td', {}, String(x.epochs_run ?? '—')),
+      el('td', {}, x.seconds == null ? '—' : String(Number(x.seconds.toPrecision(3)))),
+      ...keys.map((k) => el('td', { 'data-param': k }, fmtParam(x.params?.[k]))),
+    );
+  });
+  $('tuning-table').replaceChildren(
+    el('thead', {}, el('tr', {}, ...head.map(([h, cls]) => el('th', { scope: 'col', class: cls }, h)))),
+    el('tbody', {}, ...rows),
+  );
 }
 
 /** Train and validation loss per epoch as an inline SVG line chart. */
@@ -512,7 +664,10 @@ function curves(history, best) {
   if (best >= 1 && best <= e1) {
     root.append(
       svg('line', { class: 'best', x1: x(best), x2: x(best), y1: m.t, y2: H - m.b }),
-      text({ class: 'best-label', x: x(best) + 4, y: m.t + 10 }, `best epoch ${best}`),
+      // Right of the line, or left of it when the line is near the right edge.
+      x(best) > W - m.r - 100
+        ? text({ class: 'best-label', x: x(best) - 4, y: m.t + 10, 'text-anchor': 'end' }, `best epoch ${best}`)
+        : text({ class: 'best-label', x: x(best) + 4, y: m.t + 10 }, `best epoch ${best}`),
     );
   }
   series.forEach(([name, cls, pts], k) => {

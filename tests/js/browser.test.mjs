@@ -1,6 +1,10 @@
 // The page (web/) in headless Chromium: server models and local files, the form, pasted CSV and
-// error messages, checked against the native CLI's predictions. Screenshots go to tests/out/.
+// error messages, checked against the native CLI's predictions; a tuned model's search on the
+// card; bundles fetched with Subresource Integrity (and a tampered one refused); a clean load
+// (no 4xx/5xx, no console errors) from --web-dir and from the embedded files. Screenshots go to
+// tests/out/.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { extname, join, normalize } from 'node:path';
@@ -10,24 +14,52 @@ import { chromium } from 'playwright-core';
 
 import {
   OUT,
+  REQUEST_LOG_ENV,
   ROOT,
   csvLine,
   nativePredict,
   nativePredictCsv,
   readCsv,
+  servedRequests,
   startProcess,
   tempDir,
   train,
   trainerBin,
+  tune,
 } from './helpers.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 const WEB = join(ROOT, 'web');
 const TOL = 1e-5;
+const SERVE_READY = /listening on (http:\/\/127\.0\.0\.1:\d+)/;
+
+/** The Subresource Integrity metadata of a file: `sha256-` + base64 of its digest. */
+const sriOfFile = (path) => `sha256-${createHash('sha256').update(readFileSync(path)).digest('base64')}`;
+
+/** A safetensors bundle with its metadata (`__metadata__.bundle`) rewritten by `edit`; the tensors are untouched. */
+function withMetadata(bytes, edit) {
+  const n = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8'));
+  header.__metadata__.bundle = JSON.stringify(edit(JSON.parse(header.__metadata__.bundle)));
+  const text = Buffer.from(JSON.stringify(header));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(text.length));
+  return Buffer.concat([len, text, bytes.subarray(8 + n)]);
+}
+
+/** Records every `fetch` the page makes, with its `integrity` option (in `window.__fetches`). */
+const RECORD_FETCHES = () => {
+  window.__fetches = [];
+  const real = window.fetch;
+  window.fetch = function (input, init) {
+    window.__fetches.push({ url: String(input?.url ?? input), integrity: init?.integrity ?? null });
+    return real.apply(this, arguments);
+  };
+};
 
 /** A static file server for web/ on 127.0.0.1 (the page without any API). */
 function serveStatic(root) {
-  const types = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm' };
+  const types = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm', '.svg': 'image/svg+xml' };
   const server = createServer((req, res) => {
     const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
     const file = join(root, path.endsWith('/') ? `${path}index.html` : path);
@@ -46,7 +78,9 @@ describe('prediction page in Chromium', () => {
   let esg; // train summary of the ESG model
   let iris;
   let diabetes; // a regressor
-  let server; // trainer serve
+  let tuned; // trainer tune's winner (the oldest model)
+  let server; // trainer serve --web-dir web, logging every request
+  let embedded; // trainer serve with its embedded page (no --web-dir), logging every request
   let staticServer;
   let browser;
   let page;
@@ -60,6 +94,7 @@ describe('prediction page in Chromium', () => {
     mkdirSync(OUT, { recursive: true });
     tmp = tempDir('browser-test');
     modelsDir = join(tmp.dir, 'models');
+    tuned = tune(modelsDir, ['--data', 'tests/fixtures/iris.csv', '--target', 'species', '--trials', '4', '--epochs', '20']);
     esg = train(modelsDir, ['--epochs', '50', '--save-test-rows']);
     diabetes = train(modelsDir, ['--data', 'tests/fixtures/diabetes.csv', '--target', 'progression', '--task', 'regression', '--epochs', '20']);
     iris = train(modelsDir, ['--data', 'tests/fixtures/iris.csv', '--target', 'species', '--epochs', '20']); // the newest
@@ -67,7 +102,7 @@ describe('prediction page in Chromium', () => {
     server = await startProcess(
       trainerBin(),
       ['serve', '--host', '127.0.0.1', '--port', '0', '--models-dir', modelsDir, '--web-dir', WEB],
-      { ready: /listening on (http:\/\/127\.0\.0\.1:\d+)/ },
+      { ready: SERVE_READY, env: REQUEST_LOG_ENV },
     );
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -80,6 +115,7 @@ describe('prediction page in Chromium', () => {
   after(async () => {
     await browser?.close();
     await server?.stop();
+    await embedded?.stop();
     await new Promise((ok) => (staticServer ? staticServer.close(ok) : ok()));
     tmp?.cleanup();
   });
@@ -126,7 +162,7 @@ describe('prediction page in Chromium', () => {
     await page.goto(server.match[1]);
     await liveModel(iris.model_id); // the newest loads by itself
     const options = await page.$$eval('#model-select option', (os) => os.map((o) => o.value));
-    assert.deepEqual(options, [iris.model_id, diabetes.model_id, esg.model_id]);
+    assert.deepEqual(options, [iris.model_id, diabetes.model_id, esg.model_id, tuned.model_id]);
     await page.selectOption('#model-select', esg.model_id);
     await liveModel(esg.model_id);
     const names = await page.$$eval('#predict-form [name]', (es) => es.map((e) => e.name));
@@ -173,6 +209,103 @@ describe('prediction page in Chromium', () => {
     assert.equal(await page.$$eval('#confusion tbody tr', (trs) => trs.length), 5);
     assert.ok((await page.$$eval('#curves polyline', (ps) => ps.length)) === 2, 'train and val loss curves');
     await shot('page-server-desktop');
+  });
+
+  test('a tuned model\'s card shows the search: summary, one row per trial, the winner marked', async () => {
+    const record = JSON.parse(readFileSync(join(tuned.model_dir, 'metadata.json'), 'utf8')).tuning;
+    assert.equal(record.trials.length, 4);
+    assert.equal(record.best_trial, tuned.best_trial);
+    await page.selectOption('#model-select', tuned.model_id);
+    await liveModel(tuned.model_id);
+    assert.equal(await page.isVisible('#tuning-wrap'), true);
+
+    const tiles = Object.fromEntries(await page.$$eval('#tuning-summary [data-k]', (ds) => ds.map((d) => [d.dataset.k, d.querySelector('dd').textContent])));
+    const count = (s) => String(record.trials.filter((t) => t.state === s).length);
+    assert.deepEqual(
+      { trials: tiles.trials, completed: tiles.completed, pruned: tiles.pruned, failed: tiles.failed, best: tiles.best_trial, stopped: tiles.stopped_by },
+      { trials: '4', completed: count('completed'), pruned: count('pruned'), failed: count('failed'), best: `#${record.best_trial}`, stopped: 'all trials ran' },
+    );
+    assert.equal(Number(tiles.best_val_loss), Number(record.best_val_loss.toPrecision(5)));
+    assert.match(tiles.seconds, /^[\d.e-]+ s$/);
+    assert.match(await page.textContent('#tuning-options'), /TPE sampler after 10 random trials; successive-halving pruning from epoch 4, η = 3/);
+
+    const rows = await page.$$eval('#tuning-table tbody tr', (trs) =>
+      trs.map((tr) => ({
+        trial: Number(tr.dataset.trial),
+        state: tr.dataset.state,
+        best: tr.dataset.best === 'true',
+        background: getComputedStyle(tr.cells[1]).backgroundColor,
+        cells: [...tr.cells].map((c) => c.textContent),
+        hidden: tr.querySelector('[data-param="hidden_dims"]')?.textContent,
+        optimizer: tr.querySelector('[data-param="optimizer"]')?.textContent,
+      })),
+    );
+    assert.equal(rows.length, 4, 'one row per trial');
+    assert.deepEqual(rows.map((r) => r.trial), [0, 1, 2, 3]);
+    assert.deepEqual(rows.map((r) => r.state), record.trials.map((t) => t.state));
+    assert.ok(rows.some((r) => r.state === 'pruned'), 'this seeded search prunes a trial');
+    assert.deepEqual(rows.filter((r) => r.best).map((r) => r.trial), [record.best_trial], 'exactly the winner is marked');
+    const winner = rows.find((r) => r.best);
+    assert.match(winner.cells[0], /★/);
+    for (const r of rows.filter((x) => !x.best)) assert.notEqual(r.background, winner.background, 'the winner\'s row has its own background');
+    rows.forEach((r, i) => {
+      const t = record.trials[i];
+      assert.equal(r.cells[3], String(t.epochs_run), `trial ${i} epochs`);
+      assert.equal(Number(r.cells[2]), Number(t.best_val_loss.toPrecision(5)), `trial ${i} best val loss`);
+      assert.equal(r.hidden, t.params.hidden_dims.join(','), `trial ${i} hidden dims`);
+      assert.equal(r.optimizer, t.params.optimizer, `trial ${i} optimizer`);
+    });
+    // The winner is this model: its architecture is the winning trial's.
+    const meta = JSON.parse(readFileSync(join(tuned.model_dir, 'metadata.json'), 'utf8'));
+    assert.deepEqual(meta.architecture.hidden_dims, record.trials[record.best_trial].params.hidden_dims);
+    // A long table scrolls in its own box instead of stretching the card.
+    const box = await page.$eval('.tuning-scroll', (e) => ({ maxHeight: getComputedStyle(e).maxHeight, overflowY: getComputedStyle(e).overflowY }));
+    assert.notEqual(box.maxHeight, 'none');
+    assert.equal(box.overflowY, 'auto');
+    await page.locator('#model-card').screenshot({ path: join(OUT, 'page-tuning-card.png') });
+
+    // An untuned model has no search to show.
+    await page.selectOption('#model-select', esg.model_id);
+    await liveModel(esg.model_id);
+    assert.equal(await page.isVisible('#tuning-wrap'), false);
+    assert.equal(await page.$$eval('#tuning-table tr', (trs) => trs.length), 0);
+  });
+
+  test('a long search with a failed trial stays readable: a scroll box with a sticky header', async () => {
+    // The tuned bundle with a 40-trial record (trial 5 failed); opened as a local file.
+    const file = withMetadata(readFileSync(join(tuned.model_dir, 'model.safetensors')), (m) => {
+      const t = m.tuning;
+      t.trials = Array.from({ length: 40 }, (_, i) => ({ ...t.trials[i % t.trials.length], number: i }));
+      t.trials[5] = { ...t.trials[5], state: 'failed', best_val_loss: null, rung_losses: [], epochs_run: 0, error: 'training diverged' };
+      t.options.trials = 40;
+      return m;
+    });
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const p = await ctx.newPage();
+    try {
+      await p.goto(server.match[1]);
+      await p.waitForSelector(`body[data-model-id="${iris.model_id}"]`);
+      await p.setInputFiles('#bundle-file', { name: 'tuned-40.safetensors', mimeType: 'application/octet-stream', buffer: file });
+      await p.waitForSelector(`body[data-model-id="${tuned.model_id}"]`);
+      assert.equal(await p.textContent('#tuning-summary [data-k="failed"] dd'), '1');
+      const rows = await p.$$eval('#tuning-table tbody tr', (trs) => trs.map((tr) => ({ state: tr.dataset.state, best: tr.dataset.best === 'true', cells: [...tr.cells].map((c) => c.textContent) })));
+      assert.equal(rows.length, 40);
+      assert.deepEqual(rows.filter((r) => r.best).map((r) => r.cells[0].replace(/\D/g, '')), [String(tuned.best_trial)]);
+      assert.equal(rows[5].state, 'failed');
+      assert.deepEqual(rows[5].cells.slice(1, 4), ['failed: training diverged', '—', '0']);
+      // The table scrolls inside its box, and its header stays in view when scrolled to the end.
+      const box = await p.$eval('.tuning-scroll', (e) => {
+        e.scrollTop = e.scrollHeight;
+        const th = e.querySelector('thead th').getBoundingClientRect();
+        return { scrolls: e.scrollHeight > e.clientHeight + 100, top: e.getBoundingClientRect().top, headerTop: th.top, height: e.clientHeight };
+      });
+      assert.ok(box.scrolls, 'the 40 rows scroll in the box');
+      assert.ok(box.height < 400, `box height ${box.height}px`);
+      assert.ok(Math.abs(box.headerTop - box.top) <= 2, `header at ${box.headerTop}, box at ${box.top}`);
+      await p.locator('#tuning-wrap').screenshot({ path: join(OUT, 'page-tuning-long.png') });
+    } finally {
+      await ctx.close();
+    }
   });
 
   test('pasted CSV: 100 rows predicted in the page match trainer predict --input', async () => {
@@ -241,6 +374,177 @@ describe('prediction page in Chromium', () => {
     await liveModel(esg.model_id);
   });
 
+  test('server bundles: fetched with Subresource Integrity, loaded without the wasm hash; ?verify=wasm hashes in wasm', async () => {
+    const ctx = await browser.newContext();
+    await ctx.addInitScript(RECORD_FETCHES);
+    const p = await ctx.newPage();
+    const pageErrors = [];
+    p.on('pageerror', (e) => pageErrors.push(String(e)));
+    const bundleFetches = () => p.evaluate(() => window.__fetches.filter((f) => f.url.endsWith('/bundle')));
+    const loadInfo = () =>
+      p.evaluate(() => ({
+        verified: document.body.dataset.verified,
+        status: document.getElementById('status').textContent,
+        marks: Object.fromEntries(['inference-ready', 'first-prediction'].map((n) => [n, performance.getEntriesByName(n, 'mark').map((m) => m.startTime)])),
+        fromBundle: performance.getEntriesByName('from-bundle', 'measure').map((m) => m.detail),
+      }));
+    try {
+      await p.goto(server.match[1]);
+      await p.waitForSelector(`body[data-model-id="${iris.model_id}"]`);
+      await p.waitForSelector('#pred-label:not(:empty)');
+      const sri = sriOfFile(join(iris.model_dir, 'model.safetensors'));
+      assert.deepEqual(await bundleFetches(), [{ url: `/api/ml/models/${iris.model_id}/bundle`, integrity: sri }]);
+      let info = await loadInfo();
+      assert.equal(info.verified, 'sri');
+      assert.match(info.status, /checked by the browser \(Subresource Integrity\)/);
+      assert.deepEqual(info.fromBundle, [{ verifyHash: false }]);
+      const [ready] = info.marks['inference-ready'];
+      const [first] = info.marks['first-prediction'];
+      assert.equal(info.marks['inference-ready'].length, 1);
+      assert.ok(ready > 0 && first >= ready, `marks: inference-ready ${ready}, first-prediction ${first}`);
+
+      // Picking another model checks its own digest.
+      await p.selectOption('#model-select', esg.model_id);
+      await p.waitForSelector(`body[data-model-id="${esg.model_id}"]`);
+      assert.equal((await bundleFetches())[1].integrity, sriOfFile(join(esg.model_dir, 'model.safetensors')));
+      info = await loadInfo();
+      assert.equal(info.marks['first-prediction'].length, 1, 'first-prediction is marked once');
+
+      await p.goto(`${server.match[1]}/?verify=wasm`);
+      await p.waitForSelector(`body[data-model-id="${iris.model_id}"]`);
+      await p.waitForSelector('#pred-label:not(:empty)');
+      assert.deepEqual(await bundleFetches(), [{ url: `/api/ml/models/${iris.model_id}/bundle`, integrity: null }]);
+      info = await loadInfo();
+      assert.equal(info.verified, 'wasm');
+      assert.deepEqual(info.fromBundle, [{ verifyHash: true }]);
+      assert.match(info.status, /weights hash checked in wasm/);
+      assert.deepEqual(pageErrors, []);
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  test('a tampered bundle fails the browser\'s integrity check: a clear error, never a prediction', async () => {
+    const ctx = await browser.newContext();
+    const p = await ctx.newPage();
+    const consoleErrors = [];
+    p.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
+    let tampered = 0;
+    // The server's real answer with one byte of the weights flipped.
+    await p.route('**/api/ml/models/*/bundle', async (route) => {
+      const response = await route.fetch();
+      const body = Buffer.from(await response.body());
+      body[body.length - 3] ^= 0x01;
+      tampered++;
+      await route.fulfill({ response, body });
+    });
+    try {
+      await p.goto(server.match[1]);
+      await p.waitForSelector('#source-error:not([hidden])');
+      const msg = await p.textContent('#source-error');
+      assert.match(msg, new RegExp(`^Could not download model ${iris.model_id}: integrity check failed: the server lists sha256 [0-9a-f]{12}… for the bundle, but its bytes hash to [0-9a-f]{12}…; the browser refused the bytes \\(Subresource Integrity\\), nothing was loaded\\.$`));
+      const listed = createHash('sha256').update(readFileSync(join(iris.model_dir, 'model.safetensors'))).digest('hex');
+      assert.ok(msg.includes(listed.slice(0, 12)), 'names the listed digest');
+      assert.ok(tampered >= 1);
+      assert.ok(consoleErrors.some((e) => /integrity/i.test(e)), `Chromium reports the SRI failure: ${consoleErrors.join(' | ')}`);
+      const state = await p.evaluate(() => ({
+        modelId: document.body.dataset.modelId ?? null,
+        uiHidden: document.getElementById('model-ui').hidden,
+        label: document.getElementById('pred-label').textContent,
+        marks: performance.getEntriesByType('mark').map((m) => m.name),
+        loads: performance.getEntriesByName('from-bundle', 'measure').length,
+      }));
+      assert.deepEqual(state, { modelId: null, uiHidden: true, label: '', marks: [], loads: 0 }, 'nothing was loaded or predicted');
+      await p.screenshot({ path: join(OUT, 'page-integrity-error.png') });
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  /**
+   * Load the page at `url` in a fresh context until it predicts, and collect what went wrong:
+   * responses >= 400 the page saw, failed requests, console errors and uncaught errors, and the
+   * requests `srv` answered meanwhile (its log: also those Chromium makes on its own, like
+   * /favicon.ico, which Playwright does not report).
+   */
+  async function cleanLoad(srv, url) {
+    const ctx = await browser.newContext();
+    const p = await ctx.newPage();
+    const seen = { responses: [], failed: [], console: [], pageErrors: [] };
+    p.on('response', (r) => seen.responses.push({ path: new URL(r.url()).pathname, status: r.status(), type: r.headers()['content-type'] }));
+    p.on('requestfailed', (r) => seen.failed.push(`${r.url()}: ${r.failure()?.errorText}`));
+    p.on('console', (m) => m.type() === 'error' && seen.console.push(m.text()));
+    p.on('pageerror', (e) => seen.pageErrors.push(String(e)));
+    const logFrom = srv.output().length;
+    try {
+      await p.goto(url);
+      await p.waitForSelector('body[data-model-id]');
+      await p.waitForSelector('#pred-label:not(:empty)');
+      seen.iconLink = await p.$eval('link[rel="icon"]', (l) => ({ href: new URL(l.href).pathname, type: l.type }));
+      await p.waitForLoadState('networkidle');
+      // Chromium asks for the icon after the load event: give it a moment.
+      for (let i = 0; i < 50 && !seen.responses.some((r) => r.path === seen.iconLink.href); i++) await p.waitForTimeout(20);
+    } finally {
+      await ctx.close();
+    }
+    // The server logs a request once it has answered it: wait for the icon's line.
+    let served = [];
+    for (let i = 0; i < 50; i++) {
+      served = servedRequests(srv.output().slice(logFrom));
+      if (served.some((r) => r.path === seen.iconLink.href)) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    seen.icon = seen.responses.find((r) => r.path === seen.iconLink.href);
+    return { ...seen, served };
+  }
+
+  function assertClean(got, what) {
+    assert.deepEqual(got.responses.filter((r) => r.status >= 400), [], `${what}: responses the page saw`);
+    assert.deepEqual(got.served.filter((r) => r.status >= 400), [], `${what}: requests the server answered`);
+    assert.deepEqual(got.failed, [], `${what}: failed requests`);
+    assert.deepEqual(got.console, [], `${what}: console errors`);
+    assert.deepEqual(got.pageErrors, [], `${what}: uncaught errors`);
+    const paths = got.served.map((r) => r.path);
+    for (const want of ['/', '/app.js', '/style.css', '/pkg/inference.js', '/pkg/inference_bg.wasm', '/api/ml/models', '/favicon.svg']) {
+      assert.ok(paths.includes(want), `${what}: the server answered ${want} (it answered ${paths.join(' ')})`);
+    }
+    assert.ok(paths.some((x) => x.endsWith('/bundle')), `${what}: a bundle was downloaded`);
+    assert.deepEqual(got.iconLink, { href: '/favicon.svg', type: 'image/svg+xml' });
+    assert.ok(got.icon, `${what}: the page loaded its icon`);
+    assert.equal(got.icon.status, 200);
+    assert.match(got.icon.type, /^image\/svg\+xml/);
+  }
+
+  test('a clean load from --web-dir web: no 4xx/5xx, favicon, no console errors', async () => {
+    assertClean(await cleanLoad(server, server.match[1]), '--web-dir web');
+  });
+
+  test('a clean load from the embedded page (no --web-dir): no 4xx/5xx, favicon, no console errors', async (t) => {
+    // From a directory without web/, so only the files compiled into the binary can answer.
+    embedded = await startProcess(trainerBin(), ['serve', '--host', '127.0.0.1', '--port', '0', '--models-dir', modelsDir], {
+      ready: SERVE_READY,
+      env: REQUEST_LOG_ENV,
+      cwd: tmp.dir,
+    });
+    const origin = embedded.match[1];
+    const stale = [];
+    for (const f of ['index.html', 'app.js', 'style.css', 'favicon.svg']) {
+      const served = Buffer.from(await (await fetch(`${origin}/${f}`)).arrayBuffer());
+      if (!served.equals(readFileSync(join(WEB, f)))) stale.push(f);
+    }
+    // The binary embeds web/ as it was when it was built; only the clean load is checked here.
+    if (stale.length) t.diagnostic(`the embedded page is older than web/ (${stale.join(', ')}): rebuild trainer to embed it`);
+    assertClean(await cleanLoad(embedded, origin), 'embedded page');
+  });
+
+  test('GET /favicon.ico answers the icon (browsers ask for it when a page names none)', async () => {
+    for (const origin of [server.match[1], embedded.match[1]]) {
+      const r = await fetch(`${origin}/favicon.ico`);
+      assert.equal(r.status, 200, `${origin}/favicon.ico`);
+      assert.match(r.headers.get('content-type') ?? '', /^image\//);
+    }
+  });
+
   test('phone-sized viewport', async () => {
     const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
     await phone.goto(server.match[1]);
@@ -250,6 +554,11 @@ describe('prediction page in Chromium', () => {
     const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `page is ${overflow}px wider than the phone`);
     await phone.screenshot({ path: join(OUT, 'page-phone.png'), fullPage: true });
+    // The tuning table scrolls in its box rather than widening the page.
+    await phone.selectOption('#model-select', tuned.model_id);
+    await phone.waitForSelector(`body[data-model-id="${tuned.model_id}"] #tuning-wrap:not([hidden])`);
+    const tunedOverflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(tunedOverflow <= 0, `with the tuning table the page is ${tunedOverflow}px wider than the phone`);
     await phone.close();
   });
 
@@ -270,6 +579,7 @@ describe('prediction page in Chromium', () => {
     await page.setInputFiles('#bundle-file', join(esg.model_dir, 'model.safetensors'));
     await liveModel(esg.model_id);
     assert.equal(await page.isVisible('#source-error'), false);
+    assert.equal(await page.getAttribute('body', 'data-verified'), 'wasm', 'a local file is hashed in wasm');
     const names = await page.$$eval('#predict-form [name]', (es) => es.map((e) => e.name));
     const row = featureRow(rows[7], names);
     await fillRow(row);

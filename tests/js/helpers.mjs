@@ -72,6 +72,25 @@ export function train(modelsDir, args = []) {
   return JSON.parse(lines.at(-1));
 }
 
+/** `trainer tune` into `modelsDir`; returns the JSON summary (model_id, model_dir, trials, best_trial, …). */
+export function tune(modelsDir, args = []) {
+  const out = trainer(['tune', '--models-dir', modelsDir, '--json', ...args]);
+  return JSON.parse(out.trim().split('\n').at(-1));
+}
+
+/**
+ * Environment for a `trainer serve` whose log lists every request it answered (tower-http's
+ * trace at debug, no colours); read them with `servedRequests`.
+ */
+export const REQUEST_LOG_ENV = { RUST_LOG: 'info,tower_http=debug', NO_COLOR: '1' };
+
+/** The requests a `trainer serve` started with REQUEST_LOG_ENV answered, from its log text: [{method, path, status}]. */
+export function servedRequests(log) {
+  const plain = log.replace(/\x1b\[[0-9;]*m/g, '');
+  const re = /request\{method=(\S+) uri=(\S+) [^}]*\}: tower_http::trace::on_response: finished processing request .*?status=(\d+)/g;
+  return [...plain.matchAll(re)].map(([, method, uri, status]) => ({ method, path: uri, status: Number(status) }));
+}
+
 /** One CSV line from raw values (null = empty = missing). */
 export function csvLine(values) {
   return values

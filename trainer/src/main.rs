@@ -263,7 +263,7 @@ struct PredictArgs {
     /// With --explain: the class to explain (index or label, or `all`) [default: the predicted class].
     #[arg(long, value_name = "CLASS")]
     explain_class: Option<String>,
-    /// With --explain: exact | permutation | auto (exact up to 10 features) [default: auto].
+    /// With --explain: exact | permutation | auto (exact up to 10 features).
     #[arg(long, value_name = "METHOD", default_value = "auto", value_parser = ["auto", "exact", "permutation"])]
     explain_method: String,
 }
