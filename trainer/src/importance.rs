@@ -34,7 +34,7 @@ pub fn background(train: &Split, rows: usize, seed: u64) -> Option<Tensor> {
 }
 
 /// Add the background to `tensors` and the explain section to `metadata`, with the global
-/// importance over up to `importance_rows` rows of `test`.
+/// importance over up to `importance_rows` rows of `test` (within [`IMPORTANCE_BUDGET`]).
 pub fn attach(
     metadata: &mut Metadata,
     tensors: &mut BTreeMap<String, Tensor>,
@@ -53,7 +53,8 @@ pub fn attach(
         method: String::new(),
         global_importance: vec![],
     });
-    let rows = cfg.importance_rows.min(test.rows);
+    let n_features = test.x.len() / test.rows.max(1);
+    let (planned, rows) = plan(cfg.importance_rows.min(test.rows), n_features, k);
     if rows == 0 {
         return Ok(());
     }
@@ -63,8 +64,12 @@ pub fn attach(
     let fail = |e: inference::BundleError| TrainingError::Store(StoreError::Backend(format!("explain: {e}")));
     let model = Model::from_bytes(&probe.to_safetensors().map_err(fail)?).map_err(fail)?;
     let n = model.num_features();
-    let opts =
-        explain::Options { target: Target::Predicted, seed: metadata.config.seed, ..explain::Options::default() };
+    let opts = explain::Options {
+        target: Target::Predicted,
+        method: planned,
+        seed: metadata.config.seed,
+        ..explain::Options::default()
+    };
     let mut sum = vec![0f64; n];
     let mut method = "";
     for r in 0..rows {
@@ -88,4 +93,40 @@ pub fn attach(
         global_importance: importance,
     });
     Ok(())
+}
+
+/// Forward rows the global importance may cost (about a second natively): exact enumeration
+/// when it fits, else permutation sampling, over fewer test rows if even that does not fit.
+/// Without it, exact values over 10 features cost 2¹⁰ × 100 forward rows per test row.
+pub const IMPORTANCE_BUDGET: usize = 4_000_000;
+
+/// The method and number of test rows for `rows` wanted, `n` features and `k` background rows.
+pub fn plan(rows: usize, n: usize, k: usize) -> (explain::Method, usize) {
+    let k = k.max(1);
+    let exact_fits = n <= explain::EXACT_MAX_FEATURES && ((1usize << n) * k).saturating_mul(rows) <= IMPORTANCE_BUDGET;
+    if exact_fits {
+        return (explain::Method::Exact, rows);
+    }
+    // An antithetic pair of permutations walks n + 1 coalitions twice.
+    let per_row = 2 * explain::DEFAULT_PERMUTATIONS * (n + 1) * k;
+    (explain::Method::Permutation, rows.min(IMPORTANCE_BUDGET / per_row).max(rows.min(10)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_importance_pass_stays_within_its_budget() {
+        // Few features: exact over every wanted row.
+        assert_eq!(plan(200, 4, 100), (explain::Method::Exact, 200));
+        // Ten features over 200 rows would be 20 M forward rows: sampled instead.
+        let (m, rows) = plan(200, 10, 100);
+        assert_eq!((m, rows), (explain::Method::Permutation, 200));
+        // Many features and a large background: fewer rows, never fewer than 10.
+        let (m, rows) = plan(200, 500, 1000);
+        assert_eq!(m, explain::Method::Permutation);
+        assert_eq!(rows, 10);
+        assert_eq!(plan(0, 10, 100).1, 0);
+    }
 }
