@@ -8,10 +8,15 @@
 #      that both servers give the same answer (class, max |Δp| over the probabilities);
 #   3. runs `wrk -t2 -c16 -d$DURATION --latency` POSTing one real ESG row
 #      (`{"data":{"features":[...]}}`, newest model) to /api/ml/predict;
-#   4. reports requests/s, p50 and p99 latency (wrk's HdrHistogram, via predict.lua),
+#   4. for our server, in the same process, also: GET /health (the ceiling: the same
+#      stack with no work), then the same row through each serving protocol
+#      (OIP V2 /v2/models/ID/infer, KServe V1 /v1/models/ID:predict, MLflow /invocations);
+#      each as a share of /health's req/s;
+#   5. reports requests/s, p50 and p99 latency (wrk's HdrHistogram, via predict.lua),
 #      the server's RSS after warm-up (VmRSS) and peak RSS over the run (VmHWM) from
 #      /proc/PID/status; non-2xx answers and socket errors are counted, never ignored.
-# Prints one markdown table (also saved to bench/out/http.md) with Rust ÷ FastAPI ratios.
+# Prints two markdown tables (also saved to bench/out/http.md): Rust ÷ FastAPI on
+# /api/ml/predict, and our routes against /health (the goal: predict ≥ 80% of /health).
 #
 # Run (from anywhere):   bench/http/bench.sh
 # Quick check:           DURATION=3s bench/http/bench.sh
@@ -52,7 +57,7 @@ log "model $model_id"
 
 # The request body: one real row of the ESG data (target column left out).
 body="$BENCH_TMP/body.json"
-"$PYTHON" - "$ROW" >"$body" <<'EOF'
+"$PYTHON" - "$ROW" "$BENCH_TMP" >"$body" <<'EOF'
 import csv, json, sys
 row = int(sys.argv[1])
 with open("trainer/data/esg_ratings.csv", newline="") as f:
@@ -67,12 +72,33 @@ def value(cell):
         except ValueError:
             pass
     return cell
-print(json.dumps({"data": {"features": [value(v) for k, v in rec.items() if k != "esg_rating"]}}))
+features = [value(v) for k, v in rec.items() if k != "esg_rating"]
+print(json.dumps({"data": {"features": features}}))
+# The same row in the other protocols' shapes.
+out = sys.argv[2]
+json.dump({"inputs": [{"name": "input", "shape": [1, len(features)], "datatype": "BYTES", "data": features}]},
+          open(f"{out}/body_v2.json", "w"))
+json.dump({"instances": [features]}, open(f"{out}/body_v1.json", "w"))
+json.dump({"dataframe_split": {"columns": [k for k in rec if k != "esg_rating"], "data": [features]}},
+          open(f"{out}/body_mlflow.json", "w"))
 EOF
 log "body: $(cat "$body")"
 
 results="$BENCH_TMP/results.txt"
+routes="$BENCH_TMP/routes.txt"
 : >"$results"
+: >"$routes"
+
+# wrk_route KEY URL [BODY]: one wrk run against our server (GET without a body); its RESULT
+# line goes to $routes.
+wrk_route() {
+  local key=$1 url=$2 body_file=${3:-}
+  log "rust $key: wrk -t$THREADS -c$CONNECTIONS -d$DURATION $url"
+  BODY_FILE="$body_file" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
+    -s bench/http/predict.lua "$url" >"$BENCH_TMP/route_$key.wrk" 2>&1 \
+    || { cat "$BENCH_TMP/route_$key.wrk" >&2; die "wrk failed against $url"; }
+  grep '^RESULT' "$BENCH_TMP/route_$key.wrk" | sed "s|^RESULT|$key|" >>"$routes"
+}
 
 # bench_server KEY LABEL cmd...: start, warm up, wrk, record RSS, stop.
 bench_server() {
@@ -92,6 +118,13 @@ bench_server() {
   BODY_FILE="$body" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
     -s bench/http/predict.lua "$url/api/ml/predict" >"$BENCH_TMP/$key.wrk" 2>&1 \
     || { cat "$BENCH_TMP/$key.wrk" >&2; die "wrk failed against $label"; }
+  if [ "$key" = rust ]; then
+    grep '^RESULT' "$BENCH_TMP/$key.wrk" | sed "s|^RESULT|api_ml|" >>"$routes"
+    wrk_route health "$url/health"
+    wrk_route v2 "$url/v2/models/$model_id/infer" "$BENCH_TMP/body_v2.json"
+    wrk_route v1 "$url/v1/models/$model_id:predict" "$BENCH_TMP/body_v1.json"
+    wrk_route mlflow "$url/invocations" "$BENCH_TMP/body_mlflow.json"
+  fi
   local hwm_kib rss_kib
   hwm_kib=$(proc_kib "$pid" VmHWM)
   rss_kib=$(proc_kib "$pid" VmRSS)
@@ -107,9 +140,9 @@ bench_server fastapi "FastAPI + uvicorn + PyTorch (1 worker)" \
   "$PYTHON" bench/http/fastapi_reference.py --host 127.0.0.1 --port 0 --models-dir "$models"
 
 "$PYTHON" - "$results" "$BENCH_TMP/rust.response.json" "$BENCH_TMP/fastapi.response.json" \
-  "$DURATION" "$THREADS" "$CONNECTIONS" "$ROW" "$model_id" <<'EOF' | publish http
+  "$DURATION" "$THREADS" "$CONNECTIONS" "$ROW" "$model_id" "$routes" <<'EOF' | publish http
 import json, shlex, sys
-results, rust_resp, py_resp, duration, threads, conns, row, model_id = sys.argv[1:]
+results, rust_resp, py_resp, duration, threads, conns, row, model_id, routes_file = sys.argv[1:]
 runs = {}
 for line in open(results):
     key, *fields = shlex.split(line)
@@ -137,6 +170,21 @@ r, f = rows[0][1], rows[1][1]
 ratio = lambda k: f"{r[k] / f[k]:.2f}×" if f[k] else "n/a"
 print(f"| **ratio Rust ÷ FastAPI** | {ratio('rps')} | {ratio('p50')} | {ratio('p99')} "
       f"| {ratio('idle')} | {ratio('hwm')} | |")
+print()
+routes = {}
+for line in open(routes_file):
+    key, *fields = shlex.split(line)
+    routes[key] = dict(f.split("=", 1) for f in fields)
+health = stats({**routes["health"], "idle_kib": 0, "hwm_kib": 0})["rps"]
+print()
+print("| our server, same process | req/s | p50 ms | p99 ms | share of /health | requests (errors) |")
+print("|---|---:|---:|---:|---:|---:|")
+labels = {"health": "GET /health (ceiling)", "api_ml": "POST /api/ml/predict", "v2": "POST /v2/models/ID/infer (OIP V2)",
+          "v1": "POST /v1/models/ID:predict (KServe V1)", "mlflow": "POST /invocations (MLflow)"}
+for key in ("health", "api_ml", "v2", "v1", "mlflow"):
+    s = stats({**routes[key], "idle_kib": 0, "hwm_kib": 0})
+    print(f"| {labels[key]} | {s['rps']:,.0f} | {s['p50']:.3f} | {s['p99']:.3f} | {s['rps'] / health:.1%} "
+          f"| {s['requests']:,} ({s['errors']}) |")
 print()
 print(f"wrk -t{threads} -c{conns} -d{duration} --latency, POST /api/ml/predict with ESG row {row} "
       f"(newest model {model_id}); both answer class {a['predicted_class']} "

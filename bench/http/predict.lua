@@ -1,10 +1,14 @@
--- wrk script for bench/http/bench.sh: POST one JSON body (read from $BODY_FILE) and print a
+-- wrk script for bench/http/bench.sh: POST one JSON body (read from $BODY_FILE), or GET, and print a
 -- machine-readable summary line ("RESULT key=value ...", latencies in microseconds).
-local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "application/json"
+-- Without BODY_FILE it sends GETs (the /health ceiling).
+local path = os.getenv("BODY_FILE")
+if path and path ~= "" then
+  local f = assert(io.open(path, "rb"))
+  wrk.method = "POST"
+  wrk.body = f:read("*a")
+  f:close()
+  wrk.headers["Content-Type"] = "application/json"
+end
 
 function done(summary, latency, requests)
   local e = summary.errors
