@@ -14,7 +14,9 @@ for _ in $(seq 100); do grep -q 'listening on' "$run/out" 2>/dev/null && break; 
 base=$(sed -n 's/^listening on //p' "$run/out")
 [ -n "$base" ] || { echo "check-install: the installed trainer did not start" >&2; exit 1; }
 fail() { echo "check-install: $*" >&2; exit 1; }
-curl -sf -H 'Accept: text/html' "$base/" | grep -q '<script' || fail "GET / is not the page"
+# Into a file first: `curl | grep -q` fails under pipefail when grep exits before curl is done.
+curl -sf -H 'Accept: text/html' -o "$run/page.html" "$base/" || fail "GET / failed"
+grep -q '<script' "$run/page.html" || fail "GET / is not the page"
 [ "$(curl -s -o /dev/null -w '%{http_code} %{content_type}' "$base/pkg/inference_bg.wasm")" = "200 application/wasm" ] \
   || fail "the installed binary carries no wasm (build it first: scripts/build-wasm.sh)"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/favicon.ico")" = 200 ] || fail "no favicon"

@@ -5,7 +5,8 @@
 // Measures, for both, in one run (see bench/wasm/README.md):
 //   * .wasm size (raw and gzip -9): ours = inference-wasm/pkg/inference_bg.wasm (the one .wasm
 //     of the package, what a browser downloads); ORT = dist/ort-wasm-simd-threaded.wasm;
-//   * cold start in a fresh Node process (median of --cold-runs): load the JS glue,
+//   * cold start in a fresh Node process (median of --cold-runs), with the in-wasm weights
+//     hash and with it skipped (verifyHash: false, as after SRI): load the JS glue,
 //     compile + instantiate the wasm, load the model (ours: Model.fromBundle of
 //     model.safetensors; ORT: InferenceSession.create of model.onnx); and the same plus
 //     the first single-row prediction;
@@ -87,9 +88,10 @@ async function coldStart(which, opts) {
   const t0 = nowMs();
   let ready;
   let first;
-  if (which === 'ours') {
+  if (which === 'ours' || which === 'ours_nohash') {
     const { Model } = require(PKG_NODE);
-    const model = Model.fromBundle(fs.readFileSync(opts.bundle));
+    // ours_nohash: the caller verified the bytes already (Subresource Integrity in a browser).
+    const model = Model.fromBundle(fs.readFileSync(opts.bundle), { verifyHash: which === 'ours' });
     ready = nowMs();
     model.predict(new Array(model.numFeatures).fill(0));
     first = nowMs();
@@ -175,7 +177,11 @@ async function main() {
   const sizes = { ours: size(WEB_WASM), ort: size(ortWasm) };
 
   log(`cold start: ${opts.coldRuns} fresh processes each`);
-  const cold = { ours: measureCold('ours', opts, nFeatures), ort: measureCold('ort', opts, nFeatures) };
+  const cold = {
+    ours: measureCold('ours', opts, nFeatures),
+    nohash: measureCold('ours_nohash', opts, nFeatures),
+    ort: measureCold('ort', opts, nFeatures),
+  };
 
   log(`single-row latency: ${opts.single} calls each (after ${opts.warmup} warm-up calls)`);
   const single = {
@@ -237,6 +243,7 @@ async function main() {
     `| .wasm size, gzip -9 | ${mib(sizes.ours.gzip)} | ${mib(sizes.ort.gzip)} | ${ratio(sizes.ours.gzip, sizes.ort.gzip)} |`,
     `| cold start: load + instantiate + model, ms (median of ${opts.coldRuns}) | ${ms(cold.ours.ready)} | ${ms(cold.ort.ready)} | ${ratio(cold.ours.ready, cold.ort.ready)} |`,
     `| cold start to first prediction, ms | ${ms(cold.ours.first)} | ${ms(cold.ort.first)} | ${ratio(cold.ours.first, cold.ort.first)} |`,
+    `| cold start to first prediction, weights hash skipped (\`verifyHash: false\`, bytes verified by SRI), ms | ${ms(cold.nohash.first)} | — | ${ratio(cold.nohash.first, cold.ort.first)} |`,
     `| single-row predict p50, µs (${opts.single.toLocaleString('en-US')} calls) | ${us(single.ours.p50)} | ${us(single.ort.p50)} | ${ratio(single.ours.p50, single.ort.p50)} |`,
     `| single-row predict p99, µs | ${us(single.ours.p99)} | ${us(single.ort.p99)} | ${ratio(single.ours.p99, single.ort.p99)} |`,
     `| batch of ${opts.batchRows.toLocaleString('en-US')} rows: rows/s (median of ${opts.batchReps}) | ${Math.round(rps(batchMs.ours)).toLocaleString('en-US')} | ${Math.round(rps(batchMs.ort)).toLocaleString('en-US')} | ${ratio(rps(batchMs.ours), rps(batchMs.ort))} |`,
