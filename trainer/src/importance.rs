@@ -34,7 +34,7 @@ pub fn background(train: &Split, rows: usize, seed: u64) -> Option<Tensor> {
 }
 
 /// Add the background to `tensors` and the explain section to `metadata`, with the global
-/// importance over up to `importance_rows` rows of `test` (within [`IMPORTANCE_BUDGET`]).
+/// importance over up to `importance_rows` rows of `test` (within [`IMPORTANCE_BUDGET_MACS`]).
 pub fn attach(
     metadata: &mut Metadata,
     tensors: &mut BTreeMap<String, Tensor>,
@@ -46,6 +46,8 @@ pub fn attach(
         return Ok(());
     };
     let k = bg.shape[0];
+    // Multiply-adds of one forward row: the matrices' sizes (read before the background joins them).
+    let macs: usize = tensors.values().filter(|t| t.shape.len() == 2).map(|t| t.data.len()).sum();
     tensors.insert(BACKGROUND_TENSOR.to_owned(), bg);
     metadata.explain = Some(ExplainRecord {
         background_rows: k,
@@ -54,7 +56,7 @@ pub fn attach(
         global_importance: vec![],
     });
     let n_features = test.x.len() / test.rows.max(1);
-    let (planned, rows) = plan(cfg.importance_rows.min(test.rows), n_features, k);
+    let (planned, rows) = plan(cfg.importance_rows.min(test.rows), n_features, k, macs);
     if rows == 0 {
         return Ok(());
     }
@@ -95,21 +97,24 @@ pub fn attach(
     Ok(())
 }
 
-/// Forward rows the global importance may cost (about a second natively): exact enumeration
-/// when it fits, else permutation sampling, over fewer test rows if even that does not fit.
-/// Without it, exact values over 10 features cost 2¹⁰ × 100 forward rows per test row.
-pub const IMPORTANCE_BUDGET: usize = 4_000_000;
+/// Multiply-adds the global importance may cost (about a second natively: the batched forward
+/// pass ran at 18–60 G multiply-adds/s on the 2-core dev VM, loaded and idle): exact
+/// enumeration when it fits, else permutation sampling, over fewer test rows if even that does
+/// not fit. Without it, exact values over 10 features cost 2¹⁰ × 100 forward rows per test
+/// row, and a 512-wide network made the pass 8 s.
+pub const IMPORTANCE_BUDGET_MACS: usize = 20_000_000_000;
 
-/// The method and number of test rows for `rows` wanted, `n` features and `k` background rows.
-pub fn plan(rows: usize, n: usize, k: usize) -> (explain::Method, usize) {
-    let k = k.max(1);
-    let exact_fits = n <= explain::EXACT_MAX_FEATURES && ((1usize << n) * k).saturating_mul(rows) <= IMPORTANCE_BUDGET;
+/// The method and number of test rows for `rows` wanted, `n` features, `k` background rows
+/// and `macs` multiply-adds per forward row.
+pub fn plan(rows: usize, n: usize, k: usize, macs: usize) -> (explain::Method, usize) {
+    let (k, budget) = (k.max(1), IMPORTANCE_BUDGET_MACS / macs.max(1));
+    let exact_fits = n <= explain::EXACT_MAX_FEATURES && ((1usize << n) * k).saturating_mul(rows) <= budget;
     if exact_fits {
         return (explain::Method::Exact, rows);
     }
     // An antithetic pair of permutations walks n + 1 coalitions twice.
     let per_row = 2 * explain::DEFAULT_PERMUTATIONS * (n + 1) * k;
-    (explain::Method::Permutation, rows.min(IMPORTANCE_BUDGET / per_row).max(rows.min(10)))
+    (explain::Method::Permutation, rows.min(budget / per_row).max(rows.min(10)))
 }
 
 #[cfg(test)]
@@ -118,15 +123,18 @@ mod tests {
 
     #[test]
     fn the_importance_pass_stays_within_its_budget() {
+        // The default network on 10 features: about 11.5 k multiply-adds per row.
+        let small = 11_500;
         // Few features: exact over every wanted row.
-        assert_eq!(plan(200, 4, 100), (explain::Method::Exact, 200));
+        assert_eq!(plan(200, 4, 100, small), (explain::Method::Exact, 200));
         // Ten features over 200 rows would be 20 M forward rows: sampled instead.
-        let (m, rows) = plan(200, 10, 100);
-        assert_eq!((m, rows), (explain::Method::Permutation, 200));
-        // Many features and a large background: fewer rows, never fewer than 10.
-        let (m, rows) = plan(200, 500, 1000);
+        assert_eq!(plan(200, 10, 100, small), (explain::Method::Permutation, 200));
+        // A 512-wide network costs 46 times more per row: fewer rows, never fewer than 10.
+        let (m, rows) = plan(200, 10, 100, 530_000);
         assert_eq!(m, explain::Method::Permutation);
-        assert_eq!(rows, 10);
-        assert_eq!(plan(0, 10, 100).1, 0);
+        assert!((10..200).contains(&rows), "{rows}");
+        // Many features and a large background: the floor of 10 rows.
+        assert_eq!(plan(200, 500, 1000, small), (explain::Method::Permutation, 10));
+        assert_eq!(plan(0, 10, 100, small).1, 0);
     }
 }
