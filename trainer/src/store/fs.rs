@@ -67,6 +67,9 @@ struct Inner {
     opts: FsOptions,
     cache: ModelCache,
     index: Mutex<Index>,
+    /// Held while the directory is looked at, so concurrent requests wait for one look instead
+    /// of reading the index half-built (at start-up, lists came back empty).
+    scan: Mutex<()>,
 }
 
 /// Models by id, newest first, and when the directory was last looked at.
@@ -156,7 +159,15 @@ impl FsStore {
         fs::create_dir_all(dir)?;
         clean_stale_temp_dirs(dir);
         let cache = ModelCache::new(opts.cache_bytes);
-        Ok(Self { inner: Arc::new(Inner { dir: dir.to_owned(), opts, cache, index: Mutex::default() }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                dir: dir.to_owned(),
+                opts,
+                cache,
+                index: Mutex::default(),
+                scan: Mutex::default(),
+            }),
+        })
     }
 
     /// The models directory.
@@ -196,18 +207,21 @@ impl Inner {
     }
 
     fn refresh_with(&self, force: bool, rate_limited: bool) {
-        let now = Instant::now();
-        {
-            let ix = self.index();
-            if !force && rate_limited && ix.checked.is_some_and(|t| now.duration_since(t) < REFRESH_INTERVAL) {
-                return;
-            }
+        let fresh = |ix: &Index| ix.checked.is_some_and(|t| t.elapsed() < REFRESH_INTERVAL);
+        if !force && rate_limited && fresh(&self.index()) {
+            return;
         }
+        let _scanning = self.scan.lock().unwrap_or_else(|p| p.into_inner());
+        // Another request may have finished a look while this one waited.
+        if !force && rate_limited && fresh(&self.index()) {
+            return;
+        }
+        let now = Instant::now();
         let mtime = fs::metadata(&self.dir).and_then(|m| m.modified()).ok();
         {
             let mut ix = self.index();
-            ix.checked = Some(now);
             if !force && mtime.is_some() && ix.dir_mtime == mtime {
+                ix.checked = Some(now);
                 return;
             }
         }
@@ -231,6 +245,8 @@ impl Inner {
         let mut ix = self.index();
         ix.entries = entries;
         ix.dir_mtime = mtime;
+        // Only now: the fast paths of `open` and `newest` trust a fresh index.
+        ix.checked = Some(now);
     }
 
     /// The summary of a model directory not yet indexed: its `summary.json` when it matches the
@@ -562,6 +578,31 @@ mod tests {
 
     fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    /// Requests racing the first look at a directory all see every model: none reads the index
+    /// while another request is still building it.
+    #[test]
+    fn concurrent_first_looks_see_every_model() {
+        let d = tempfile::tempdir().unwrap();
+        // No summary.json: each model is verified on discovery, which keeps the first look slow.
+        for i in 1..=40 {
+            let id = format!("model_2026_12_02_{i:03}");
+            plant(d.path(), &id, &fixture_bytes(&id));
+        }
+        let store = FsStore::open_dir(d.path(), FsOptions::default()).unwrap();
+        let seen: Vec<usize> = std::thread::scope(|s| {
+            let looks: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        store.inner.refresh(false);
+                        store.inner.index().entries.len()
+                    })
+                })
+                .collect();
+            looks.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(seen, vec![40; 4]);
     }
 
     #[test]
