@@ -11,6 +11,7 @@ pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod optim;
+pub mod team;
 
 use std::collections::BTreeMap;
 
