@@ -207,6 +207,9 @@ struct Step<'a> {
     /// The dropout stream at the start of the step (shares seek into it).
     rng: &'a ChaCha8Rng,
     team: &'a Team,
+    /// One share and a second thread: the helper draws each layer's dropout masks while the
+    /// caller runs its GEMM (batch 32: 410k -> 431k samples/s).
+    nested: bool,
 }
 
 impl Step<'_> {
@@ -260,18 +263,29 @@ impl Step<'_> {
         for buf in [&mut c.z, &mut c.mask, &mut c.xhat, &mut c.y] {
             buf.resize(rows * h, 0.0);
         }
-        matmul(&mut c.z, self.input(share, li), false, self.w(slots.weight), true, rows, slots.in_dim, h, false);
+        let mut bits = std::mem::take(&mut share.bits);
+        let (z, mask, input) = (&mut c.z, &mut c.mask, self.input(share, li));
+        let mut gemm = || matmul(z, input, false, self.w(slots.weight), true, rows, slots.in_dim, h, false);
         // This share's masks at their place in the candle path's stream (layer after layer,
         // each rows × width in row order).
-        let p = self.arch.dropout_rate as f32;
-        if p > 0.0 {
-            let before: usize = self.layout.hidden[..li].iter().map(|s| s.width).sum();
-            let mut rng = self.rng.clone();
-            rng.set_word_pos(self.rng.get_word_pos() + (self.batch_rows * before + share.start * h) as u128);
-            dropout_mask(&mut rng, p, 1.0 / (1.0 - p), &mut share.bits, &mut c.mask);
+        let mut masks = || {
+            let p = self.arch.dropout_rate as f32;
+            if p > 0.0 {
+                let before: usize = self.layout.hidden[..li].iter().map(|s| s.width).sum();
+                let mut rng = self.rng.clone();
+                rng.set_word_pos(self.rng.get_word_pos() + (self.batch_rows * before + share.start * h) as u128);
+                dropout_mask(&mut rng, p, 1.0 / (1.0 - p), &mut bits, mask);
+            } else {
+                mask.fill(1.0);
+            }
+        };
+        if self.nested {
+            self.team.join(gemm, masks);
         } else {
-            c.mask.fill(1.0);
+            gemm();
+            masks();
         }
+        share.bits = bits;
         // z += b; d = act(z)·mask, kept in xhat until normalised.
         let bias = self.w(slots.bias);
         per_activation!(self.arch.activation, a => {
@@ -515,6 +529,7 @@ impl FusedMlp {
                     batch_rows: rows,
                     rng: &start_rng,
                     team: &self.team,
+                    nested: n_shares == 1 && self.team.threads() > 1,
                 }
             };
         }
@@ -579,6 +594,8 @@ impl FusedMlp {
         self.step += 1;
         let c = StepCoefficients::at(&self.optimizer, self.step);
         let kind = self.optimizer.kind;
+        // On the caller's thread: split between the two threads, the parameters' cache lines
+        // moved between cores every step (batch 32 fell from 410k to 249k samples/s).
         for p in self.params.iter_mut().filter(|p| p.trainable) {
             c.apply(kind, &mut p.data, &mut p.grad, &mut p.m, &mut p.v);
         }
@@ -720,8 +737,9 @@ mod tests {
     /// Loss, gradients and running statistics equal candle's autograd for every activation and both losses.
     #[test]
     fn gradients_match_candle_autograd() {
-        // 9 rows run as one share; 131 as two unequal ones, on one thread and on two.
-        for (rows, threads) in [(9, 1), (131, 1), (131, 2)] {
+        // 9 rows run as one share (on two threads: masks beside the GEMM); 131 as two unequal
+        // shares; each on one thread and on two.
+        for (rows, threads) in [(9, 1), (9, 2), (131, 1), (131, 2)] {
             gradients_match_candle_autograd_at(rows, threads);
         }
     }
@@ -808,7 +826,13 @@ mod tests {
     /// The shares make the same sums on one thread as on two: the same weights, bit for bit.
     #[test]
     fn the_step_does_not_depend_on_the_thread_count() {
-        let rows = 200;
+        // One share (40 rows) and two (200 rows).
+        for rows in [40, 200] {
+            the_step_does_not_depend_on_the_thread_count_at(rows);
+        }
+    }
+
+    fn the_step_does_not_depend_on_the_thread_count_at(rows: usize) {
         let x = batch(rows, 5);
         let classes: Vec<u32> = (0..rows as u32).map(|i| i % 3).collect();
         let a = arch(Activation::Gelu, 3);
@@ -822,6 +846,6 @@ mod tests {
             }
             (Trainable::export(&f).unwrap(), rng.get_word_pos())
         };
-        assert_eq!(train(1), train(2));
+        assert_eq!(train(1), train(2), "rows {rows}");
     }
 }
