@@ -109,10 +109,11 @@ fn the_same_seed_gives_the_same_winner_and_threads_run_trials_at_once() {
     let c = tempfile::tempdir().unwrap();
     let p = tune(c.path(), &["--trials", "6", "--parallel", "2", "--sampler", "random", "--no-pruning"]);
     assert_eq!((p["trials"].as_u64(), p["pruned"].as_u64()), (Some(6), Some(0)));
-    // A space file narrows the search; a bad one is a typed config error.
+    // A space file narrows the search (without the base config as trial 0); a bad one is a
+    // typed config error.
     let space = c.path().join("space.json");
     std::fs::write(&space, r#"{"model_config": {"hidden_dims": {"depth": {"low": 1, "high": 1}, "width": {"low": 8, "high": 8}}, "activation": null}}"#).unwrap();
-    let s = tune(c.path(), &["--trials", "3", "--space", space.to_str().unwrap()]);
+    let s = tune(c.path(), &["--trials", "3", "--no-base-trial", "--space", space.to_str().unwrap()]);
     assert_eq!(s["best_params"]["hidden_dims"], json!([8]));
     assert!(s["best_params"].get("activation").is_none());
     std::fs::write(&space, r#"{"model_config": {"layers": 3}}"#).unwrap();

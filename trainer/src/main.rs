@@ -313,6 +313,9 @@ struct TuneArgs {
     /// Turn successive-halving pruning off.
     #[arg(long)]
     no_pruning: bool,
+    /// Do not run the base config (the train flags) as trial 0.
+    #[arg(long)]
+    no_base_trial: bool,
     /// First pruning rung, epochs.
     #[arg(long, default_value_t = PruningOptions::default().min_epochs)]
     min_epochs: usize,
@@ -350,6 +353,7 @@ impl TuneArgs {
                 reduction_factor: self.reduction_factor,
             },
             space,
+            base_trial: !self.no_base_trial,
         };
         o.check()?;
         Ok(o)

@@ -47,6 +47,9 @@ pub struct TuneOptions {
     pub pruning: PruningOptions,
     /// What to search.
     pub space: SearchSpace,
+    /// Trial 0 is the base config itself (as Optuna's `enqueue_trial`), so the winner is never
+    /// worse on validation than the config the search started from.
+    pub base_trial: bool,
 }
 
 impl Default for TuneOptions {
@@ -59,6 +62,7 @@ impl Default for TuneOptions {
             warmup_trials: 10,
             pruning: PruningOptions::default(),
             space: SearchSpace::default(),
+            base_trial: true,
         }
     }
 }
@@ -238,8 +242,13 @@ impl Study {
             self.stopped_by.get_or_insert("budget");
             return None;
         }
-        let point = self.sampler.ask();
-        let (config, used) = self.options.space.apply(&self.base, &point);
+        let (config, used) = if self.planned == 0 && self.options.base_trial {
+            // Not a point of the space (its widths may differ per layer): told as unused.
+            (self.base.clone(), vec![f64::NAN; self.options.space.dims().len()])
+        } else {
+            let point = self.sampler.ask();
+            self.options.space.apply(&self.base, &point)
+        };
         let number = self.planned;
         self.planned += 1;
         self.configs.push(config.clone());
@@ -461,5 +470,16 @@ mod tests {
         let want = configs.iter().min_by(|a, b| a.0.total_cmp(&b.0)).unwrap();
         assert_eq!(winner, want.1);
         assert_eq!(rec.stopped_by, "trials");
+    }
+
+    #[test]
+    fn trial_zero_is_the_base_config_unless_turned_off() {
+        let base = TrainConfig::default();
+        let first = |base_trial| {
+            let options = TuneOptions { trials: 2, base_trial, ..TuneOptions::default() };
+            Study::new(&base, &options).plan().map(|p| p.config)
+        };
+        assert_eq!(first(true), Some(base.clone()));
+        assert_ne!(first(false), Some(base));
     }
 }
