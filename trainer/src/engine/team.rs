@@ -99,12 +99,26 @@ impl Team {
         if shared.parked.load(Ordering::SeqCst) {
             handle.thread().unpark();
         }
+        // Waits for the helper even if `a` panics: `b` borrows from the caller's frames.
+        let wait = WaitFor { shared, seq };
         a();
-        while shared.done.load(Ordering::Acquire) != seq {
-            std::hint::spin_loop();
-        }
+        drop(wait);
         if shared.panicked.load(Ordering::Acquire) {
             panic!("the fused step's helper thread panicked");
+        }
+    }
+}
+
+/// Spins until the helper has finished job `seq`, when dropped.
+struct WaitFor<'a> {
+    shared: &'a Shared,
+    seq: usize,
+}
+
+impl Drop for WaitFor<'_> {
+    fn drop(&mut self) {
+        while self.shared.done.load(Ordering::Acquire) != self.seq {
+            std::hint::spin_loop();
         }
     }
 }
@@ -172,6 +186,25 @@ mod tests {
             assert!(x.iter().all(|&v| v == 199 * 200 / 2), "threads {threads}");
             assert!(y.iter().all(|&v| v == 199 * 200), "threads {threads}");
         }
+    }
+
+    #[test]
+    fn a_panic_on_either_side_waits_for_the_other_and_propagates() {
+        let team = Team::new(2);
+        let done = AtomicBool::new(false);
+        let caller = catch_unwind(AssertUnwindSafe(|| {
+            team.join(
+                || panic!("caller"),
+                || {
+                    std::thread::sleep(Duration::from_millis(20));
+                    done.store(true, Ordering::SeqCst);
+                },
+            )
+        }));
+        assert!(caller.is_err());
+        assert!(done.load(Ordering::SeqCst), "the helper's half finished before the caller unwound");
+        let helper = catch_unwind(AssertUnwindSafe(|| team.join(|| {}, || panic!("helper"))));
+        assert!(helper.is_err());
     }
 
     #[test]
