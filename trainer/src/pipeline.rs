@@ -69,8 +69,9 @@ pub const SPLIT_FILE: &str = "split.json";
 /// The data loaded, prepared and split, and the device chosen: everything a training of
 /// this config's data needs (`trainer tune` trains many configs on one of these).
 pub struct PreparedRun {
-    /// The loaded table (for `test_rows.csv`).
-    pub table: Table,
+    /// `test_rows.csv` when asked for (`RunOptions::save_test_rows`). The table itself is
+    /// dropped once split: training holds only the encoded splits.
+    pub test_rows_csv: Option<Vec<u8>>,
     /// The splits and fitted preprocessing.
     pub prepared: Prepared,
     /// Dataset source, as recorded.
@@ -90,8 +91,10 @@ pub fn prepare(cfg: &CheckedConfig, opts: &RunOptions) -> Result<PreparedRun, Tr
     let target = cfg.target_column().unwrap_or(EMBEDDED_TARGET).to_owned();
     let table = data::load(cfg.source(), &opts.data)?;
     let prepared = prep::prepare(&table, config, &target, &source)?;
+    let test_rows_csv = opts.save_test_rows.then(|| rows_csv(&table, &prepared.test.table_rows)).transpose()?;
+    drop(table);
     let (device, device_name) = device::select(config.train_config.device)?;
-    Ok(PreparedRun { table, prepared, source, target, device, device_name })
+    Ok(PreparedRun { test_rows_csv, prepared, source, target, device, device_name })
 }
 
 /// Run the whole pipeline.
@@ -126,7 +129,7 @@ pub fn finish(
     trained: train::Trained,
     opts: &RunOptions,
 ) -> Result<Trained, TrainingError> {
-    let (prepared, source, table) = (&data.prepared, &data.source, &data.table);
+    let (prepared, source) = (&data.prepared, &data.source);
     let test_metrics = test_metrics(trained.model.as_ref(), prepared)?;
     let mut warnings = prepared.warnings.clone();
     if prepared.test.rows == 0 {
@@ -165,8 +168,8 @@ pub fn finish(
         Ok(svg) => extra.push((CURVES_FILE.to_owned(), svg.into_bytes())),
         Err(e) => tracing::warn!("could not draw the training curves: {e}"),
     }
-    if opts.save_test_rows {
-        extra.push((TEST_ROWS_FILE.to_owned(), rows_csv(table, &prepared.test.table_rows)?));
+    if let Some(csv) = &data.test_rows_csv {
+        extra.push((TEST_ROWS_FILE.to_owned(), csv.clone()));
     }
     if opts.save_split {
         let split = serde_json::json!({
