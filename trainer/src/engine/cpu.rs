@@ -511,6 +511,8 @@ impl FusedMlp {
     /// batch-wide reductions (BatchNorm's mean, variance, dγ and dβ; the weight gradients)
     /// are methods of [`Step`], run on both shares at once.
     pub fn forward_backward(&mut self, x: &[f32], rows: usize, y: &BatchTargets<'_>, rng: &mut ChaCha8Rng) -> f64 {
+        // BatchNorm's batch statistics need two rows (the loop merges a trailing single row).
+        debug_assert!(rows >= 2, "a training batch of {rows} rows");
         let eps = self.arch.batch_norm_eps as f32;
         let n_hidden = self.layout.hidden.len();
         let bf = rows as f32;

@@ -32,6 +32,9 @@ struct Shared {
     parked: AtomicBool,
     panicked: AtomicBool,
     stop: AtomicBool,
+    /// A join is in flight: a second one (from another thread, from inside either half, or
+    /// on the helper itself) runs both halves inline instead of racing for `job`.
+    busy: AtomicBool,
 }
 
 // SAFETY: `job` is written by the caller only while the helper waits for `posted` to move,
@@ -59,6 +62,7 @@ impl Team {
             parked: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
         });
         let s = shared.clone();
         let spawned = std::thread::Builder::new().name("fused-step".into()).spawn(move || helper(&s));
@@ -74,10 +78,10 @@ impl Team {
         }
     }
 
-    /// Run `a` here and `b` on the helper (or both here, in order, without one); returns when
-    /// both are done.
+    /// Run `a` here and `b` on the helper (or both here, in order, without one or while
+    /// another join is in flight); returns when both are done. A panic in `b` is raised here.
     pub fn join(&self, a: impl FnOnce(), b: impl FnOnce() + Send) {
-        let Some((shared, handle)) = &self.helper else {
+        let Some((shared, handle)) = self.helper.as_ref().filter(|(s, _)| !s.busy.swap(true, Ordering::Acquire)) else {
             a();
             b();
             return;
@@ -103,7 +107,7 @@ impl Team {
         let wait = WaitFor { shared, seq };
         a();
         drop(wait);
-        if shared.panicked.load(Ordering::Acquire) {
+        if shared.panicked.swap(false, Ordering::AcqRel) {
             panic!("the fused step's helper thread panicked");
         }
     }
@@ -117,9 +121,17 @@ struct WaitFor<'a> {
 
 impl Drop for WaitFor<'_> {
     fn drop(&mut self) {
+        let mut spins = 0u32;
         while self.shared.done.load(Ordering::Acquire) != self.seq {
-            std::hint::spin_loop();
+            spins += 1;
+            // A preempted helper: give it the core rather than spin through a timeslice.
+            if spins < SPIN {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
+        self.shared.busy.store(false, Ordering::Release);
     }
 }
 
@@ -205,6 +217,27 @@ mod tests {
         assert!(done.load(Ordering::SeqCst), "the helper's half finished before the caller unwound");
         let helper = catch_unwind(AssertUnwindSafe(|| team.join(|| {}, || panic!("helper"))));
         assert!(helper.is_err());
+    }
+
+    #[test]
+    fn nested_and_concurrent_joins_run_inline() {
+        let team = Team::new(2);
+        let hits = AtomicUsize::new(0);
+        let bump = || {
+            hits.fetch_add(1, Ordering::Relaxed);
+        };
+        // Inside either half, and from two threads at once: no race, no hang.
+        team.join(|| team.join(bump, bump), || team.join(bump, bump));
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        team.join(bump, bump);
+                    }
+                });
+            }
+        });
+        assert_eq!(hits.load(Ordering::Relaxed), 4 + 2 * 100 * 2);
     }
 
     #[test]
