@@ -58,28 +58,18 @@ log "model $model_id"
 # The request body: one real row of the ESG data (target column left out).
 body="$BENCH_TMP/body.json"
 "$PYTHON" - "$ROW" "$BENCH_TMP" >"$body" <<'EOF'
-import csv, json, sys
-row = int(sys.argv[1])
-with open("trainer/data/esg_ratings.csv", newline="") as f:
-    records = list(csv.DictReader(f))
-rec = records[row - 1]
-def value(cell):
-    if cell == "":
-        return None
-    for cast in (int, float):
-        try:
-            return cast(cell)
-        except ValueError:
-            pass
-    return cell
-features = [value(v) for k, v in rec.items() if k != "esg_rating"]
+import json, sys
+sys.path.insert(0, "bench")
+from esg_rows import feature_rows
+names, rows = feature_rows()
+features = rows[int(sys.argv[1]) - 1]
 print(json.dumps({"data": {"features": features}}))
 # The same row in the other protocols' shapes.
 out = sys.argv[2]
 json.dump({"inputs": [{"name": "input", "shape": [1, len(features)], "datatype": "BYTES", "data": features}]},
           open(f"{out}/body_v2.json", "w"))
 json.dump({"instances": [features]}, open(f"{out}/body_v1.json", "w"))
-json.dump({"dataframe_split": {"columns": [k for k in rec if k != "esg_rating"], "data": [features]}},
+json.dump({"dataframe_split": {"columns": names, "data": [features]}},
           open(f"{out}/body_mlflow.json", "w"))
 EOF
 log "body: $(cat "$body")"
@@ -156,7 +146,8 @@ def stats(r):
     errors = sum(int(r[k]) for k in r if k.startswith("err_"))
     return {
         "rps": n / s, "p50": float(r["p50_us"]) / 1e3, "p99": float(r["p99_us"]) / 1e3,
-        "idle": int(r["idle_kib"]) / 1024, "hwm": int(r["hwm_kib"]) / 1024,
+        # RSS is recorded per server, not per route.
+        "idle": int(r.get("idle_kib", 0)) / 1024, "hwm": int(r.get("hwm_kib", 0)) / 1024,
         "errors": errors, "requests": n,
     }
 
@@ -175,14 +166,14 @@ routes = {}
 for line in open(routes_file):
     key, *fields = shlex.split(line)
     routes[key] = dict(f.split("=", 1) for f in fields)
-health = stats({**routes["health"], "idle_kib": 0, "hwm_kib": 0})["rps"]
+health = stats(routes["health"])["rps"]
 print()
 print("| our server, same process | req/s | p50 ms | p99 ms | share of /health | requests (errors) |")
 print("|---|---:|---:|---:|---:|---:|")
 labels = {"health": "GET /health (ceiling)", "api_ml": "POST /api/ml/predict", "v2": "POST /v2/models/ID/infer (OIP V2)",
           "v1": "POST /v1/models/ID:predict (KServe V1)", "mlflow": "POST /invocations (MLflow)"}
 for key in ("health", "api_ml", "v2", "v1", "mlflow"):
-    s = stats({**routes[key], "idle_kib": 0, "hwm_kib": 0})
+    s = stats(routes[key])
     print(f"| {labels[key]} | {s['rps']:,.0f} | {s['p50']:.3f} | {s['p99']:.3f} | {s['rps'] / health:.1%} "
           f"| {s['requests']:,} ({s['errors']}) |")
 print()

@@ -83,14 +83,10 @@ run_batch 2
 model=$(curl -s "$A/api/ml/models?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["model_id"])')
 body="$BENCH_TMP/body.json"
 python3 - "$model" >"$body" <<'PY'
-import csv, json, sys
-rec = next(csv.DictReader(open("trainer/data/esg_ratings.csv")))
-def value(c):
-    for cast in (int, float):
-        try: return cast(c)
-        except ValueError: pass
-    return None if c == "" else c
-print(json.dumps({"model_id": sys.argv[1], "data": {"features": [value(v) for k, v in rec.items() if k != "esg_rating"]}}))
+import json, sys
+sys.path.insert(0, "bench")
+from esg_rows import feature_rows
+print(json.dumps({"model_id": sys.argv[1], "data": {"features": feature_rows()[1][0]}}))
 PY
 curl -sf -H 'content-type: application/json' --data-binary "@$body" "$A/api/ml/predict" >/dev/null
 wrk_rps() { # wrk_rps URL CONNS OUT

@@ -19,7 +19,7 @@
 //        (default /usr/bin/chromium), KEEP_TMP=1 keeps the temp dir.
 // Needs: a release trainer, web/pkg (scripts/build-wasm.sh), Chromium, and playwright-core
 //        (the repository's node_modules).
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
@@ -27,6 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { chromium } from 'playwright-core';
+import { startProcess } from '../../tests/js/helpers.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const { values: opt } = parseArgs({
@@ -67,36 +68,10 @@ const median = (xs) => {
 const ms = (x) => (x == null || Number.isNaN(x) ? '–' : x.toFixed(1));
 
 /** `trainer serve` on a free port; resolves {url, stop}. */
-function serve(bin, modelsDir) {
-  const proc = spawn(bin, ['serve', '--host', '127.0.0.1', '--port', '0', '--models-dir', modelsDir, '--web-dir', join(ROOT, 'web')], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const stop = () =>
-    new Promise((ok) => {
-      if (proc.exitCode !== null || proc.signalCode !== null) return ok();
-      proc.once('exit', () => ok());
-      proc.kill('SIGTERM');
-      setTimeout(() => proc.kill('SIGKILL'), 3000).unref();
-    });
-  return new Promise((ok, fail) => {
-    let out = '';
-    const timer = setTimeout(() => stop().then(() => fail(new Error(`trainer serve did not start:\n${out}`))), 20000);
-    const onData = (c) => {
-      out += c;
-      const m = out.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
-      if (m) {
-        clearTimeout(timer);
-        ok({ url: m[1], stop });
-      }
-    };
-    proc.stdout.setEncoding('utf8').on('data', onData);
-    proc.stderr.setEncoding('utf8').on('data', onData);
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      fail(new Error(`trainer serve exited (${code}):\n${out}`));
-    });
-  });
+async function serve(bin, modelsDir) {
+  const args = ['serve', '--host', '127.0.0.1', '--port', '0', '--models-dir', modelsDir, '--web-dir', join(ROOT, 'web')];
+  const srv = await startProcess(bin, args, { ready: /listening on (http:\/\/127\.0\.0\.1:\d+)/ });
+  return { url: srv.match[1], stop: srv.stop };
 }
 
 /** One cold load: a fresh context, no HTTP cache; the page's marks once it has predicted. */

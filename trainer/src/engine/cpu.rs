@@ -157,27 +157,14 @@ fn column_sums(x: &[f32], cols: usize, out: &mut [f32]) {
 /// time than the GEMMs.
 macro_rules! per_activation {
     ($act:expr, $a:ident => $body:block) => {
+        per_activation!(@arms $act, $a, $body, Relu, LeakyRelu, Tanh, Sigmoid, Gelu)
+    };
+    (@arms $act:expr, $a:ident, $body:block, $($variant:ident),+) => {
         match $act {
-            Activation::Relu => {
-                let $a = Activation::Relu;
+            $(Activation::$variant => {
+                let $a = Activation::$variant;
                 $body
-            }
-            Activation::LeakyRelu => {
-                let $a = Activation::LeakyRelu;
-                $body
-            }
-            Activation::Tanh => {
-                let $a = Activation::Tanh;
-                $body
-            }
-            Activation::Sigmoid => {
-                let $a = Activation::Sigmoid;
-                $body
-            }
-            Activation::Gelu => {
-                let $a = Activation::Gelu;
-                $body
-            }
+            })+
         }
     };
 }

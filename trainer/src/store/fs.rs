@@ -80,6 +80,14 @@ struct Index {
     checked: Option<Instant>,
 }
 
+impl Index {
+    /// Whether the directory was looked at within [`REFRESH_INTERVAL`]: the index may be trusted
+    /// without looking again.
+    fn is_fresh(&self) -> bool {
+        self.checked.is_some_and(|t| t.elapsed() < REFRESH_INTERVAL)
+    }
+}
+
 fn backend(context: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("{context}: {e}"))
 }
@@ -207,13 +215,12 @@ impl Inner {
     }
 
     fn refresh_with(&self, force: bool, rate_limited: bool) {
-        let fresh = |ix: &Index| ix.checked.is_some_and(|t| t.elapsed() < REFRESH_INTERVAL);
-        if !force && rate_limited && fresh(&self.index()) {
+        if !force && rate_limited && self.index().is_fresh() {
             return;
         }
         let _scanning = self.scan.lock().unwrap_or_else(|p| p.into_inner());
         // Another request may have finished a look while this one waited.
-        if !force && rate_limited && fresh(&self.index()) {
+        if !force && rate_limited && self.index().is_fresh() {
             return;
         }
         let now = Instant::now();
@@ -414,8 +421,7 @@ impl ModelStore for FsStore {
 
     async fn open(&self, id: &ModelId) -> Result<Arc<Loaded>, StoreError> {
         // Steady state: a cache hit with no refresh due answers without leaving this thread.
-        let due = self.inner.index().checked.is_none_or(|t| t.elapsed() >= REFRESH_INTERVAL);
-        if !due {
+        if self.inner.index().is_fresh() {
             if let (Some(l), true) = (self.inner.cache.get(id), self.inner.is_indexed(id)) {
                 return Ok(l);
             }
@@ -461,7 +467,7 @@ impl ModelStore for FsStore {
         // (profiled: half the server's cycles in the scheduler).
         {
             let ix = self.inner.index();
-            if ix.checked.is_some_and(|t| t.elapsed() < REFRESH_INTERVAL) {
+            if ix.is_fresh() {
                 if let Some((id, _)) = ix.entries.iter().find(|(_, s)| s.is_ok()) {
                     if self.inner.cache.get(id).is_some() {
                         return Ok(Some(id.clone()));
