@@ -128,6 +128,39 @@ fn slow_header_clients_are_cut_off_and_others_still_served() {
 }
 
 #[test]
+fn header_tricklers_at_the_cap_are_evicted_for_new_clients() {
+    // A header timeout far longer than the test: only eviction can free a slot in time.
+    let srv = Server::start(&["--header-timeout", "60", "--max-connections", "3"]);
+    let addr = srv.base.trim_start_matches("http://").to_owned();
+    let mut slow: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300)); // all three accepted
+    for _ in 0..3 {
+        let start = Instant::now();
+        let (s, _) = srv.json("GET", "/health", None);
+        assert_eq!(s, 200);
+        assert!(start.elapsed() < Duration::from_secs(5), "served after {:?}", start.elapsed());
+    }
+    // The oldest tricklers were closed to make room.
+    let mut closed = 0;
+    for s in &mut slow {
+        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let mut buf = [0u8; 64];
+        if matches!(s.read(&mut buf), Ok(0))
+            || matches!(s.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+        {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 1, "no trickler was evicted");
+}
+
+#[test]
 fn tasks_have_caps_a_time_limit_and_can_be_cancelled() {
     let srv = Server::start(&["--max-epochs", "500", "--max-train-seconds", "1"]);
     let (s, v) = srv.json("POST", "/api/ml/train", Some(json!({"train_config": {"epochs": 501}})));

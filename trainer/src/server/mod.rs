@@ -2,8 +2,9 @@
 //! pick a model or a task and move bytes; prediction is the core's request layer, training
 //! goes through a [`TaskQueue`] to workers, models through a [`ModelStore`].
 //!
-//! The listener is hardened against slow and greedy clients: a connection cap (excess
-//! connections wait in the kernel's backlog), a header-read timeout, per-request and
+//! The listener is hardened against slow and greedy clients: a connection cap (at the cap, a
+//! new client evicts the oldest connection that never sent a request head; if there is none,
+//! it waits in the kernel's backlog), a header-read timeout, per-request and
 //! request-body timeouts, body and row limits, and back-off when accept fails (EMFILE).
 
 mod auth;
@@ -268,11 +269,8 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> s
     let signal = shutdown_signal();
     tokio::pin!(signal);
     let mut last_warning = None;
+    let waiting = WaitingConnections::default();
     loop {
-        let permit = tokio::select! {
-            p = connections.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = &mut signal => break,
-        };
         let (stream, _peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(s) => s,
@@ -283,11 +281,29 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> s
             },
             _ = &mut signal => break,
         };
+        let permit = match connections.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // At the cap with a client waiting: close the oldest connection that never sent
+                // a request head, so header tricklers (slowloris) cannot hold every slot until
+                // their header timeouts; with none, wait for a slot.
+                waiting.evict_oldest();
+                tokio::select! {
+                    p = connections.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                    _ = &mut signal => break,
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let slot = waiting.register();
+        let svc = tower::ServiceExt::map_request(app.clone(), slot.marking_requests());
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc));
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
-            let _ = conn.await;
+            tokio::select! {
+                _ = conn => {}
+                _ = slot.evict.notified() => tracing::debug!("closed a connection that sent no request, to free its slot"),
+            }
             drop(permit);
         });
     }
@@ -301,6 +317,51 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> s
         tracing::warn!("connections still open after 10 s; closing them");
     }
     Ok(())
+}
+
+/// A connection's standing for eviction at the connection cap.
+#[derive(Default)]
+struct ConnectionSlot {
+    /// A request head arrived (the client is not a header trickler).
+    requested: AtomicBool,
+    evict: tokio::sync::Notify,
+}
+
+impl ConnectionSlot {
+    /// A request mapper that records that a request head arrived on this connection.
+    fn marking_requests<B>(self: &Arc<Self>) -> impl Fn(Request<B>) -> Request<B> + Clone {
+        let slot = self.clone();
+        move |req| {
+            slot.requested.store(true, std::sync::atomic::Ordering::Relaxed);
+            req
+        }
+    }
+}
+
+/// Open connections, oldest first, for [`WaitingConnections::evict_oldest`].
+#[derive(Default)]
+struct WaitingConnections(std::sync::Mutex<std::collections::VecDeque<std::sync::Weak<ConnectionSlot>>>);
+
+impl WaitingConnections {
+    fn register(&self) -> Arc<ConnectionSlot> {
+        let slot = Arc::new(ConnectionSlot::default());
+        let mut q = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget closed connections and those that sent a request: neither is evictable.
+        q.retain(|w| w.upgrade().is_some_and(|s| !s.requested.load(std::sync::atomic::Ordering::Relaxed)));
+        q.push_back(Arc::downgrade(&slot));
+        slot
+    }
+
+    /// Close the oldest open connection that has not sent a request head yet, if any.
+    fn evict_oldest(&self) {
+        let mut q = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(w) = q.pop_front() {
+            if let Some(s) = w.upgrade().filter(|s| !s.requested.load(std::sync::atomic::Ordering::Relaxed)) {
+                s.evict.notify_one();
+                return;
+            }
+        }
+    }
 }
 
 /// Bind, print `listening on http://ADDR` (scripts and tests wait for it) and serve.
