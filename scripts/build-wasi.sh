@@ -35,7 +35,8 @@ out=inference-wasm/wasi
 mkdir -p "$out"
 wasm="$CARGO_TARGET_DIR/$target/wasm-release/inference-wasi.wasm"
 if command -v wasm-opt >/dev/null; then
-  wasm-opt -O3 --strip-debug --strip-producers --enable-simd --enable-bulk-memory \
+  # -ocimfs 20: see build-wasm.sh (one-caller inlining without a size cap bloats the module).
+  wasm-opt -O3 -ocimfs 20 --strip-debug --strip-producers --enable-simd --enable-bulk-memory \
     --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals "$wasm" -o "$out/inference-wasi.wasm"
 else
   cp "$wasm" "$out/inference-wasi.wasm"

@@ -43,7 +43,11 @@ wasm="$CARGO_TARGET_DIR/$target/wasm-release/inference.wasm"
 [ -f "$wasm" ] || { echo "build-wasm: $wasm is missing (run without WASM_SKIP_CARGO first)" >&2; exit 1; }
 if command -v wasm-opt >/dev/null; then
   # Before wasm-bindgen: Debian's binaryen 108 breaks wasm-bindgen's output when run after it.
-  wasm-opt -O3 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+  # -ocimfs 20: binaryen's -O3 otherwise inlines every function with one caller, whatever its
+  # size, into that caller; the merged bodies compress worse (+5.6 KB gzip) and V8's lazy
+  # compilation then compiles their cold paths too (cold start +3 ms, bench/wasm). -Oz is no
+  # smaller and loses a quarter of batch speed.
+  wasm-opt -O3 -ocimfs 20 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
     --enable-mutable-globals --enable-multivalue --enable-reference-types "$wasm" -o "$wasm.opt"
   wasm="$wasm.opt"
 fi

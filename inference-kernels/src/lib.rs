@@ -6,10 +6,11 @@
 //!
 //! A crate of its own for one reason: cargo sets optimisation per crate, and the wasm build
 //! wants these loops at `opt-level = 3` (LLVM's vectoriser turns the tiles into simd128) and
-//! everything else at `"s"`. Measured in bench/wasm: the core at 3 throughout is ~9 KB gzip
-//! larger; the core at "s" throughout runs batches 7x slower. So every function here that a
-//! caller reaches is non-generic and not `#[inline]`: it is compiled here, at this crate's
-//! level, never re-instantiated at the caller's.
+//! everything else at `"z"`. Measured in bench/wasm: the core at 3 throughout is ~25 KB gzip
+//! larger; the kernels at "s" run batches 7x slower. So every function here that a caller
+//! reaches is non-generic and `#[inline(never)]`: it is compiled here, at this crate's level.
+//! (Under fat LTO a plain non-`#[inline]` function may still be inlined into a caller and then
+//! be optimised as the caller is, at "z", without the vectoriser.)
 
 /// Slope of leaky ReLU for x ≤ 0 (PyTorch's default `negative_slope`).
 pub const LEAKY_RELU_SLOPE: f32 = 0.01;
@@ -35,6 +36,7 @@ pub struct DenseRef<'a> {
 }
 
 /// `y (rows × out) = x (rows × in) · B + b`.
+#[inline(never)]
 pub fn dense(layer: DenseRef<'_>, x: &[f32], rows: usize, y: &mut [f32]) {
     let (k, m) = (layer.in_dim, layer.out_dim);
     let mut r = 0;
@@ -135,11 +137,13 @@ pub fn gelu(z: f32) -> f32 {
 }
 
 /// [`relu`] in place (one loop per activation, so each vectorises).
+#[inline(never)]
 pub fn relu_in_place(y: &mut [f32]) {
     y.iter_mut().for_each(|v| *v = relu(*v));
 }
 
 /// [`leaky_relu`] in place.
+#[inline(never)]
 pub fn leaky_relu_in_place(y: &mut [f32]) {
     y.iter_mut().for_each(|v| *v = leaky_relu(*v));
 }
@@ -151,21 +155,25 @@ pub fn tanh(z: f32) -> f32 {
 }
 
 /// tanh in place.
+#[inline(never)]
 pub fn tanh_in_place(y: &mut [f32]) {
     y.iter_mut().for_each(|v| *v = libm::tanhf(*v));
 }
 
 /// [`sigmoid`] in place.
+#[inline(never)]
 pub fn sigmoid_in_place(y: &mut [f32]) {
     y.iter_mut().for_each(|v| *v = sigmoid(*v));
 }
 
 /// [`gelu`] in place.
+#[inline(never)]
 pub fn gelu_in_place(y: &mut [f32]) {
     y.iter_mut().for_each(|v| *v = gelu(*v));
 }
 
 /// Numerically stable softmax in place.
+#[inline(never)]
 pub fn softmax(v: &mut [f32]) {
     // Below e^-80 (≈ 2e-35) a class's probability is 0 to any reader; skipping exp there
     // avoids its slow subnormal path, which cost a third of batch throughput on confident models.
