@@ -55,17 +55,42 @@ fn the_winner_is_a_bundle_that_records_its_search() {
         let rungs = r["rung_losses"].as_array().unwrap();
         assert_eq!(r["epochs_run"], rungs.last().unwrap()["epoch"], "a pruned trial stops at its rung: {r}");
     }
-    // The winner has the lowest validation loss of the completed trials; its bundle was
-    // trained again with its config and the same seed: the same validation losses.
+    // The winner follows the one-standard-error rule (the default): the trial with the lowest
+    // validation loss, unless the base config (trial 0) is within one standard error of it.
+    // Its bundle was trained again with its config and the same seed: the same losses.
     let best = t["best_trial"].as_u64().unwrap() as usize;
     let winner = &trials[best];
     assert_eq!(winner["state"], "completed");
-    let min = trials
+    let loss = |r: &Value| r["best_val_loss"].as_f64().unwrap();
+    let completed: Vec<&Value> = trials.iter().filter(|r| r["state"] == "completed").collect();
+    assert!(completed.iter().all(|r| r["best_val_loss_se"].as_f64().unwrap() > 0.0), "{completed:?}");
+    let lowest = completed
         .iter()
-        .filter(|r| r["state"] == "completed")
-        .map(|r| r["best_val_loss"].as_f64().unwrap())
-        .fold(f64::INFINITY, f64::min);
-    assert_eq!(winner["best_val_loss"].as_f64().unwrap(), min);
+        .min_by(|a, b| loss(a).total_cmp(&loss(b)).then(a["number"].as_u64().cmp(&b["number"].as_u64())))
+        .unwrap();
+    let min = loss(lowest);
+    if best == lowest["number"].as_u64().unwrap() as usize {
+        assert!(t["lowest_trial"].is_null());
+        if best != 0 && trials[0]["state"] == "completed" {
+            assert!(loss(&trials[0]) > min + lowest["best_val_loss_se"].as_f64().unwrap(), "{t}");
+        }
+    } else {
+        assert_eq!((best, t["lowest_trial"].as_u64()), (0, lowest["number"].as_u64()), "{t}");
+        assert!(loss(winner) <= min + lowest["best_val_loss_se"].as_f64().unwrap(), "{t}");
+    }
+    let why = t["selected_by"].as_str().unwrap();
+    if lowest["number"] == 0 || trials[0]["state"] != "completed" {
+        assert_eq!(why, "the lowest validation loss");
+    } else {
+        assert!(why.starts_with("one_se: "), "{why}");
+    }
+    assert_eq!(s["selected_by"], t["selected_by"]);
+    // `--selection lowest` runs the same trials and ships the lowest.
+    let other = tempfile::tempdir().unwrap();
+    let l = tune(other.path(), &["--trials", "8", "--warmup-trials", "4", "--selection", "lowest"]);
+    assert_eq!(l["best_trial"], lowest["number"]);
+    assert!(l["lowest_trial"].is_null());
+    let min = loss(winner);
     let history_best = meta["history"]
         .as_array()
         .unwrap()

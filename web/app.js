@@ -593,7 +593,8 @@ function renderTuning(t) {
   if (p) options.push(p.enabled ? `successive-halving pruning from epoch ${p.min_epochs}, η = ${p.reduction_factor}` : 'no pruning');
   if (o.parallel > 1) options.push(`${o.parallel} trials at once`);
   if (o.budget_seconds != null) options.push(`budget ${fmt(o.budget_seconds)} s`);
-  $('tuning-options').textContent = options.length ? `${options.join('; ')}. Trials in the order sampled; ★ marks the winner.` : '';
+  const winner = t.selected_by ? `★ marks the winner, chosen by ${t.selected_by}` : '★ marks the winner';
+  $('tuning-options').textContent = options.length ? `${options.join('; ')}. Trials in the order sampled; ${winner}.` : '';
 
   // Param columns: every tuned name, in order of first appearance.
   const keys = [...new Set(trials.flatMap((x) => Object.keys(x.params ?? {})))];
@@ -608,7 +609,11 @@ function renderTuning(t) {
       { class: `trial ${x.state}${best ? ' best' : ''}`, 'data-trial': x.number, 'data-state': x.state, 'data-best': best ? 'true' : null },
       el('th', { scope: 'row' }, String(x.number), ...star),
       el('td', { class: 'state', title: x.error ?? null }, state, x.error ? el('span', { class: 'why' }, `: ${x.error}`) : ''),
-      el('td', { title: rungs ? `rungs: ${rungs}` : null }, x.best_val_loss == null ? '—' : fmt(x.best_val_loss)),
+      el(
+        'td',
+        { title: [x.best_val_loss_se != null ? `± ${fmt(x.best_val_loss_se)} (standard error)` : '', rungs ? `rungs: ${rungs}` : ''].filter(Boolean).join('; ') || null },
+        x.best_val_loss == null ? '—' : fmt(x.best_val_loss),
+      ),
       el('td', {}, String(x.epochs_run ?? '—')),
       el('td', {}, x.seconds == null ? '—' : String(Number(x.seconds.toPrecision(3)))),
       ...keys.map((k) => el('td', { 'data-param': k }, fmtParam(x.params?.[k]))),

@@ -441,6 +441,12 @@ def report(runs, datasets, seeds, trials, versions):
     pr_o = sum(r["optuna"]["pruned"] for ds in datasets for r in runs[ds])
     n_trials = trials * sum(len(runs[ds]) for ds in datasets)
     p(f"- Pruned trials: trainer tune {pr_t}/{n_trials}, Optuna {pr_o}/{n_trials}.")
+    kept = [r for ds in datasets for r in runs[ds] if r.get("tune_lowest_trial") is not None]
+    if any("tune_selected_by" in r for ds in datasets for r in runs[ds]):
+        per_set = ", ".join(f"{ds} {sum(r.get('tune_lowest_trial') is not None for r in runs[ds])}/{len(runs[ds])}"
+                            for ds in datasets)
+        p(f"- trainer tune shipped the base config over a lower-loss trial (one-standard-error rule) in "
+          f"{len(kept)} of {sum(len(runs[ds]) for ds in datasets)} runs: {per_set}.")
     p("")
     p(f"Seeds {','.join(map(str, seeds))}; each (dataset, seed) split is trainer train's (test 0.2, "
       "validation 0.1 of all rows, stratified for classification), checked identical for trainer tune, "
@@ -520,6 +526,7 @@ def main():
             r["tune_search_seconds"] = s["search_seconds"]
             r["tune_pruned"], r["tune_failed"] = s["pruned"], s["failed"]
             r["tune_best_params"], r["tune_best_val_loss"] = s["best_params"], s["best_val_loss"]
+            r["tune_lowest_trial"], r["tune_selected_by"] = s.get("lowest_trial"), s.get("selected_by")
             with open(os.path.join(s["model_dir"], "metadata.json")) as fh:
                 meta = json.load(fh)
             r["tune_winner_train_seconds"] = meta["train_seconds"]

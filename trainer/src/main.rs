@@ -30,7 +30,7 @@ use trainer::store::fs::{FsOptions, FsStore};
 use trainer::tune::prune::PruningOptions;
 use trainer::tune::sampler::SamplerKind;
 use trainer::tune::space::SearchSpace;
-use trainer::tune::{self, TuneOptions, TuneProgress};
+use trainer::tune::{self, Selection, TuneOptions, TuneProgress};
 use trainer::worker::WorkerContext;
 use trainer::{crosscheck, predict};
 
@@ -316,6 +316,10 @@ struct TuneArgs {
     /// Do not run the base config (the train flags) as trial 0.
     #[arg(long)]
     no_base_trial: bool,
+    /// How the winner is chosen: one_se (the base config unless the lowest validation loss
+    /// beats it by more than one standard error) | lowest.
+    #[arg(long, value_parser = json_enum::<Selection>, help = with_default("one_se | lowest", json_name(&Selection::default())))]
+    selection: Option<Selection>,
     /// First pruning rung, epochs.
     #[arg(long, default_value_t = PruningOptions::default().min_epochs)]
     min_epochs: usize,
@@ -354,6 +358,7 @@ impl TuneArgs {
             },
             space,
             base_trial: !self.no_base_trial,
+            selection: self.selection.unwrap_or_default(),
         };
         o.check()?;
         Ok(o)
@@ -749,8 +754,8 @@ fn run_tune(args: &TuneArgs) -> Result<(), TrainingError> {
             let (record, winner) =
                 tune::search(&checked, &options, &caps, &data, &|p| eprintln!("{}", trial_line(p)), &cancel)?;
             eprintln!(
-                "winner: trial {} (val_loss {:.4}); training it again to save it",
-                record.best_trial, record.best_val_loss
+                "winner: trial {} (val_loss {:.4}; {}); training it again to save it",
+                record.best_trial, record.best_val_loss, record.selected_by
             );
             let winner = winner.check()?;
             let trained =
@@ -803,6 +808,8 @@ fn run_tune(args: &TuneArgs) -> Result<(), TrainingError> {
             "best_trial": record.best_trial,
             "best_val_loss": record.best_val_loss,
             "best_params": best.map(|b| b.params.clone()),
+            "lowest_trial": record.lowest_trial,
+            "selected_by": record.selected_by,
             "test_metrics": test_metrics,
             "search_seconds": record.seconds,
             "stopped_by": record.stopped_by,

@@ -33,6 +33,10 @@ pub struct Trained {
     pub train_seconds: f64,
     /// Training rows processed per second of the loop.
     pub samples_per_second: f64,
+    /// Standard error of the kept epoch's validation loss (the per-row losses' standard
+    /// deviation over √rows), when there is a validation split: how far that loss would move
+    /// on another sample of validation rows.
+    pub best_val_loss_se: Option<f64>,
 }
 
 /// Batch boundaries over `n` rows; a trailing batch of one row is merged into the previous
@@ -60,28 +64,46 @@ pub fn architecture(p: &Prepared, cfg: &TrainConfig) -> Architecture {
     }
 }
 
-/// Mean cross-entropy of logits (`rows × k`) against class ids, in f64.
-fn cross_entropy(out: &[f32], k: usize, ids: &[u32]) -> f64 {
-    let total: f64 = out
-        .chunks_exact(k)
-        .zip(ids)
-        .map(|(o, &t)| {
-            let max = o.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let sum: f64 = o.iter().map(|&v| f64::from(v - max).exp()).sum();
-            f64::from(max) + sum.ln() - f64::from(o[t as usize])
-        })
-        .sum();
-    total / ids.len().max(1) as f64
+/// A validation loss: the mean of per-row losses, and its standard error.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct MeanLoss {
+    mean: f64,
+    se: f64,
 }
 
-/// Mean squared error.
-fn mean_squared_error(pred: &[f64], want: &[f64]) -> f64 {
-    pred.iter().zip(want).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / want.len().max(1) as f64
+impl MeanLoss {
+    /// Mean and standard error (sample standard deviation over √n; 0 for one row).
+    fn of(losses: impl Iterator<Item = f64>) -> Self {
+        // Welford: one pass, stable for the large, nearly equal losses of a good model.
+        let (mut n, mut mean, mut m2) = (0f64, 0f64, 0f64);
+        for x in losses {
+            n += 1.0;
+            let d = x - mean;
+            mean += d / n;
+            m2 += d * (x - mean);
+        }
+        let se = if n > 1.0 { (m2 / (n - 1.0)).sqrt() / n.sqrt() } else { 0.0 };
+        Self { mean, se }
+    }
+}
+
+/// Cross-entropy of logits (`rows × k`) against class ids, per row, in f64.
+fn cross_entropy(out: &[f32], k: usize, ids: &[u32]) -> MeanLoss {
+    MeanLoss::of(out.chunks_exact(k).zip(ids).map(|(o, &t)| {
+        let max = o.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f64 = o.iter().map(|&v| f64::from(v - max).exp()).sum();
+        f64::from(max) + sum.ln() - f64::from(o[t as usize])
+    }))
+}
+
+/// Squared error, per row.
+fn squared_error(pred: &[f64], want: &[f64]) -> MeanLoss {
+    MeanLoss::of(pred.iter().zip(want).map(|(a, b)| (a - b) * (a - b)))
 }
 
 /// Validation loss and metric (accuracy or R²) in eval mode. The loss is computed here on the
 /// host from the outputs, whatever the engine (no tensor-library kernels on the GPU path).
-fn evaluate(m: &dyn Trainable, split: &Split, p: &Prepared) -> Result<(f64, f64), TrainingError> {
+fn evaluate(m: &dyn Trainable, split: &Split, p: &Prepared) -> Result<(MeanLoss, f64), TrainingError> {
     let out = m.predict_raw(&split.x, split.rows)?;
     let k = p.output_dim();
     Ok(match p.task {
@@ -92,7 +114,7 @@ fn evaluate(m: &dyn Trainable, split: &Split, p: &Prepared) -> Result<(f64, f64)
         TaskType::Regression => {
             let (pred, want): (Vec<f64>, Vec<f64>) =
                 (out.iter().map(|&v| f64::from(v)).collect(), scaled(&split.values, p));
-            (mean_squared_error(&pred, &want), metrics::regression(&want, &pred).r2)
+            (squared_error(&pred, &want), metrics::regression(&want, &pred).r2)
         }
     })
 }
@@ -140,6 +162,7 @@ pub fn train(
     m.bind(&data)?;
     let mut history = Vec::new();
     let (mut best_loss, mut best_epoch, mut best_state, mut waited) = (f64::INFINITY, 0, None, 0);
+    let (mut epoch_se, mut best_se) = (None, None);
     let start = Instant::now();
     let deadline = tc.max_seconds.map(|s| (start + Duration::from_secs_f64(s), s));
     let mut samples = 0usize;
@@ -172,12 +195,13 @@ pub fn train(
         // Without a validation split, the training loss drives early stopping.
         let monitored = if p.val.rows > 0 {
             let (loss, metric) = evaluate(m.as_ref(), &p.val, p)?;
-            record.val_loss = Some(loss);
+            epoch_se = Some(loss.se);
+            record.val_loss = Some(loss.mean);
             match p.task {
                 TaskType::Classification => record.val_accuracy = Some(metric),
                 TaskType::Regression => record.val_r2 = Some(metric),
             }
-            loss
+            loss.mean
         } else {
             train_loss
         };
@@ -189,6 +213,7 @@ pub fn train(
         if monitored < best_loss - tc.min_delta {
             best_loss = monitored;
             best_epoch = epoch;
+            best_se = epoch_se;
             best_state = Some(m.snapshot()?);
             waited = 0;
         } else {
@@ -209,6 +234,7 @@ pub fn train(
         best_epoch,
         train_seconds,
         samples_per_second: samples as f64 / train_seconds.max(1e-9),
+        best_val_loss_se: best_se,
     })
 }
 
@@ -228,7 +254,7 @@ mod tests {
         let want =
             crate::engine::candle::cross_entropy(&logits, &Tensor::from_slice(&ids, rows, &dev).unwrap()).unwrap();
         let want = f64::from(want.to_scalar::<f32>().unwrap());
-        assert!((cross_entropy(&out, k, &ids) - want).abs() < 1e-6);
+        assert!((cross_entropy(&out, k, &ids).mean - want).abs() < 1e-6);
 
         let pred: Vec<f32> = out[..rows].to_vec();
         let targets: Vec<f32> = (0..rows).map(|i| i as f32 * 0.5).collect();
@@ -236,7 +262,17 @@ mod tests {
         let want = crate::engine::candle::mse(&p, &Tensor::from_slice(&targets, rows, &dev).unwrap()).unwrap();
         let want = f64::from(want.to_scalar::<f32>().unwrap());
         let as64 = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
-        assert!((mean_squared_error(&as64(&pred), &as64(&targets)) - want).abs() < 1e-5);
+        assert!((squared_error(&as64(&pred), &as64(&targets)).mean - want).abs() < 1e-5);
+    }
+
+    #[test]
+    fn the_standard_error_is_the_sample_deviation_over_root_n() {
+        let l = MeanLoss::of([1.0, 2.0, 3.0, 4.0].into_iter());
+        // Sample variance 5/3, over √4.
+        assert!((l.mean - 2.5).abs() < 1e-12 && (l.se - (5.0f64 / 3.0).sqrt() / 2.0).abs() < 1e-12);
+        assert_eq!(MeanLoss::of([7.0].into_iter()), MeanLoss { mean: 7.0, se: 0.0 });
+        // Large equal losses: no cancellation.
+        assert_eq!(MeanLoss::of([1e9 + 0.5; 1000].into_iter()).se, 0.0);
     }
 
     #[test]

@@ -49,6 +49,7 @@ fn trial_record(planned: &Planned, options: &TuneOptions, status: &TaskStatus) -
             params,
             rung_losses: Vec::new(),
             best_val_loss: None,
+            best_val_loss_se: None,
             epochs_run: status.current_epoch,
             seconds: 0.0,
             error: Some(status.error.clone().unwrap_or_else(|| format!("trial task ended {:?}", status.status))),

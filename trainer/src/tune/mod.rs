@@ -50,6 +50,22 @@ pub struct TuneOptions {
     /// Trial 0 is the base config itself (as Optuna's `enqueue_trial`), so the winner is never
     /// worse on validation than the config the search started from.
     pub base_trial: bool,
+    /// How the winner is chosen from the completed trials.
+    pub selection: Selection,
+}
+
+/// How a search picks the config it ships.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// The trial with the lowest validation loss.
+    Lowest,
+    /// The base config (trial 0) unless the lowest trial beats it by more than one standard
+    /// error of that trial's validation loss: Breiman's one-standard-error rule, with the base
+    /// as the simpler choice. On a small validation split the lowest loss is partly luck (the
+    /// more trials, the more luck), and a config that only wins by luck is no better on new rows.
+    #[default]
+    OneSe,
 }
 
 impl Default for TuneOptions {
@@ -63,6 +79,7 @@ impl Default for TuneOptions {
             pruning: PruningOptions::default(),
             space: SearchSpace::default(),
             base_trial: true,
+            selection: Selection::default(),
         }
     }
 }
@@ -124,6 +141,9 @@ pub struct TrialRecord {
     pub rung_losses: Vec<RungLoss>,
     /// Its best validation loss (the search's objective).
     pub best_val_loss: Option<f64>,
+    /// The standard error of that loss (completed trials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_val_loss_se: Option<f64>,
     /// Epochs run.
     pub epochs_run: usize,
     /// Wall seconds.
@@ -140,10 +160,16 @@ pub struct TuningRecord {
     pub options: TuneOptions,
     /// Every trial, in order.
     pub trials: Vec<TrialRecord>,
-    /// The winner's number.
+    /// The winner's number: the trial whose config was trained again and shipped.
     pub best_trial: usize,
     /// Its validation loss.
     pub best_val_loss: f64,
+    /// The trial with the lowest validation loss, when the selection rule shipped another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lowest_trial: Option<usize>,
+    /// Why the winner was chosen, in words.
+    #[serde(default)]
+    pub selected_by: String,
     /// Wall seconds of the search (the winner's final training excluded).
     pub seconds: f64,
     /// `trials`, `budget` or `cancelled`: what ended the search.
@@ -281,22 +307,57 @@ impl Study {
 
     /// The search's record and the winner's config, once every planned trial has finished.
     pub fn conclude(self) -> Result<(TuningRecord, TrainConfig), TrainingError> {
-        let best = best_of(&self.records).ok_or_else(|| {
+        let lowest = best_of(&self.records).ok_or_else(|| {
             let why =
                 self.records.iter().find_map(|r| r.error.clone()).unwrap_or_else(|| "every trial was pruned".into());
             TrainingError::Unusable(format!("no trial completed ({} run): {why}", self.records.len()))
         })?;
+        let (best, selected_by) = select(&self.records, lowest, &self.options);
         let number = best.number;
         let winner = self.configs.get(number).cloned().unwrap_or_else(|| self.base.clone());
         let record = TuningRecord {
             best_trial: number,
             best_val_loss: best.best_val_loss.unwrap_or(f64::NAN),
+            lowest_trial: (lowest.number != number).then_some(lowest.number),
+            selected_by,
             options: self.options.clone(),
             trials: self.records.clone(),
             seconds: self.started.elapsed().as_secs_f64(),
             stopped_by: self.stopped_by.unwrap_or("trials").to_owned(),
         };
         Ok((record, winner))
+    }
+}
+
+/// The trial to ship by `options.selection`, given the completed trial with the lowest loss,
+/// and why, in words.
+fn select<'r>(records: &'r [TrialRecord], lowest: &'r TrialRecord, options: &TuneOptions) -> (&'r TrialRecord, String) {
+    let loss = |t: &TrialRecord| t.best_val_loss.unwrap_or(f64::INFINITY);
+    let base = records.iter().find(|t| t.number == 0 && t.state == TrialState::Completed);
+    match (options.selection, base) {
+        (Selection::OneSe, Some(base)) if options.base_trial && base.number != lowest.number => {
+            let se = lowest.best_val_loss_se.unwrap_or(0.0);
+            if loss(base) <= loss(lowest) + se {
+                let why = format!(
+                    "one_se: the base config (trial 0, validation loss {:.4}) is within one standard error of \
+                     the lowest, trial {}'s {:.4} ± {se:.4}",
+                    loss(base),
+                    lowest.number,
+                    loss(lowest)
+                );
+                (base, why)
+            } else {
+                let why = format!(
+                    "one_se: trial {}'s validation loss {:.4} ± {se:.4} beats the base config's {:.4} by more \
+                     than one standard error",
+                    lowest.number,
+                    loss(lowest),
+                    loss(base)
+                );
+                (lowest, why)
+            }
+        }
+        _ => (lowest, "the lowest validation loss".to_owned()),
     }
 }
 
@@ -330,6 +391,7 @@ pub fn run_trial(
         params,
         rung_losses: Vec::new(),
         best_val_loss: None,
+        best_val_loss_se: None,
         epochs_run: 0,
         seconds: 0.0,
         error: None,
@@ -367,7 +429,10 @@ pub fn run_trial(
     record.best_val_loss = best.is_finite().then_some(best);
     record.seconds = start.elapsed().as_secs_f64();
     match outcome {
-        Ok(_) => record.state = TrialState::Completed,
+        Ok(trained) => {
+            record.state = TrialState::Completed;
+            record.best_val_loss_se = trained.best_val_loss_se;
+        }
         Err(TrainingError::Cancelled(_)) if pruned => record.state = TrialState::Pruned,
         Err(e) => {
             record.error = Some(e.to_string());
@@ -430,6 +495,7 @@ mod tests {
             params: serde_json::json!({}),
             rung_losses: vec![],
             best_val_loss: loss,
+            best_val_loss_se: None,
             epochs_run: 1,
             seconds: 0.0,
             error: None,
@@ -470,6 +536,39 @@ mod tests {
         let want = configs.iter().min_by(|a, b| a.0.total_cmp(&b.0)).unwrap();
         assert_eq!(winner, want.1);
         assert_eq!(rec.stopped_by, "trials");
+    }
+
+    #[test]
+    fn one_se_keeps_the_base_unless_the_lowest_beats_it_by_more_than_its_standard_error() {
+        let with_se = |number, loss, se| TrialRecord {
+            best_val_loss_se: Some(se),
+            ..record(number, TrialState::Completed, Some(loss))
+        };
+        let conclude = |trials: Vec<TrialRecord>, selection, base_trial| {
+            let options = TuneOptions { trials: trials.len(), selection, base_trial, ..TuneOptions::default() };
+            let mut s = Study::new(&TrainConfig::default(), &options);
+            for t in trials {
+                let p = s.plan().unwrap();
+                s.finish(&p, TrialRecord { number: p.number, ..t });
+            }
+            s.conclude().unwrap().0
+        };
+        // 0.70 ≤ 0.66 + 0.05: within one standard error, the base ships.
+        let close = vec![with_se(0, 0.70, 0.04), with_se(1, 0.66, 0.05), with_se(2, 0.80, 0.05)];
+        let r = conclude(close.clone(), Selection::OneSe, true);
+        assert_eq!((r.best_trial, r.lowest_trial, r.best_val_loss), (0, Some(1), 0.70));
+        assert!(r.selected_by.contains("within one standard error"), "{}", r.selected_by);
+        // A clear win ships the lowest.
+        let clear = vec![with_se(0, 0.70, 0.01), with_se(1, 0.60, 0.02)];
+        let r = conclude(clear, Selection::OneSe, true);
+        assert_eq!((r.best_trial, r.lowest_trial), (1, None));
+        assert!(r.selected_by.contains("beats the base"), "{}", r.selected_by);
+        // `lowest`, or no base trial to prefer: the lowest.
+        assert_eq!(conclude(close.clone(), Selection::Lowest, true).best_trial, 1);
+        assert_eq!(conclude(close.clone(), Selection::OneSe, false).best_trial, 1);
+        // A base that did not complete cannot be kept.
+        let failed_base = vec![record(0, TrialState::Pruned, Some(0.65)), with_se(1, 0.66, 0.05)];
+        assert_eq!(conclude(failed_base, Selection::OneSe, true).best_trial, 1);
     }
 
     #[test]

@@ -90,6 +90,7 @@ mod tests {
             params: serde_json::json!({"hidden_dims": [32, 32], "optimizer": "adamw"}),
             rung_losses: vec![],
             best_val_loss: Some(loss),
+            best_val_loss_se: Some(0.05),
             epochs_run: 4,
             seconds: 0.25,
             error: None,
@@ -103,6 +104,8 @@ mod tests {
             ],
             best_trial: 2,
             best_val_loss: 0.5,
+            lowest_trial: None,
+            selected_by: "the lowest validation loss".into(),
             seconds: 1.0,
             stopped_by: "trials".into(),
         };
