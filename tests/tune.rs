@@ -106,7 +106,7 @@ fn the_winner_is_a_bundle_that_records_its_search() {
     // The table and the plot beside the bundle.
     let csv = std::fs::read_to_string(std::path::Path::new(dir).join("tuning.csv")).unwrap();
     assert_eq!(csv.lines().count(), 9);
-    assert!(csv.starts_with("number,state,best_val_loss,epochs_run,seconds,hidden_dims"));
+    assert!(csv.starts_with("number,state,best_val_loss,best_val_loss_se,epochs_run,seconds,hidden_dims"));
     let svg = std::fs::read_to_string(std::path::Path::new(dir).join("tuning.svg")).unwrap();
     assert!(svg.contains("<svg") && svg.contains("best so far"));
     // A bundle like any other: predictions load it.

@@ -10,7 +10,8 @@ pub const CSV_FILE: &str = "tuning.csv";
 /// File name of the best-so-far plot.
 pub const SVG_FILE: &str = "tuning.svg";
 
-/// The trial table: number, state, loss, epochs, seconds, then one column per tuned field.
+/// The trial table: number, state, loss and its standard error, epochs, seconds, then one
+/// column per tuned field.
 pub fn csv(record: &TuningRecord) -> Result<Vec<u8>, String> {
     let keys: Vec<String> = record
         .trials
@@ -19,7 +20,7 @@ pub fn csv(record: &TuningRecord) -> Result<Vec<u8>, String> {
         .map(|o| o.keys().cloned().collect())
         .unwrap_or_default();
     let mut w = csv::Writer::from_writer(Vec::new());
-    let head = ["number", "state", "best_val_loss", "epochs_run", "seconds"].map(str::to_owned);
+    let head = ["number", "state", "best_val_loss", "best_val_loss_se", "epochs_run", "seconds"].map(str::to_owned);
     w.write_record(head.iter().chain(&keys)).map_err(|e| e.to_string())?;
     for t in &record.trials {
         let state = serde_json::to_value(t.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
@@ -27,6 +28,7 @@ pub fn csv(record: &TuningRecord) -> Result<Vec<u8>, String> {
             t.number.to_string(),
             state,
             t.best_val_loss.map(|l| l.to_string()).unwrap_or_default(),
+            t.best_val_loss_se.map(|l| l.to_string()).unwrap_or_default(),
             t.epochs_run.to_string(),
             format!("{:.3}", t.seconds),
         ];
@@ -90,7 +92,7 @@ mod tests {
             params: serde_json::json!({"hidden_dims": [32, 32], "optimizer": "adamw"}),
             rung_losses: vec![],
             best_val_loss: Some(loss),
-            best_val_loss_se: Some(0.05),
+            best_val_loss_se: (state == TrialState::Completed).then_some(0.05),
             epochs_run: 4,
             seconds: 0.25,
             error: None,
@@ -111,8 +113,9 @@ mod tests {
         };
         let text = String::from_utf8(csv(&record).unwrap()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "number,state,best_val_loss,epochs_run,seconds,hidden_dims,optimizer");
-        assert_eq!(lines[2], "1,pruned,1.2,4,0.250,\"[32,32]\",adamw");
+        assert_eq!(lines[0], "number,state,best_val_loss,best_val_loss_se,epochs_run,seconds,hidden_dims,optimizer");
+        assert_eq!(lines[2], "1,pruned,1.2,,4,0.250,\"[32,32]\",adamw");
+        assert!(lines[1].starts_with("0,completed,0.9,0.05,4,"), "{}", lines[1]);
         assert_eq!(lines.len(), 4);
         let s = svg(&record).unwrap();
         assert!(s.starts_with("<svg") && s.contains("best so far") && s.matches("<circle").count() >= 3);
