@@ -151,7 +151,7 @@ fn the_same_seed_gives_the_same_winner_and_threads_run_trials_at_once() {
 fn the_http_api_tunes_like_it_trains() {
     let s = Server::start(&["--max-trials", "20"]);
     let body = json!({"dataset_path": "iris.csv", "target_column": "species", "train_config": {"epochs": 30},
-        "tune": {"trials": 5, "warmup_trials": 2}});
+        "tune": {"trials": 5, "warmup_trials": 2, "selection": "lowest"}});
     let (code, r) = s.json("POST", "/api/ml/tune", Some(body.clone()));
     assert_eq!(code, 200, "{r}");
     let st = s.wait(r["task_id"].as_str().unwrap());
@@ -161,16 +161,25 @@ fn the_http_api_tunes_like_it_trains() {
     let model = st["model_id"].as_str().unwrap();
     let (_, m) = s.json("GET", &format!("/api/ml/models/{model}"), None);
     assert_eq!(m["tuning"]["trials"].as_array().unwrap().len(), 5, "{m}");
+    // The finished status names the shipped winner, chosen as the body asked.
+    assert_eq!(m["tuning"]["options"]["selection"], "lowest", "{m}");
+    assert_eq!(
+        (&st["tuning"]["best_trial"], &st["tuning"]["selected_by"]),
+        (&m["tuning"]["best_trial"], &m["tuning"]["selected_by"])
+    );
+    assert_eq!(st["tuning"]["selected_by"], "the lowest validation loss");
     // The server's limits hold.
     let mut big = body.clone();
     big["tune"]["trials"] = json!(21);
     let (code, e) = s.json("POST", "/api/ml/tune", Some(big));
     assert_eq!((code, e["error"].as_str()), (422, Some("invalid_config")), "{e}");
     assert!(e["message"].as_str().unwrap().contains("tune.trials"), "{e}");
-    let mut bad = body;
-    bad["tune"]["sampler"] = json!("grid");
-    let (code, e) = s.json("POST", "/api/ml/tune", Some(bad));
-    assert_eq!(code, 422, "{e}");
+    for (field, value) in [("sampler", "grid"), ("selection", "median")] {
+        let mut bad = body.clone();
+        bad["tune"][field] = json!(value);
+        let (code, e) = s.json("POST", "/api/ml/tune", Some(bad));
+        assert_eq!(code, 422, "{field}: {e}");
+    }
 }
 
 #[test]
@@ -216,6 +225,13 @@ fn trials_spread_over_workers_through_redis() {
     let trials = m["tuning"]["trials"].as_array().unwrap();
     assert_eq!(trials.len(), 8);
     assert!(trials.iter().all(|t| t["params"]["hidden_dims"].is_array()), "{trials:?}");
+    // The workers' records keep each completed trial's standard error, which the rule needs.
+    let completed: Vec<&Value> = trials.iter().filter(|t| t["state"] == "completed").collect();
+    assert!(
+        !completed.is_empty() && completed.iter().all(|t| t["best_val_loss_se"].as_f64().is_some_and(|se| se > 0.0)),
+        "{trials:?}"
+    );
+    assert!(m["tuning"]["selected_by"].as_str().is_some_and(|w| !w.contains("unknown")), "{m}");
     assert_eq!(m["tuning"]["best_trial"], s["best_trial"]);
     let (_, list) = api.json("GET", "/api/ml/models", None);
     assert_eq!(list.as_array().unwrap().len(), 1, "trials publish no models: {list}");

@@ -579,8 +579,9 @@ function renderTuning(t) {
     ['completed', 'completed', count('completed')],
     ['pruned', 'pruned', count('pruned')],
     ['failed', 'failed', count('failed')],
-    ['best_trial', 'best trial', `#${t.best_trial}`],
-    ['best_val_loss', 'best val loss', fmt(t.best_val_loss)],
+    ['best_trial', 'winner', `#${t.best_trial}`],
+    ['best_val_loss', 'winner val loss', fmt(t.best_val_loss)],
+    ...(t.lowest_trial != null ? [['lowest_trial', 'lowest val loss', `#${t.lowest_trial}`]] : []),
     ['seconds', 'search', `${fmt(t.seconds)} s`],
     ['stopped_by', 'stopped by', STOPPED_BY[t.stopped_by] ?? String(t.stopped_by)],
   ];
@@ -593,7 +594,7 @@ function renderTuning(t) {
   if (p) options.push(p.enabled ? `successive-halving pruning from epoch ${p.min_epochs}, η = ${p.reduction_factor}` : 'no pruning');
   if (o.parallel > 1) options.push(`${o.parallel} trials at once`);
   if (o.budget_seconds != null) options.push(`budget ${fmt(o.budget_seconds)} s`);
-  const winner = t.selected_by ? `★ marks the winner, chosen by ${t.selected_by}` : '★ marks the winner';
+  const winner = t.selected_by ? `★ marks the winner (${t.selected_by})` : '★ marks the winner';
   $('tuning-options').textContent = options.length ? `${options.join('; ')}. Trials in the order sampled; ${winner}.` : '';
 
   // Param columns: every tuned name, in order of first appearance.

@@ -7,8 +7,9 @@
 //! A crate of its own for one reason: cargo sets optimisation per crate, and the wasm build
 //! wants these loops at `opt-level = 3` (LLVM's vectoriser turns the tiles into simd128) and
 //! everything else at `"z"`. Measured in bench/wasm: the core at 3 throughout is ~25 KB gzip
-//! larger; the kernels at "s" run batches 7x slower. So every function here that a caller
-//! reaches is non-generic and `#[inline(never)]`: it is compiled here, at this crate's level.
+//! larger; the kernels at "s" run batches 7x slower. So every loop entry point here is
+//! non-generic and `#[inline(never)]`: it is compiled here, at this crate's level (the scalar
+//! activations are `#[inline]`: a single call gains nothing from the vectoriser).
 //! (Under fat LTO a plain non-`#[inline]` function may still be inlined into a caller and then
 //! be optimised as the caller is, at "z", without the vectoriser.)
 

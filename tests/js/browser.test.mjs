@@ -228,6 +228,10 @@ describe('prediction page in Chromium', () => {
     assert.equal(Number(tiles.best_val_loss), Number(record.best_val_loss.toPrecision(5)));
     assert.match(tiles.seconds, /^[\d.e-]+ s$/);
     assert.match(await page.textContent('#tuning-options'), /TPE sampler after 10 random trials; successive-halving pruning from epoch 4, η = 3/);
+    // Why the winner won, and the lowest-loss trial when the selection rule shipped another.
+    assert.ok(record.selected_by);
+    assert.ok((await page.textContent('#tuning-options')).includes(`★ marks the winner (${record.selected_by})`));
+    assert.equal(tiles.lowest_trial, record.lowest_trial == null ? undefined : `#${record.lowest_trial}`);
 
     const rows = await page.$$eval('#tuning-table tbody tr', (trs) =>
       trs.map((tr) => ({

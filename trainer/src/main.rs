@@ -720,8 +720,9 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainingError> {
 }
 
 fn trial_line(p: &TuneProgress) -> String {
-    let best = match (p.best_val_loss, p.best_trial) {
-        (Some(l), Some(t)) => format!("best val_loss {l:.4} (trial {t})"),
+    let best = match (p.best_val_loss, p.best_trial, &p.selected_by) {
+        (Some(l), Some(t), Some(why)) => format!("winner val_loss {l:.4} (trial {t}, by {why})"),
+        (Some(l), Some(t), None) => format!("best val_loss {l:.4} (trial {t})"),
         _ => "no completed trial yet".into(),
     };
     format!("trial {}/{}: {best}; {} pruned, {} failed", p.trials_done, p.trials, p.pruned, p.failed)
@@ -790,7 +791,7 @@ fn run_tune(args: &TuneArgs) -> Result<(), TrainingError> {
         }
     };
     let best = record.trials.iter().find(|t| t.number == record.best_trial);
-    let progress = TuneProgress::of(&record.trials, options.trials);
+    let progress = TuneProgress::finished(&record);
     match &model_dir {
         Some(dir) => out!("model {model_id} saved to {}", dir.display()),
         None => out!("model {model_id} published to the shared store"),

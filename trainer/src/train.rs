@@ -33,9 +33,9 @@ pub struct Trained {
     pub train_seconds: f64,
     /// Training rows processed per second of the loop.
     pub samples_per_second: f64,
-    /// Standard error of the kept epoch's validation loss (the per-row losses' standard
-    /// deviation over √rows), when there is a validation split: how far that loss would move
-    /// on another sample of validation rows.
+    /// Standard error of the lowest validation loss (the per-row losses' standard deviation
+    /// over √rows, at the epoch that reached it), when there is a validation split: how far
+    /// that loss would move on another sample of validation rows.
     pub best_val_loss_se: Option<f64>,
 }
 
@@ -162,7 +162,9 @@ pub fn train(
     m.bind(&data)?;
     let mut history = Vec::new();
     let (mut best_loss, mut best_epoch, mut best_state, mut waited) = (f64::INFINITY, 0, None, 0);
-    let (mut epoch_se, mut best_se) = (None, None);
+    // The lowest validation loss with its standard error (early stopping's `best_loss` moves
+    // only by more than `min_delta`, so it may keep an earlier epoch).
+    let mut lowest: Option<MeanLoss> = None;
     let start = Instant::now();
     let deadline = tc.max_seconds.map(|s| (start + Duration::from_secs_f64(s), s));
     let mut samples = 0usize;
@@ -195,7 +197,9 @@ pub fn train(
         // Without a validation split, the training loss drives early stopping.
         let monitored = if p.val.rows > 0 {
             let (loss, metric) = evaluate(m.as_ref(), &p.val, p)?;
-            epoch_se = Some(loss.se);
+            if !lowest.is_some_and(|l| l.mean <= loss.mean) {
+                lowest = Some(loss);
+            }
             record.val_loss = Some(loss.mean);
             match p.task {
                 TaskType::Classification => record.val_accuracy = Some(metric),
@@ -213,7 +217,6 @@ pub fn train(
         if monitored < best_loss - tc.min_delta {
             best_loss = monitored;
             best_epoch = epoch;
-            best_se = epoch_se;
             best_state = Some(m.snapshot()?);
             waited = 0;
         } else {
@@ -234,7 +237,7 @@ pub fn train(
         best_epoch,
         train_seconds,
         samples_per_second: samples as f64 / train_seconds.max(1e-9),
-        best_val_loss_se: best_se,
+        best_val_loss_se: lowest.map(|l| l.se),
     })
 }
 

@@ -207,7 +207,7 @@ async fn execute(ctx: &WorkerContext, claim: &Claim) -> Result<Completion, Train
                     crate::train::train(&data.prepared, winner.config(), &data.device, &mut |_, _| {}, &cancel)?;
                 let mut out = pipeline::finish(winner.config(), &data, trained, &run)?;
                 tune::attach(&mut out, &record)?;
-                let summary = serde_json::to_value(tune::TuneProgress::of(&record.trials, options.trials)).ok();
+                let summary = serde_json::to_value(tune::TuneProgress::finished(&record)).ok();
                 Ok(Finished::Model(Box::new(out), summary))
             }
             Job::Trial { trial } => {

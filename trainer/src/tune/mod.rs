@@ -187,10 +187,16 @@ pub struct TuneProgress {
     pub failed: usize,
     /// Trials planned.
     pub trials: usize,
-    /// Best validation loss so far.
+    /// Best validation loss so far (once finished: the winner's).
     pub best_val_loss: Option<f64>,
     /// Its trial.
     pub best_trial: Option<usize>,
+    /// Once finished, when the selection rule shipped another trial: the lowest-loss trial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lowest_trial: Option<usize>,
+    /// Once finished: why the winner won.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selected_by: Option<String>,
 }
 
 impl TuneProgress {
@@ -204,6 +210,19 @@ impl TuneProgress {
             trials: planned,
             best_val_loss: best.and_then(|t| t.best_val_loss),
             best_trial: best.map(|t| t.number),
+            lowest_trial: None,
+            selected_by: None,
+        }
+    }
+
+    /// The final progress of a finished search: its winner, not merely the lowest loss.
+    pub fn finished(record: &TuningRecord) -> Self {
+        Self {
+            best_val_loss: Some(record.best_val_loss),
+            best_trial: Some(record.best_trial),
+            lowest_trial: record.lowest_trial,
+            selected_by: Some(record.selected_by.clone()),
+            ..Self::of(&record.trials, record.options.trials)
         }
     }
 }
@@ -336,7 +355,10 @@ fn select<'r>(records: &'r [TrialRecord], lowest: &'r TrialRecord, options: &Tun
     let base = records.iter().find(|t| t.number == 0 && t.state == TrialState::Completed);
     match (options.selection, base) {
         (Selection::OneSe, Some(base)) if options.base_trial && base.number != lowest.number => {
-            let se = lowest.best_val_loss_se.unwrap_or(0.0);
+            // A record from a worker that predates the standard error has none to judge by.
+            let Some(se) = lowest.best_val_loss_se else {
+                return (lowest, "the lowest validation loss (its standard error is unknown)".to_owned());
+            };
             if loss(base) <= loss(lowest) + se {
                 let why = format!(
                     "one_se: the base config (trial 0, validation loss {:.4}) is within one standard error of \
@@ -566,6 +588,11 @@ mod tests {
         // `lowest`, or no base trial to prefer: the lowest.
         assert_eq!(conclude(close.clone(), Selection::Lowest, true).best_trial, 1);
         assert_eq!(conclude(close.clone(), Selection::OneSe, false).best_trial, 1);
+        // Without a standard error (a record from an older worker) there is nothing to judge by.
+        let no_se = vec![with_se(0, 0.70, 0.04), record(1, TrialState::Completed, Some(0.66))];
+        let r = conclude(no_se, Selection::OneSe, true);
+        assert_eq!(r.best_trial, 1);
+        assert!(r.selected_by.contains("unknown"), "{}", r.selected_by);
         // A base that did not complete cannot be kept.
         let failed_base = vec![record(0, TrialState::Pruned, Some(0.65)), with_se(1, 0.66, 0.05)];
         assert_eq!(conclude(failed_base, Selection::OneSe, true).best_trial, 1);
