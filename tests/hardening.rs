@@ -98,17 +98,22 @@ fn predict_work_is_bounded_per_request() {
     assert!(t.len() < 1000, "{} bytes echoed", t.len());
 }
 
+/// `n` connections to `addr` that send part of a request head and then nothing more.
+fn tricklers(addr: &str, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s
+        })
+        .collect()
+}
+
 #[test]
 fn slow_header_clients_are_cut_off_and_others_still_served() {
     let srv = Server::start(&["--header-timeout", "1", "--max-connections", "4"]);
     let addr = srv.base.trim_start_matches("http://").to_owned();
-    let mut slow: Vec<TcpStream> = (0..4)
-        .map(|_| {
-            let mut s = TcpStream::connect(&addr).unwrap();
-            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
-            s
-        })
-        .collect();
+    let mut slow = tricklers(&addr, 4);
     // While all four slots are held, a fifth client waits; once the timeout frees them it is served.
     let start = Instant::now();
     let (s, _) = srv.json("GET", "/health", None);
@@ -132,13 +137,7 @@ fn header_tricklers_at_the_cap_are_evicted_for_new_clients() {
     // A header timeout far longer than the test: only eviction can free a slot in time.
     let srv = Server::start(&["--header-timeout", "60", "--max-connections", "3"]);
     let addr = srv.base.trim_start_matches("http://").to_owned();
-    let mut slow: Vec<TcpStream> = (0..3)
-        .map(|_| {
-            let mut s = TcpStream::connect(&addr).unwrap();
-            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
-            s
-        })
-        .collect();
+    let mut slow = tricklers(&addr, 3);
     std::thread::sleep(Duration::from_millis(300)); // all three accepted
     for _ in 0..3 {
         let start = Instant::now();

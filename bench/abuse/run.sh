@@ -416,22 +416,23 @@ health many
 finish many "$(python3 -c "print(f'{$MODELS:,}')") models: paged lists + a predict per id" "$abuser"
 rm -rf "$many" # ~1 GB
 
-log "4. a 3,000-class target"
+# A training request for a CLASSES-class target over ROWS rows, with /health measured meanwhile.
+class_case() {
+  local classes=$1 rows=$2 label=$3 key="classes$1"
+  py classes "$BENCH_TMP/data/$key.csv" "$classes" "$rows"
+  serve "$key" "$TRAINER" "${serve_flags[@]}" --models-dir "$BENCH_TMP/models$classes"
+  spawn "$BENCH_TMP/$key.client.log" python3 "$PY" train "$URL" "$key.csv" "$classes"
+  local abuser=$SPAWNED
+  health "$key"
+  finish "$key" "$label" "$abuser"
+}
 mkdir -p "$BENCH_TMP/data"
-py classes "$BENCH_TMP/data/classes3000.csv" 3000 9000
-serve classes3000 "$TRAINER" "${serve_flags[@]}" --models-dir "$BENCH_TMP/models3000"
-spawn "$BENCH_TMP/classes3000.client.log" python3 "$PY" train "$URL" classes3000.csv 3000
-abuser=$SPAWNED
-health classes3000
-finish classes3000 "train: 3,000 classes (9,000 rows)" "$abuser"
+
+log "4. a 3,000-class target"
+class_case 3000 9000 "train: 3,000 classes (9,000 rows)"
 
 log "5. a 1,000-class target (the cap), 2 epochs"
-py classes "$BENCH_TMP/data/classes1000.csv" 1000 10000
-serve classes1000 "$TRAINER" "${serve_flags[@]}" --models-dir "$BENCH_TMP/models1000"
-spawn "$BENCH_TMP/classes1000.client.log" python3 "$PY" train "$URL" classes1000.csv 1000
-abuser=$SPAWNED
-health classes1000
-finish classes1000 "train: 1,000 classes (10,000 rows, 2 epochs)" "$abuser"
+class_case 1000 10000 "train: 1,000 classes (10,000 rows, 2 epochs)"
 
 python3 - "$BENCH_TMP/cases" "$DURATION" "$SLOW_HOLD" "$(nproc)" <<'EOF' | publish abuse
 import os, sys

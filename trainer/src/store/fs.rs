@@ -582,6 +582,15 @@ mod tests {
         fs::write(dir.join(id).join(BUNDLE_FILE), bytes).unwrap();
     }
 
+    /// A store over `dir` holding models `{day}_001` to `{day}_{n}`, bundles only.
+    fn planted_store(dir: &Path, day: &str, n: usize) -> FsStore {
+        for i in 1..=n {
+            let id = format!("{day}_{i:03}");
+            plant(dir, &id, &fixture_bytes(&id));
+        }
+        FsStore::open_dir(dir, FsOptions::default()).unwrap()
+    }
+
     fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
     }
@@ -592,11 +601,7 @@ mod tests {
     fn concurrent_first_looks_see_every_model() {
         let d = tempfile::tempdir().unwrap();
         // No summary.json: each model is verified on discovery, which keeps the first look slow.
-        for i in 1..=40 {
-            let id = format!("model_2026_12_02_{i:03}");
-            plant(d.path(), &id, &fixture_bytes(&id));
-        }
-        let store = FsStore::open_dir(d.path(), FsOptions::default()).unwrap();
+        let store = planted_store(d.path(), "model_2026_12_02", 40);
         let seen: Vec<usize> = std::thread::scope(|s| {
             let looks: Vec<_> = (0..4)
                 .map(|_| {
@@ -683,11 +688,7 @@ mod tests {
     #[test]
     fn pages_follow_the_cursor() {
         let d = tempfile::tempdir().unwrap();
-        for i in 1..=5 {
-            let id = format!("model_2026_01_01_{i:03}");
-            plant(d.path(), &id, &fixture_bytes(&id));
-        }
-        let store = FsStore::open_dir(d.path(), FsOptions::default()).unwrap();
+        let store = planted_store(d.path(), "model_2026_01_01", 5);
         let rt = rt();
         let p1 = rt.block_on(store.list(&Page { limit: 2, after: None })).unwrap();
         let ids = |l: &Listing| l.models.iter().map(|s| s.model_id.clone()).collect::<Vec<_>>();
