@@ -142,7 +142,11 @@ fn number_spellings() {
     let c = Case::new();
     let body =
         format!("n,y\n1,a\ninf,b\n{}", (0..20).map(|i| format!("{i},{}\n", ["a", "b"][i % 2])).collect::<String>());
-    c.rejects(&c.file("inf.csv", body.as_bytes()), "y", "row 3: column `n` holds a non-finite number");
+    c.rejects(
+        &c.file("inf.csv", body.as_bytes()),
+        "y",
+        "row 3: column `n` holds an infinite number or one beyond f32's range",
+    );
 }
 
 #[test]
@@ -171,4 +175,52 @@ fn text_only_features_train() {
     assert!(ok, "{err}");
     let acc = c.metadata()["test_metrics"]["accuracy"].as_f64().unwrap();
     assert!(acc > 0.9, "c1 determines y: accuracy {acc}");
+}
+
+#[test]
+fn data_users_bring_is_read_or_refused_never_silently_misread() {
+    let c = Case::new();
+    // An unclosed quote would otherwise swallow every later line into one cell.
+    let mut body = format!("x,c,y\n{}", rows(10));
+    body.push_str("5,p,\"a\n");
+    body.push_str(&rows(20));
+    c.rejects(&c.file("quote.csv", body.as_bytes()), "y", "line 12: a quoted field opened here is never closed");
+    // Integer labels past 2^24 would merge as f32 and name classes the data never held.
+    let big: String = (0..40).map(|i| format!("{i},p,{}\n", 100_000_001 + i % 2)).collect();
+    let (ok, err) = c.train(&c.file("big.csv", format!("x,c,y\n{big}").as_bytes()), "y", &["--task", "classification"]);
+    assert!(!ok && err.contains("beyond ±16,777,216"), "{err}");
+    // Tab- and semicolon-separated files are read as such.
+    for (name, sep) in [("t.tsv", "\t"), ("s.csv", ";")] {
+        let body = format!("x,c,y\n{}", rows(30)).replace(',', sep);
+        let (ok, err) = c.train(&c.file(name, body.as_bytes()), "y", &[]);
+        assert!(ok, "{name}: {err}");
+    }
+    // One stray token in a numeric column is named, with what it costs.
+    let stray: String = (0..40)
+        .map(|i| format!("{},{}\n", if i == 7 { "?".into() } else { i.to_string() }, ["a", "b"][i % 2]))
+        .collect();
+    let (ok, err) = c.train(&c.file("stray.csv", format!("m,y\n{stray}").as_bytes()), "y", &[]);
+    assert!(
+        ok && err.contains("column `m` is categorical because 1 of its 40 values are not numbers (e.g. \"?\")"),
+        "{err}"
+    );
+    // A JSON file with a byte-order mark.
+    let json: String =
+        (0..30).map(|i| format!(r#"{{"x": {i}, "y": "{}"}}"#, ["a", "b"][i % 2])).collect::<Vec<_>>().join(",");
+    let (ok, err) = c.train(&c.file("bom.json", format!("\u{feff}[{json}]").as_bytes()), "y", &[]);
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn an_unusable_models_dir_fails_before_training() {
+    let c = Case::new();
+    let file = c.file("not-a-dir", b"x");
+    let o = run(trainer()
+        .args(["train", "--target", "y", "--epochs", "2", "--data"])
+        .arg(c.file("d.csv", format!("x,c,y\n{}", rows(30)).as_bytes()))
+        .arg("--models-dir")
+        .arg(&file));
+    let err = stderr(&o);
+    assert!(!o.status.success() && err.contains("not-a-dir"), "{err}");
+    assert!(!err.contains("epoch "), "it trained first: {err}");
 }

@@ -324,6 +324,19 @@ fn predict_features_errors_name_the_problem() {
     let o = run(trainer().args(["predict", "--model", id, "--models-dir", m, "--features", row, "--json"]));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(last_json(&o)["predicted_label"].is_string());
+    // An empty line is one empty field, not "no rows" (exit 0 with nothing printed).
+    let e = fails(&["predict", "--model", id, "--models-dir", m, "--features", ""], 6);
+    assert!(e.contains("expected 15, got 1"), "{e}");
+    // A CSV whose header lacks a feature is refused: a typo would impute the whole column.
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("rows.csv");
+    std::fs::write(&csv, "carbon_intensity,sector\n38.9,Energy\n").unwrap();
+    let e = fails(&["predict", "--model", id, "--models-dir", m, "--input", csv.to_str().unwrap()], 6);
+    assert!(e.contains("missing columns `renewable_energy_pct`"), "{e}");
+    // An export that cannot be written says so (not "cannot read").
+    let out = dir.path().join("no/such/dir/m.onnx");
+    let e = fails(&["export", "--model", id, "--models-dir", m, "--format", "onnx", "--out", out.to_str().unwrap()], 6);
+    assert!(e.contains("cannot write") && e.contains("m.onnx"), "{e}");
 }
 
 #[test]

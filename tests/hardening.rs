@@ -84,7 +84,7 @@ fn predict_work_is_bounded_per_request() {
     assert_eq!(srv.json("POST", "/api/ml/predict", Some(rows(5))).0, 200);
     let (s, v) = srv.json("POST", "/api/ml/predict", Some(rows(6)));
     assert_eq!((s, v["error"].as_str()), (413, Some("too_many_rows")), "{v}");
-    let records = json!({"data": {"records": vec![json!({}); 6]}});
+    let records = json!({"data": {"records": vec![json!({"sepal_length": 5.1}); 6]}});
     assert_eq!(srv.json("POST", "/api/ml/predict", Some(records)).1["error"], "too_many_rows");
     // Echoed input is bounded: a 1 MB model_id comes back as a short 404.
     let long = "m".repeat(1 << 20);

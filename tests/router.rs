@@ -172,3 +172,201 @@ async fn explanations_ride_on_every_predict_shape() {
     assert_eq!(v1["explanations"][0]["values"], one["explanation"]["values"]);
     assert_eq!(v1["predictions"][0]["predicted_class"], one["predicted_class"]);
 }
+
+/// A request with raw bytes and headers; the answer's status, `Content-Type` and JSON body.
+async fn raw(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (StatusCode, String, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = app.clone().oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
+    let status = res.status();
+    let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+    (status, ct, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+const JSON_CT: (&str, &str) = ("content-type", "application/json");
+
+/// One OIP input per feature, from [`ROW`] (BYTES for the categorical ones), minus `skip`.
+fn oip_inputs(skip: &[&str]) -> Value {
+    let names = [
+        "carbon_intensity",
+        "renewable_energy_pct",
+        "water_usage",
+        "waste_recycling_pct",
+        "employee_turnover_pct",
+        "gender_diversity_pct",
+        "board_independence_pct",
+        "controversy_score",
+        "esg_disclosure_score",
+        "sector",
+        "region",
+        "market_cap_tier",
+        "revenue_musd",
+        "employees",
+        "years_public",
+    ];
+    let inputs: Vec<Value> = names
+        .iter()
+        .zip(ROW)
+        .filter(|(n, _)| !skip.contains(n))
+        .map(|(n, v)| match v.parse::<f64>() {
+            Ok(x) => json!({"name": n, "datatype": "FP64", "shape": [1], "data": [x]}),
+            Err(_) => json!({"name": n, "datatype": "BYTES", "shape": [1], "data": [v]}),
+        })
+        .collect();
+    json!({ "inputs": inputs })
+}
+
+#[tokio::test]
+async fn open_inference_protocol_requests_are_checked_as_triton_checks_them() {
+    let (app, _dir) = router_over_fixture(None);
+    let infer = format!("/v2/models/{ID}/infer");
+    let post = |body: Value| {
+        let app = app.clone();
+        let uri = infer.clone();
+        async move { raw(&app, "POST", &uri, &[JSON_CT], body.to_string().into_bytes()).await }
+    };
+    let (s, _, ok) = post(oip_inputs(&[])).await;
+    assert_eq!(s, StatusCode::OK, "{ok}");
+    // Every declared input is required: a misspelt or absent one is no imputed column.
+    let (s, _, v) = post(oip_inputs(&["region", "employees"])).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let e = v["error"].as_str().unwrap();
+    assert!(e.contains("missing inputs `region`, `employees`"), "{e}");
+    // JSON elements must match the datatype.
+    let one =
+        |dt: &str, data: Value| json!({"inputs": [{"name": "x", "datatype": dt, "shape": [1, 15], "data": data}]});
+    let nums: Vec<Value> = (0..15).map(|i| json!(i)).collect();
+    for (dt, data, want) in [
+        ("INT64", json!([0.5]), "is 0.5, expected an integer"),
+        ("UINT8", json!([300]), "is 300, out of its range"),
+        ("FP32", json!(["0.5"]), "is a string, expected a number"),
+        ("BYTES", json!([0.5]), "is a number, expected a string"),
+        ("BOOL", json!([2]), "is a number, expected true or false"),
+    ] {
+        let (s, _, v) = post(one(dt, data)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{dt}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(want), "{dt}: {v}");
+    }
+    let (s, _, v) = post(one("INT64", json!(nums))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "categorical columns hold text: {v}");
+    // No outputs named means all of them; a repeated one and the classification extension are refused.
+    let mut req = oip_inputs(&[]);
+    req["outputs"] = json!([]);
+    let (s, _, v) = post(req.clone()).await;
+    assert_eq!((s, v["outputs"].as_array().map(Vec::len)), (StatusCode::OK, Some(3)), "{v}");
+    req["outputs"] = json!([{"name": "probabilities"}, {"name": "probabilities"}]);
+    let (s, _, v) = post(req.clone()).await;
+    assert!(s == StatusCode::BAD_REQUEST && v["error"].as_str().unwrap().contains("twice"), "{v}");
+    req["outputs"] = json!([{"name": "probabilities", "parameters": {"classification": 2}}]);
+    let (s, _, v) = post(req).await;
+    assert!(s.is_client_error() || s == StatusCode::NOT_IMPLEMENTED, "{s}");
+    assert!(v["error"].as_str().unwrap().contains("classification extension"), "{v}");
+    // Versions: only 1 exists.
+    for uri in [format!("/v2/models/{ID}/versions/2"), format!("/v2/models/{ID}/versions/2/ready")] {
+        let (s, _, v) = raw(&app, "GET", &uri, &[], Vec::new()).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{uri}");
+        assert!(v["error"].as_str().unwrap().contains("no version `2`"), "{v}");
+    }
+    let (s, _, _) = raw(&app, "GET", &format!("/v2/models/{ID}/versions/1/ready"), &[], Vec::new()).await;
+    assert_eq!(s, StatusCode::OK);
+    // An unknown model is a 404 whatever the body.
+    let (s, _, v) = raw(&app, "POST", "/v2/models/model_2020_01_01_009/infer", &[JSON_CT], b"{".to_vec()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    // Inference-Header-Content-Length must be a count; 0 means "all JSON", as in Triton.
+    let body = oip_inputs(&[]).to_string().into_bytes();
+    let (s, _, v) =
+        raw(&app, "POST", &infer, &[JSON_CT, ("inference-header-content-length", "abc")], body.clone()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().contains("must be a byte count"), "{v}");
+    let (s, _, _) = raw(&app, "POST", &infer, &[JSON_CT, ("inference-header-content-length", "0")], body).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn compressed_bodies_are_inflated_within_the_limit_and_errors_keep_each_protocols_shape() {
+    use std::io::Write;
+    let (app, _dir) = router_over_fixture(None);
+    let infer = format!("/v2/models/{ID}/infer");
+    let body = oip_inputs(&[]).to_string().into_bytes();
+    let (_, _, plain) = raw(&app, "POST", &infer, &[JSON_CT], body.clone()).await;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&body).unwrap();
+    let mut zl = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    zl.write_all(&body).unwrap();
+    for (coding, bytes) in [("gzip", gz.finish().unwrap()), ("deflate", zl.finish().unwrap())] {
+        let (s, _, v) = raw(&app, "POST", &infer, &[JSON_CT, ("content-encoding", coding)], bytes).await;
+        assert_eq!((s, &v), (StatusCode::OK, &plain), "{coding}");
+    }
+    let (s, _, v) = raw(&app, "POST", &infer, &[JSON_CT, ("content-encoding", "br")], body).await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(v["error"].as_str().unwrap().contains("Content-Encoding \"br\""), "{v}");
+    // A small body that inflates past --max-body-bytes is refused, not inflated.
+    let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    bomb.write_all(&vec![b' '; 11 << 20]).unwrap();
+    let bomb = bomb.finish().unwrap();
+    assert!(bomb.len() < 64 << 10);
+    let (s, _, v) = raw(&app, "POST", "/invocations", &[JSON_CT, ("content-encoding", "gzip")], bomb).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(v["error_code"], "BAD_REQUEST", "MLflow's shape: {v}");
+    // 413 and 405 answer in the route's protocol.
+    let big = [JSON_CT, ("content-length", "99999999")];
+    let (s, _, v) = raw(&app, "POST", &infer, &big, b"{}".to_vec()).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(v["error"].is_string(), "OIP's shape: {v}");
+    let (s, ct, v) = raw(&app, "GET", &infer, &[], Vec::new()).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(ct.starts_with("application/json") && v["error"].as_str().unwrap().contains("GET"), "{ct} {v}");
+    let (s, _, v) = raw(&app, "GET", "/invocations", &[], Vec::new()).await;
+    assert_eq!((s, v["error_code"].as_str()), (StatusCode::METHOD_NOT_ALLOWED, Some("BAD_REQUEST")), "{v}");
+}
+
+#[tokio::test]
+async fn misnamed_absent_and_repeated_columns_are_errors_not_imputed_values() {
+    let (app, _dir) = router_over_fixture(None);
+    let v1 = format!("/v1/models/{ID}:predict");
+    // A record naming no feature.
+    let (s, v) = call(&app, "POST", &v1, Some(json!({"instances": [{"sectr": "Energy"}]})), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().contains("none of the given columns (`sectr`)"), "{v}");
+    // A record naming a feature twice (last-wins elsewhere would differ by format).
+    let twice = r#"{"instances": [{"sector": "Energy", "sector": "Consumer"}]}"#.to_owned();
+    let (s, _, v) = raw(&app, "POST", &v1, &[JSON_CT], twice.into_bytes()).await;
+    assert!(s == StatusCode::BAD_REQUEST && v["error"].as_str().unwrap().contains("`sector` is given twice"), "{v}");
+    // A record may leave features out (missing values, imputed).
+    let (s, v) = call(&app, "POST", &v1, Some(json!({"instances": [{"sector": "Energy"}]})), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // MLflow enforces its schema: every column, none twice; `params` is a dictionary.
+    let names: Vec<String> = {
+        let (_, meta) = call(&app, "GET", &format!("/v2/models/{ID}"), None, None).await;
+        meta["inputs"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_owned()).collect()
+    };
+    let split = |cols: &[String], row: &[&str]| json!({"dataframe_split": {"columns": cols, "data": [row]}});
+    let (s, v) = call(&app, "POST", "/invocations", Some(split(&names, &ROW)), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = call(&app, "POST", "/invocations", Some(split(&names[1..], &ROW[1..])), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["message"].as_str().unwrap().contains("missing column `carbon_intensity`"), "{v}");
+    let mut dup = names.clone();
+    dup[1] = dup[0].clone();
+    let (s, v) = call(&app, "POST", "/invocations", Some(split(&dup, &ROW)), None).await;
+    assert!(s == StatusCode::BAD_REQUEST && v["message"].as_str().unwrap().contains("given twice"), "{v}");
+    let mut with_params = split(&names, &ROW);
+    with_params["params"] = json!([1]);
+    let (s, v) = call(&app, "POST", "/invocations", Some(with_params), None).await;
+    assert!(s == StatusCode::BAD_REQUEST && v["message"].as_str().unwrap().contains("`params`"), "{v}");
+    // A CSV header must hold every feature (a typo would otherwise impute a whole column).
+    let header = names[1..].join(",");
+    let csv = format!("{header}\n{}\n", ROW[1..].join(","));
+    let (s, _, v) = raw(&app, "POST", "/invocations", &[("content-type", "text/csv")], csv.into_bytes()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["message"].as_str().unwrap().contains("missing column `carbon_intensity`"), "{v}");
+}

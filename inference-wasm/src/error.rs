@@ -118,7 +118,7 @@ pub enum PredictError {
         value: String,
     },
     /// NaN is missing; infinities (and finite values beyond f32) are rejected.
-    #[error("column `{column}` got a non-finite number ({value})")]
+    #[error("column `{column}` got an infinite number or one beyond f32's range ({value})")]
     NonFinite {
         /// Feature name.
         column: String,
@@ -142,6 +142,29 @@ pub enum PredictError {
         value: String,
     },
     /// A batch whose flat buffer does not divide into rows.
+    /// No key of a record, column of a table or CSV header names a feature (a misspelt or
+    /// foreign schema, which would otherwise predict from imputed values alone).
+    #[error("none of the given columns ({given}) is a feature of the model (its features: {features})")]
+    NoKnownColumn {
+        /// The names given (truncated).
+        given: String,
+        /// The model's feature names (truncated).
+        features: String,
+    },
+    /// Features absent where every feature is required (MLflow's schema enforcement).
+    #[error("missing column{} {columns}: every feature is required (send null for a missing value)", if *count == 1 { "" } else { "s" })]
+    MissingColumns {
+        /// The absent features, quoted (truncated).
+        columns: String,
+        /// How many are absent.
+        count: usize,
+    },
+    /// A feature named twice in one row, table or header.
+    #[error("column `{column}` is given twice")]
+    DuplicateColumn {
+        /// The feature.
+        column: String,
+    },
     #[error("batch of {len} values does not hold {rows} rows of {features} features")]
     BatchShape {
         /// Values given.
@@ -166,6 +189,9 @@ impl PredictError {
             Self::NonFinite { .. } => "non_finite",
             Self::MissingValue { .. } => "missing_value",
             Self::InvalidValue { .. } => "invalid_value",
+            Self::NoKnownColumn { .. } => "unknown_columns",
+            Self::MissingColumns { .. } => "missing_columns",
+            Self::DuplicateColumn { .. } => "duplicate_column",
             Self::BatchShape { .. } => "batch_shape",
             Self::Unsupported(_) => "unsupported",
         }
@@ -178,8 +204,13 @@ impl PredictError {
             | Self::NotANumber { column, .. }
             | Self::NonFinite { column, .. }
             | Self::MissingValue { column }
-            | Self::InvalidValue { column, .. } => Some(column),
-            Self::WrongFeatureCount { .. } | Self::BatchShape { .. } | Self::Unsupported(_) => None,
+            | Self::InvalidValue { column, .. }
+            | Self::DuplicateColumn { column } => Some(column),
+            Self::WrongFeatureCount { .. }
+            | Self::NoKnownColumn { .. }
+            | Self::MissingColumns { .. }
+            | Self::BatchShape { .. }
+            | Self::Unsupported(_) => None,
         }
     }
 }

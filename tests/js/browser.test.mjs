@@ -369,7 +369,8 @@ describe('prediction page in Chromium', () => {
     assert.ok(Math.abs(got - want) <= 1e-5 * Math.abs(want), `${got} vs ${want}`);
     assert.equal(await page.$$eval('#prob-bars .bar', (b) => b.length), 0);
     assert.equal(await page.isVisible('#confusion-wrap'), false);
-    await page.fill('#csv-input', 'age,bmi\n50,30\n60,');
+    // A pasted table names every feature (an absent one would be a typo, not a missing value).
+    await page.fill('#csv-input', `${names.join(',')}\n${row.join(',')}\n${row.map((v, j) => (j === 2 ? '' : v)).join(',')}`);
     await page.click('#csv-predict');
     const values = await page.$$eval('#csv-table tbody tr', (trs) => trs.map((tr) => Number(tr.dataset.value)));
     assert.equal(values.length, 2);

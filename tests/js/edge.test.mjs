@@ -141,10 +141,14 @@ describe('edge worker under workerd', () => {
     const { status, body } = await post({ data: { records } });
     assert.equal(status, 200);
     body.predictions.forEach((p, i) => assertSamePrediction(assert, p, native[i], 1e-5, `record ${i}`));
-    // Absent columns are missing.
-    const sparse = await post({ records: [{ sector: 'Energy' }, {}] });
+    // Absent columns are missing; a record naming no feature is an error.
+    const sparse = await post({ records: [{ sector: 'Energy' }, { region: 'Europe' }] });
     assert.equal(sparse.status, 200);
     assert.equal(sparse.body.predictions.length, 2);
+    const none = await post({ records: [{ sector: 'Energy' }, { sectr: 'Energy' }] });
+    assert.equal(none.status, 400);
+    assert.equal(none.body.error, 'unknown_columns');
+    assert.equal(none.body.row, 1);
   });
 
   test('malformed requests get the API error shape and status', async () => {

@@ -82,7 +82,9 @@ pub enum DataLoadError {
     #[error("{source_name}: column {index} has a blank name", index = .0 + 1, source_name = .1)]
     BlankColumn(usize, String),
     /// An infinite (or beyond-f32) number in a numeric column.
-    #[error("{source_name}, row {row}: column `{column}` holds a non-finite number")]
+    #[error(
+        "{source_name}, row {row}: column `{column}` holds an infinite number or one beyond f32's range (±3.4e38)"
+    )]
     NonFinite {
         /// The source.
         source_name: String,
@@ -404,6 +406,14 @@ pub enum PredictionError {
     /// Bad arguments.
     #[error("{0}")]
     Usage(String),
+    /// An output file (an export) could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The path as given.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 impl From<RequestError> for PredictionError {
@@ -429,6 +439,7 @@ impl PredictionError {
             Self::Engine(_) => "engine_error",
             Self::Mismatch { .. } => "mismatch",
             Self::Usage(_) => "usage",
+            Self::Write { .. } => "write_failed",
         }
     }
 }

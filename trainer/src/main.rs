@@ -645,6 +645,9 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainingError> {
         save_test_rows: args.save_test_rows,
         save_split: args.save_split,
     };
+    // Before training: an unusable models directory should not cost a training run.
+    let store = FsStore::open_dir(&args.models_dir, FsOptions::default())
+        .map_err(|e| trainer::error::StoreError::Backend(format!("{}: {e}", args.models_dir.display())))?;
     let interactive = std::io::stderr().is_terminal();
     let total = checked.config().train_config.epochs;
     let mut bar: Option<ProgressBar> = None;
@@ -670,6 +673,9 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainingError> {
                 for w in &prepared.warnings {
                     eprintln!("warning: {w}");
                 }
+                if d.test_rows == 0 {
+                    eprintln!("warning: {}", pipeline::NO_TEST_ROWS);
+                }
                 if interactive {
                     bar = Some(progress_bar(total));
                 }
@@ -689,8 +695,6 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainingError> {
     }
     let trained = result?;
     let samples_per_second = trained.samples_per_second;
-    let store = FsStore::open_dir(&args.models_dir, FsOptions::default())
-        .map_err(|e| trainer::error::StoreError::Backend(format!("{}: {e}", args.models_dir.display())))?;
     let rt = cli_runtime().map_err(|e| TrainingError::Engine(e.to_string()))?;
     let m = rt.block_on(trainer::export::publish(&store, trained))?;
     let model_dir = store.model_dir(&trainer::store::ModelId::parse(&m.model_id)?);
@@ -957,7 +961,7 @@ fn run_export(args: &ExportArgs) -> Result<(), PredictionError> {
         _ => (trainer::onnx::export(&loaded.model), "onnx"),
     };
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("{}.{ext}", loaded.model.id())));
-    let io = |source| PredictionError::Input(DataLoadError::Io { path: out.clone(), source });
+    let io = |source| PredictionError::Write { path: out.clone(), source };
     // Written whole or not at all.
     let tmp = out.with_extension(format!("onnx.tmp-{}", std::process::id()));
     std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, &out)).map_err(|e| {

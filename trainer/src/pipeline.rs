@@ -121,6 +121,9 @@ pub fn run(
     finish(config, &data, trained, opts)
 }
 
+/// The warning of a run without a test split.
+pub const NO_TEST_ROWS: &str = "test_size is 0: there are no test rows, so test_metrics are not meaningful";
+
 /// Evaluate a trained network on the test split (the only place the test split is used) and
 /// assemble what export needs: metadata, tensors, the explanation background and the curves.
 pub fn finish(
@@ -133,7 +136,7 @@ pub fn finish(
     let test_metrics = test_metrics(trained.model.as_ref(), prepared)?;
     let mut warnings = prepared.warnings.clone();
     if prepared.test.rows == 0 {
-        warnings.push("test_size is 0: test_metrics are not meaningful".into());
+        warnings.push(NO_TEST_ROWS.into());
     }
     let mut recorded = config.clone();
     recorded.target_column = Some(data.target.clone());

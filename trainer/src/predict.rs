@@ -51,7 +51,13 @@ const NO_LIMIT: Limits = Limits::NONE;
 
 /// Rows of one CSV-style line of values in feature order (quotes allowed; empty = missing).
 pub fn feature_line_rows(model: &Model, line: &str) -> Result<Rows, PredictionError> {
-    let text = format!("{line}\n");
+    // An empty line is one empty (missing) field, where a CSV reader would skip it as blank.
+    let n = model.num_features();
+    if line.is_empty() && n > 1 {
+        let wrong = inference::error::PredictError::WrongFeatureCount { expected: n, got: 1 };
+        return Err(inference::error::RequestError::Value { row: None, source: wrong }.into());
+    }
+    let text = if line.is_empty() { "\"\"\n".to_owned() } else { format!("{line}\n") };
     Ok(Request::csv(&text, CsvColumns::Positional).rows(model, &NO_LIMIT)?)
 }
 

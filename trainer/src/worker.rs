@@ -68,9 +68,11 @@ pub fn run_process(ctx: WorkerContext, concurrency: usize) -> std::io::Result<()
         let workers: Vec<_> = (0..concurrency.max(1))
             .map(|i| tokio::spawn(run(ctx.clone(), format!("{name}-{i}"), stop.clone())))
             .collect();
+        // Before "ready": whoever waits for that line may signal at once.
+        let signal = crate::server::shutdown_signal();
         tracing::info!(worker = %name, concurrency, "worker ready");
         println!("worker {name} ready");
-        crate::server::shutdown_signal().await;
+        signal.await;
         tracing::info!(worker = %name, "stopping: handing running tasks back");
         stop.store(true, Ordering::SeqCst);
         ctx.queue.shut_down().await;

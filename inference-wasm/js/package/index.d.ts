@@ -255,10 +255,24 @@ export type BundleErrorKind =
   | 'inconsistent_metadata';
 
 /** `kind` of an input value that cannot be used; these errors name the `column`. */
-export type ValueErrorKind = 'unknown_category' | 'not_a_number' | 'non_finite' | 'missing_value' | 'invalid_value';
+export type ValueErrorKind =
+  | 'unknown_category'
+  | 'not_a_number'
+  | 'non_finite'
+  | 'missing_value'
+  | 'invalid_value'
+  /** A feature named twice in one record, table or CSV header. */
+  | 'duplicate_column';
 
 /** `kind` of a row or call that does not fit the model (no `column`). */
-export type ShapeErrorKind = 'wrong_feature_count' | 'batch_shape' | 'unsupported';
+export type ShapeErrorKind =
+  | 'wrong_feature_count'
+  | 'batch_shape'
+  | 'unsupported'
+  /** No column of a record, table or CSV header is a feature of the model. */
+  | 'unknown_columns'
+  /** A table or CSV header (or an MLflow request) lacks some of the model's features. */
+  | 'missing_columns';
 
 /** `kind` of a request that cannot be read or answered (no `row`, no `column`). */
 export type RequestErrorKind =
@@ -360,8 +374,9 @@ export class Model {
   predict(features: Cell[]): Prediction;
 
   /**
-   * Predict rows given as objects keyed by column name (absent keys are missing; other keys are
-   * ignored). Errors name the row (from 0).
+   * Predict rows given as objects keyed by column name (absent keys are missing values, but a
+   * row must name at least one feature and none twice; other keys are ignored). Errors name the
+   * row (from 0).
    */
   predictRecords(records: Array<Record<string, Cell>>): Prediction[];
 
@@ -373,8 +388,8 @@ export class Model {
   predictBatch(features: Float64Array | number[], nRows: number): Float32Array;
 
   /**
-   * Predict every row of CSV text whose header names the columns (matched by name; extra columns
-   * ignored). Rows count from 0 in errors.
+   * Predict every row of CSV text whose header names the columns (matched by name; every
+   * feature must be there, once; extra columns ignored). Rows count from 0 in errors.
    */
   predictCsv(text: string): Prediction[];
 

@@ -115,6 +115,8 @@ pub(crate) struct Binder<'m> {
     error: Option<RequestError>,
     /// Rows are numbered in errors (batches) or not (a single-row request).
     numbered: bool,
+    /// Every feature must be named (MLflow's schema enforcement); else absent ones are missing.
+    all_required: bool,
 }
 
 /// The text of the placeholder error a visitor returns after parking the real one.
@@ -123,7 +125,72 @@ const PARKED: &str = "\u{0}parked request error";
 impl<'m> Binder<'m> {
     pub(crate) fn new(pre: &'m Preprocessor, max_rows: usize) -> Self {
         let n = pre.num_features();
-        Self { pre, n, max_rows, out: Rows::default(), given: vec![false; n], error: None, numbered: true }
+        Self {
+            pre,
+            n,
+            max_rows,
+            out: Rows::default(),
+            given: vec![false; n],
+            error: None,
+            numbered: true,
+            all_required: false,
+        }
+    }
+
+    /// Require every feature by name in records, tables and headers.
+    pub(crate) fn require_all(&mut self) {
+        self.all_required = true;
+    }
+
+    /// Which features named columns (a record's keys, a table's or a header's columns) gave,
+    /// checked: at least one, and every one for a `table` (a CSV header, a table's columns:
+    /// an absent column there is a mistake, not a missing value) or when
+    /// [`Binder::require_all`] was asked. `names` are the names given (for the message when
+    /// none is a feature).
+    pub(crate) fn named(&self, given: &[bool], names: &[&str], table: bool) -> Result<(), PredictError> {
+        let features = || truncate_echo(&self.pre.feature_names().join(", "));
+        if !given.iter().any(|g| *g) {
+            let shown = if names.is_empty() { "none".to_owned() } else { quoted(names.iter().copied()) };
+            return Err(PredictError::NoKnownColumn { given: shown, features: features() });
+        }
+        if table || self.all_required {
+            let absent: Vec<&str> =
+                self.pre.feature_names().iter().zip(given).filter(|(_, g)| !**g).map(|(n, _)| n.as_str()).collect();
+            if !absent.is_empty() {
+                return Err(PredictError::MissingColumns {
+                    columns: quoted(absent.iter().copied()),
+                    count: absent.len(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Binder::named`] for row `row`, as a visitor error.
+    fn named_row<E: de::Error>(&mut self, row: usize, given: &[bool], names: &[&str]) -> Result<(), E> {
+        match self.named(given, names, false) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.row_error(row, e)),
+        }
+    }
+
+    /// Map column names (a header, a table's `columns`) to features: a feature named twice
+    /// and a set naming none are errors, and so is an absent feature under `require_all`.
+    pub(crate) fn column_map(&self, names: &[&str]) -> Result<Vec<Option<usize>>, RequestError> {
+        let mut given = vec![false; self.n];
+        let mut map = Vec::with_capacity(names.len());
+        for name in names {
+            let j = self.pre.index_of(name.trim());
+            if let Some(j) = j {
+                if std::mem::replace(&mut given[j], true) {
+                    let column = self.pre.feature_names()[j].clone();
+                    return Err(RequestError::at(None, PredictError::DuplicateColumn { column }));
+                }
+            }
+            map.push(j);
+        }
+        self.named(&given, names, true).map_err(|e| RequestError::at(None, e))?;
+        Ok(map)
     }
 
     /// Rows bound so far.
@@ -299,23 +366,35 @@ impl<'de> Visitor<'de> for PositionalRow<'_, '_> {
     }
 }
 
+/// How many of a record's unknown keys an error message shows.
+const UNKNOWN_SHOWN: usize = 5;
+
 /// Reads a record's body (object) into row `row`.
 fn record_entries<'de, A: MapAccess<'de>>(b: &mut Binder<'_>, row: usize, mut map: A) -> Result<(), A::Error> {
     let mut given = std::mem::take(&mut b.given);
     given.fill(false);
     let res = (|| {
+        let mut unknown: Vec<Cow<'de, str>> = Vec::new();
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match b.pre.index_of(&key) {
                 Some(j) => {
+                    if std::mem::replace(&mut given[j], true) {
+                        let column = b.pre.feature_names()[j].clone();
+                        return Err(b.row_error(row, PredictError::DuplicateColumn { column }));
+                    }
                     let cell = map.next_value::<Cell>()?;
-                    given[j] = true;
                     b.set_cell(row, j, &cell)?;
                 }
                 None => {
+                    if unknown.len() < UNKNOWN_SHOWN {
+                        unknown.push(key);
+                    }
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
+        let names: Vec<&str> = unknown.iter().map(|k| k.as_ref()).collect();
+        b.named_row(row, &given, &names)?;
         b.fill_missing(row, &given)
     })();
     b.given = given;
@@ -477,12 +556,19 @@ impl<'de> Visitor<'de> for ColumnsSeed<'_, '_> {
         let n = self.b.n;
         let mut given = vec![false; n];
         let mut length: Option<(String, usize)> = None;
+        let mut unknown: Vec<Cow<'de, str>> = Vec::new();
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            let Some(j) = self.b.pre.index_of(&key).filter(|&j| !given[j]) else {
+            let Some(j) = self.b.pre.index_of(&key) else {
+                if unknown.len() < UNKNOWN_SHOWN {
+                    unknown.push(key);
+                }
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
-            given[j] = true;
+            if std::mem::replace(&mut given[j], true) {
+                let column = self.b.pre.feature_names()[j].clone();
+                return Err(self.b.park(RequestError::at(None, PredictError::DuplicateColumn { column })));
+            }
             let len = map.next_value_seed(ColumnSeed { b: self.b, j })?;
             match &length {
                 Some((first, l)) if *l != len => {
@@ -494,11 +580,20 @@ impl<'de> Visitor<'de> for ColumnsSeed<'_, '_> {
                 None => length = Some((key.into_owned(), len)),
             }
         }
+        let names: Vec<&str> = unknown.iter().map(|k| k.as_ref()).collect();
+        if let Err(e) = self.b.named(&given, &names, true) {
+            return Err(self.b.park(RequestError::at(None, e)));
+        }
         for row in 0..self.b.rows() {
             self.b.fill_missing(row, &given)?;
         }
         Ok(())
     }
+}
+
+/// Names in backquotes, comma-separated, truncated.
+fn quoted<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    truncate_echo(&names.map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
 }
 
 /// One column's values, written into rows 0..len of feature `j`; returns len.

@@ -1,11 +1,11 @@
 //! CSV text as prediction input (MLflow's `text/csv`, `trainer predict --input/--features`,
 //! the page's pasted CSV): RFC 4180 records read with `csv-core`, columns matched to features
-//! by header name (others ignored, absent ones missing), or positional without a header.
+//! by header name (others ignored; every feature must be there), or positional without a header.
 
 use csv_core::{ReadRecordResult, Reader};
 
 use super::bind::Binder;
-use crate::error::{truncate_echo, RequestError};
+use crate::error::RequestError;
 
 /// How the columns of the CSV are told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,13 +80,7 @@ pub(crate) fn bind_csv(b: &mut Binder<'_>, text: &[u8], columns: CsvColumns) -> 
         CsvColumns::Positional => ((0..n).map(Some).collect(), n),
         CsvColumns::Header => {
             let header = records.next_record(0)?.ok_or_else(|| malformed("no header row".into()))?;
-            let map: Vec<Option<usize>> = header.iter().map(|h| b.pre.index_of(h.trim())).collect();
-            if map.iter().all(Option::is_none) {
-                return Err(RequestError::Invalid(format!(
-                    "no CSV column matches the model's features ({})",
-                    truncate_echo(&b.pre.feature_names().join(", "))
-                )));
-            }
+            let map = b.column_map(&header)?;
             let width = map.len();
             (map, width)
         }
@@ -163,7 +157,7 @@ mod tests {
         let e = bind("x,c\n1,z,3\n", CsvColumns::Header).unwrap_err();
         assert!(e.to_string().contains("row 0 has 3 fields, the header has 2"), "{e}");
         let e = bind("a,b\n1,2\n", CsvColumns::Header).unwrap_err();
-        assert!(e.to_string().contains("no CSV column matches"), "{e}");
+        assert_eq!(e.kind(), "unknown_columns", "{e}");
         let e = bind("1\n", CsvColumns::Positional).unwrap_err();
         assert_eq!(e.kind(), "wrong_feature_count");
     }

@@ -46,6 +46,10 @@ pub(crate) fn parse(text: &str) -> Result<Rows, RequestError> {
             "The input must be a JSON dictionary with exactly one of the input fields {{{FORMATS}}}; it has {given}"
         )));
     }
+    // MLflow's server refuses `params` other than a dictionary (this model takes none).
+    if top.get("params").is_some_and(|p| !p.get().starts_with('{')) {
+        return Err(RequestError::Invalid("`params` must be a dictionary of parameter name → value".into()));
+    }
     if let Some(s) = split {
         let bad = |m: String| {
             RequestError::Invalid(format!(
@@ -135,7 +139,7 @@ pub(crate) fn bind(b: &mut Binder<'_>, text: &str, rows: Rows) -> Result<(), Req
                     let names: Vec<std::borrow::Cow<'_, str>> = serde_json::from_str(c.get(text)).map_err(|_| {
                         RequestError::Invalid("dataframe_split `columns` must be an array of names".into())
                     })?;
-                    names.iter().map(|n| b.pre.index_of(n)).collect()
+                    b.column_map(&names.iter().map(|n| n.as_ref()).collect::<Vec<_>>())?
                 }
                 None => (0..b.pre.num_features()).map(Some).collect(),
             };

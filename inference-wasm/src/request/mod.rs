@@ -326,6 +326,10 @@ impl<'a> Request<'a> {
 
     /// Bind into `b`; returns the answer's shape.
     fn bind(&self, b: &mut bind::Binder<'_>) -> Result<api_ml::Shape, RequestError> {
+        if self.protocol == Protocol::Mlflow {
+            // As MLflow's schema enforcement: a model's inputs are all required.
+            b.require_all();
+        }
         match &self.parsed {
             Parsed::Rows(env) => api_ml::bind(b, &self.text, env.rows),
             Parsed::Mlflow(rows) => {

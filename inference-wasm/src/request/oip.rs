@@ -81,6 +81,8 @@ struct Params {
     binary_data: Option<bool>,
     binary_data_output: Option<bool>,
     shared_memory: bool,
+    /// Triton's classification extension (`classification: k`), which this server does not offer.
+    classification: bool,
 }
 
 impl Params {
@@ -95,6 +97,7 @@ impl Params {
             binary_data: optional(&p, "binary_data")?,
             binary_data_output: optional(&p, "binary_data_output")?,
             shared_memory: p.get("shared_memory_region").is_some(),
+            classification: p.get("classification").is_some(),
         })
     }
 }
@@ -186,13 +189,24 @@ pub(crate) fn parse(text: &str, tail: &[u8]) -> Result<Envelope, RequestError> {
     let outputs = match top.get("outputs") {
         Some(raw) => {
             let raw: Vec<&RawValue> = value(raw, "outputs")?;
-            let mut outputs = Vec::with_capacity(raw.len());
+            let mut outputs: Vec<Output> = Vec::with_capacity(raw.len());
             for o in raw {
                 let o = Members::parse(o.get())?;
-                let binary = Params::of(&o)?.binary_data.unwrap_or(binary_default);
-                outputs.push(Output { name: value(o.required("name", "an output")?, "name")?, binary });
+                let p = Params::of(&o)?;
+                if p.classification {
+                    return Err(RequestError::NotImplemented(
+                        "the classification extension is not supported: request `predicted_label` and `probabilities`"
+                            .into(),
+                    ));
+                }
+                let name: String = value(o.required("name", "an output")?, "name")?;
+                if outputs.iter().any(|seen| seen.name == name) {
+                    return Err(invalid(format!("output `{}` is requested twice", truncate_echo(&name))));
+                }
+                outputs.push(Output { name, binary: p.binary_data.unwrap_or(binary_default) });
             }
-            Some(outputs)
+            // As Triton: no output named means every output.
+            (!outputs.is_empty()).then_some(outputs)
         }
         None => None,
     };
@@ -226,7 +240,78 @@ struct Flat<'b, 'm> {
     expected: usize,
 }
 
+/// What kind of JSON element a datatype takes (`null`, a missing value, fits every type).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Element {
+    Bool,
+    Integer { min: i128, max: i128 },
+    Number,
+    Text,
+}
+
+impl Datatype {
+    fn element(self) -> Element {
+        let int = |min: i128, max: i128| Element::Integer { min, max };
+        match self {
+            Self::Bool => Element::Bool,
+            Self::U8 => int(0, u8::MAX.into()),
+            Self::U16 => int(0, u16::MAX.into()),
+            Self::U32 => int(0, u32::MAX.into()),
+            Self::U64 => int(0, u64::MAX.into()),
+            Self::I8 => int(i8::MIN.into(), i8::MAX.into()),
+            Self::I16 => int(i16::MIN.into(), i16::MAX.into()),
+            Self::I32 => int(i32::MIN.into(), i32::MAX.into()),
+            Self::I64 => int(i64::MIN.into(), i64::MAX.into()),
+            Self::F16 | Self::Bf16 | Self::F32 | Self::F64 => Element::Number,
+            Self::Bytes => Element::Text,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Bool => "BOOL",
+            Self::U8 => "UINT8",
+            Self::U16 => "UINT16",
+            Self::U32 => "UINT32",
+            Self::U64 => "UINT64",
+            Self::I8 => "INT8",
+            Self::I16 => "INT16",
+            Self::I32 => "INT32",
+            Self::I64 => "INT64",
+            Self::F16 => "FP16",
+            Self::Bf16 => "BF16",
+            Self::F32 => "FP32",
+            Self::F64 => "FP64",
+            Self::Bytes => "BYTES",
+        }
+    }
+}
+
 impl Flat<'_, '_> {
+    /// An integer element, checked against the datatype's range.
+    fn int<E: de::Error>(&mut self, v: i128) -> Result<(), E> {
+        match self.datatype.element() {
+            Element::Integer { min, max } if v < min || v > max => {
+                Err(self.mismatch(&format!("{v}, out of its range")))
+            }
+            Element::Integer { .. } | Element::Number => self.put(Cell::Number(v as f64)),
+            _ => Err(self.mismatch("a number")),
+        }
+    }
+
+    /// The element at the current index does not fit the declared datatype (OIP REST: JSON
+    /// tensor elements must match `datatype`).
+    fn mismatch<E: de::Error>(&mut self, got: &str) -> E {
+        let (i, dt) = (*self.count, self.datatype);
+        let want = match dt.element() {
+            Element::Bool => "true or false",
+            Element::Integer { .. } => "an integer",
+            Element::Number => "a number",
+            Element::Text => "a string",
+        };
+        self.b.invalid(format!("element {i} of a {} input is {got}, expected {want}", dt.name()))
+    }
+
     fn put<E: de::Error>(&mut self, cell: Cell<'_>) -> Result<(), E> {
         let i = *self.count;
         *self.count += 1;
@@ -271,18 +356,29 @@ impl<'de> Visitor<'de> for Flat<'_, '_> {
         }
     }
     fn visit_bool<E: de::Error>(mut self, v: bool) -> Result<(), E> {
+        if self.datatype.element() != Element::Bool {
+            return Err(self.mismatch(if v { "true" } else { "false" }));
+        }
         self.put(Cell::Bool(v))
     }
     fn visit_i64<E: de::Error>(mut self, v: i64) -> Result<(), E> {
-        self.put(Cell::Number(v as f64))
+        self.int(v.into())
     }
     fn visit_u64<E: de::Error>(mut self, v: u64) -> Result<(), E> {
-        self.put(Cell::Number(v as f64))
+        self.int(v.into())
     }
     fn visit_f64<E: de::Error>(mut self, v: f64) -> Result<(), E> {
-        self.put(Cell::Number(v))
+        match self.datatype.element() {
+            Element::Number => self.put(Cell::Number(v)),
+            Element::Integer { .. } if v.fract() == 0.0 && v.abs() < 2f64.powi(63) => self.int(v as i128),
+            Element::Integer { .. } => Err(self.mismatch(&format!("{v}"))),
+            _ => Err(self.mismatch("a number")),
+        }
     }
     fn visit_str<E: de::Error>(mut self, v: &str) -> Result<(), E> {
+        if self.datatype.element() != Element::Text {
+            return Err(self.mismatch("a string"));
+        }
         self.put(Cell::Text(Cow::Borrowed(v)))
     }
     fn visit_unit<E: de::Error>(mut self) -> Result<(), E> {
@@ -444,15 +540,21 @@ fn bind(b: &mut Binder<'_>, env: &Envelope, text: &str, tail: &[u8]) -> Result<(
         }
     }
     let rows = rows.unwrap_or(0);
-    let r = (|| -> Result<(), serde_json::Error> {
-        b.ensure_rows(rows)?;
-        if !one_tensor {
-            for row in 0..rows {
-                b.fill_missing(row, &given)?;
-            }
+    if !one_tensor {
+        // As Triton: every declared input is required (a missing value is NaN or null, not an
+        // absent input), so a misspelt name cannot silently become an imputed column.
+        let absent: Vec<&str> =
+            given.iter().zip(b.pre.feature_names()).filter(|(g, _)| !**g).map(|(_, n)| n.as_str()).collect();
+        if !absent.is_empty() {
+            return Err(invalid(format!(
+                "missing input{} {}: give one input per feature ({}), or one [rows, {n}] tensor",
+                if absent.len() == 1 { "" } else { "s" },
+                truncate_echo(&absent.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ")),
+                truncate_echo(&names)
+            )));
         }
-        Ok(())
-    })();
+    }
+    let r = b.ensure_rows(rows);
     b.outcome(r)
 }
 

@@ -1,6 +1,8 @@
 //! CSV reading: byte records straight into columnar f32 buffers (no String per numeric cell).
 //! A first pass types the columns and fills numeric ones; a second pass, only when some
-//! column is text, collects the text cells.
+//! column is text, collects the text cells. The delimiter is `,` unless the header line holds
+//! none and a tab or `;` instead (as pandas' `sep=None` sniffs); a quoted field still open at
+//! the end of the file is an error, not a cell that swallowed the rest of it.
 
 use std::io::Read;
 
@@ -22,8 +24,99 @@ fn csv_error(source_name: &str, e: &csv::Error) -> DataLoadError {
     DataLoadError::Csv { source_name: source_name.to_owned(), line, message }
 }
 
-fn reader<R: Read>(r: R) -> csv::Reader<R> {
-    ReaderBuilder::new().has_headers(true).flexible(false).from_reader(r)
+fn reader<R: Read>(r: R, delimiter: u8) -> csv::Reader<R> {
+    ReaderBuilder::new().has_headers(true).flexible(false).delimiter(delimiter).from_reader(r)
+}
+
+/// How much of the file the delimiter is sniffed from.
+const SNIFF_BYTES: u64 = 64 * 1024;
+
+/// The delimiter of the header line: `,` if it holds one (outside quotes), else a tab, else `;`.
+fn sniff_delimiter(r: impl Read) -> Result<u8, std::io::Error> {
+    let mut head = Vec::new();
+    r.take(SNIFF_BYTES).read_to_end(&mut head)?;
+    let (mut quoted, mut seen) = (false, [false; 3]);
+    for &b in head.iter() {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' | b'\r' if !quoted => break,
+            b',' if !quoted => seen[0] = true,
+            b'\t' if !quoted => seen[1] = true,
+            b';' if !quoted => seen[2] = true,
+            _ => {}
+        }
+    }
+    Ok(match seen {
+        [false, true, _] => b'\t',
+        [false, false, true] => b';',
+        _ => b',',
+    })
+}
+
+/// Passes bytes through while following RFC 4180 quoting as the csv crate reads it (a quote
+/// opens a field only at its start; `""` inside is a quote), so the end of the input can tell
+/// an unterminated quoted field, which the csv crate silently ends there.
+struct QuoteTracker<R> {
+    inner: R,
+    delimiter: u8,
+    line: u64,
+    at_field_start: bool,
+    in_quotes: bool,
+    /// A quote seen inside quotes: the next byte says whether it closed the field.
+    quote_pending: bool,
+    opened_at: u64,
+}
+
+impl<R: Read> QuoteTracker<R> {
+    fn new(inner: R, delimiter: u8) -> Self {
+        Self { inner, delimiter, line: 1, at_field_start: true, in_quotes: false, quote_pending: false, opened_at: 0 }
+    }
+
+    /// The line where a quoted field opened and never closed, if the input ended inside one.
+    fn unterminated(&self) -> Option<u64> {
+        (self.in_quotes && !self.quote_pending).then_some(self.opened_at)
+    }
+
+    fn scan(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.in_quotes {
+                if std::mem::take(&mut self.quote_pending) {
+                    if b == b'"' {
+                        continue; // An escaped quote.
+                    }
+                    self.in_quotes = false; // Closed; `b` is read as unquoted text below.
+                } else {
+                    match b {
+                        b'"' => self.quote_pending = true,
+                        b'\n' => self.line += 1,
+                        _ => {}
+                    }
+                    continue;
+                }
+            }
+            match b {
+                b'"' if self.at_field_start => {
+                    self.in_quotes = true;
+                    self.opened_at = self.line;
+                    self.at_field_start = false;
+                }
+                b'\n' => {
+                    self.line += 1;
+                    self.at_field_start = true;
+                }
+                b'\r' => self.at_field_start = true,
+                _ => self.at_field_start = b == self.delimiter,
+            }
+        }
+    }
+}
+
+impl<R: Read> Read for QuoteTracker<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.scan(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// Read CSV from whatever `open` yields (called once, or twice when text columns exist).
@@ -31,7 +124,12 @@ pub(super) fn read<R: Read>(
     source_name: &str,
     open: impl Fn() -> Result<R, DataLoadError>,
 ) -> Result<Table, DataLoadError> {
-    let mut rdr = reader(open()?);
+    let delimiter = sniff_delimiter(open()?).map_err(|e| DataLoadError::Csv {
+        source_name: source_name.to_owned(),
+        line: 1,
+        message: format!("cannot read: {e}"),
+    })?;
+    let mut rdr = reader(QuoteTracker::new(open()?, delimiter), delimiter);
     let header = rdr.byte_headers().map_err(|e| csv_error(source_name, &e))?.clone();
     let mut names = Vec::with_capacity(header.len());
     for (i, raw) in header.iter().enumerate() {
@@ -78,6 +176,13 @@ pub(super) fn read<R: Read>(
         }
         rows += 1;
     }
+    if let Some(line) = rdr.get_ref().unterminated() {
+        return Err(DataLoadError::Csv {
+            source_name: source_name.to_owned(),
+            line,
+            message: "a quoted field opened here is never closed (an unmatched `\"`)".into(),
+        });
+    }
     if rows == 0 {
         return Err(DataLoadError::NoRows(source_name.to_owned()));
     }
@@ -86,13 +191,20 @@ pub(super) fn read<R: Read>(
     let text_cols: Vec<usize> = (0..names.len()).filter(|&j| numeric[j].is_none()).collect();
     let mut text: Vec<Vec<Option<String>>> = text_cols.iter().map(|_| Vec::with_capacity(rows)).collect();
     if !text_cols.is_empty() {
-        let mut rdr = reader(open()?);
+        let mut rdr = reader(open()?, delimiter);
         while rdr.read_byte_record(&mut record).map_err(|e| csv_error(source_name, &e))? {
             for (slot, &j) in text.iter_mut().zip(&text_cols) {
                 // Validated as UTF-8 in pass 1.
                 let cell = String::from_utf8_lossy(&record[j]);
                 slot.push((classify(&cell) != Cell::Missing).then(|| category_of(&cell).into_owned()));
             }
+        }
+        if text.first().map_or(0, Vec::len) != rows {
+            return Err(DataLoadError::Csv {
+                source_name: source_name.to_owned(),
+                line: 0,
+                message: format!("the file changed while it was read ({rows} rows, then a different count)"),
+            });
         }
     }
     let mut text = text.into_iter();
@@ -160,5 +272,33 @@ mod tests {
         assert!(matches!(e, DataLoadError::NonFinite { row: 3, .. }), "{e}");
         let e = read_csv_bytes("t.csv", b"a,b\n1,x\n2,\xff\xfe\n").unwrap_err();
         assert!(matches!(&e, DataLoadError::InvalidUtf8 { line: 3, column, .. } if column == "b"), "{e}");
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_an_error_naming_its_line() {
+        let e = read_str("x,y\n1,p\n2,\"q\n3,p\n4,q\n").unwrap_err();
+        assert!(matches!(&e, DataLoadError::Csv { line: 3, .. }), "{e}");
+        assert!(e.to_string().contains("never closed"), "{e}");
+        // Closed quotes, escaped quotes and quotes inside unquoted fields are fine.
+        let t = read_str("x,y\n1,\"a \"\"b\"\" c\"\n2,5'11\"\n3,\"multi\nline\"\n").unwrap();
+        assert_eq!(t.n_rows(), 3);
+        assert_eq!(
+            t.columns[1].data,
+            ColumnData::Text(vec![Some("a \"b\" c".into()), Some("5'11\"".into()), Some("multi\nline".into())])
+        );
+    }
+
+    #[test]
+    fn tab_and_semicolon_files_are_sniffed_from_the_header() {
+        for sep in ["\t", ";"] {
+            let t = read_str(&format!("a{sep}b\n1{sep}x\n2{sep}y\n")).unwrap();
+            assert_eq!(t.columns.len(), 2, "{sep:?}");
+            assert_eq!(t.columns[0].data, ColumnData::Numeric(vec![1.0, 2.0]));
+        }
+        // A comma in the header wins, and separators inside quotes do not count.
+        let t = read_str("\"a;b\",c\n1,2\n").unwrap();
+        assert_eq!(t.columns[0].name, "a;b");
+        let t = read_str("a\n1;2\n").unwrap();
+        assert_eq!(t.columns.len(), 1);
     }
 }

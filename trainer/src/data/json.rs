@@ -8,6 +8,8 @@ use inference::value::{category_of, number_as_category, to_f32};
 
 /// Parse JSON bytes into a table.
 pub(super) fn read(source_name: &str, bytes: &[u8]) -> Result<Table, DataLoadError> {
+    // Editors on Windows write a byte-order mark; serde_json does not skip it.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let shape = |message: String| DataLoadError::JsonShape { source_name: source_name.to_owned(), message };
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| DataLoadError::Json { source_name: source_name.to_owned(), message: e.to_string() })?;

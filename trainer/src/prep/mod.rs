@@ -109,7 +109,12 @@ pub fn prepare(table: &Table, cfg: &TrainConfig, target_name: &str, source: &str
                 warnings.push(format!("dropped column `{}`: {reason}", col.name));
                 dropped_columns.push(DroppedColumn { name: col.name.clone(), reason });
             }
-            None => features.push(col),
+            None => {
+                if let Some(w) = mostly_numbers(col) {
+                    warnings.push(w);
+                }
+                features.push(col)
+            }
         }
     }
 
@@ -310,6 +315,32 @@ pub fn scaled_targets(values: &[f64], t: Option<TargetScaler>) -> Vec<f32> {
         Some(t) => values.iter().map(|v| ((v - t.mean) / t.scale) as f32).collect(),
         None => values.iter().map(|&v| v as f32).collect(),
     }
+}
+
+/// A warning for a text column whose cells are mostly numbers: one stray token (`?`, `-`,
+/// `1,234`) makes a numeric column categorical, one category per distinct number.
+fn mostly_numbers(col: &Column) -> Option<String> {
+    let ColumnData::Text(v) = &col.data else {
+        return None;
+    };
+    let (mut numbers, mut texts, mut example) = (0usize, 0usize, None);
+    for cell in v.iter().flatten() {
+        if matches!(crate::data::classify(cell), crate::data::Cell::Number(_)) {
+            numbers += 1;
+        } else {
+            texts += 1;
+            example.get_or_insert(cell.as_str());
+        }
+    }
+    (numbers > 0 && numbers >= 4 * texts).then(|| {
+        format!(
+            "column `{}` is categorical because {texts} of its {} values are not numbers (e.g. {:?}): \
+             if those mean \"missing\", clean them to empty cells to keep the column numeric",
+            col.name,
+            numbers + texts,
+            truncate_echo(example.unwrap_or_default())
+        )
+    })
 }
 
 #[cfg(test)]

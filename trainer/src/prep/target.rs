@@ -41,6 +41,9 @@ pub fn guess_task(col: &Column) -> TaskType {
     }
 }
 
+/// The largest magnitude up to which every integer is an f32 (2^24).
+const F32_EXACT_INTEGERS: f64 = 16_777_216.0;
+
 /// Encode the target column for `task`, dropping rows where it is missing.
 pub fn encode(col: &Column, task: TaskType) -> Result<Target, TrainingError> {
     let rows: Vec<usize> = (0..col.len()).filter(|&r| !col.is_missing(r)).collect();
@@ -60,6 +63,17 @@ pub fn encode(col: &Column, task: TaskType) -> Result<Target, TrainingError> {
         }
         (TaskType::Classification, ColumnData::Numeric(v)) => {
             let labels = sorted_labels(t.rows.iter().map(|&r| f64::from(v[r])));
+            // Cells are f32: past 2^24 distinct integers can share one f32, which would merge
+            // classes and name labels the data never held.
+            if let Some(big) = labels.iter().find(|l| l.abs() > F32_EXACT_INTEGERS) {
+                return Err(TrainingError::Unusable(format!(
+                    "target column `{}` holds a class label ({}) beyond ±16,777,216, where numbers read as f32 \
+                     can no longer be told apart: give such labels as text (e.g. prefixed with a letter) or \
+                     as smaller codes",
+                    col.name,
+                    number_as_category(*big)
+                )));
+            }
             t.class_ids = t.rows.iter().map(|&r| labels.partition_point(|&l| l < f64::from(v[r])) as u32).collect();
             t.classes = Some(labels.into_iter().map(number_as_category).collect());
         }

@@ -1,7 +1,9 @@
-//! Request bodies: [`RawBody`] (bytes, capped at `--max-body-bytes`, with the content type)
-//! and [`JsonBody`] (a typed JSON body), whose every rejection is the API's JSON error shape
-//! (axum's own extractors answer some rejections in plain text).
+//! Request bodies: [`RawBody`] (bytes, capped at `--max-body-bytes`, with the content type;
+//! `Content-Encoding: gzip` or `deflate` decoded, within the same cap) and [`JsonBody`] (a typed
+//! JSON body), whose every rejection is the API's JSON error shape (axum's own extractors
+//! answer some rejections in plain text).
 
+use std::io::Read;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -39,10 +41,8 @@ impl FromRequest<Arc<AppState>> for RawBody {
         let limit = state.config.limits.max_body_bytes;
         let headers = req.headers();
         let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let json_header_length = headers
-            .get("inference-header-content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok());
+        let json_header_length = json_header_length(headers)?;
+        let coding = Coding::of(headers)?;
         // Refuse an announced oversize body before reading any of it.
         let announced = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if announced.is_some_and(|n| n > limit as u64) {
@@ -55,7 +55,92 @@ impl FromRequest<Arc<AppState>> for RawBody {
                 ApiError::new(StatusCode::BAD_REQUEST, "bad_request", r.body_text())
             }
         })?;
+        let bytes = match coding {
+            Coding::Identity => bytes,
+            // Large bodies inflate off the async workers, as large predictions run.
+            _ if bytes.len() > super::predict::OFFLOAD_BYTES => {
+                tokio::task::spawn_blocking(move || coding.decode(&bytes, limit))
+                    .await
+                    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??
+            }
+            _ => coding.decode(&bytes, limit)?,
+        };
         Ok(Self { bytes, content_type, json_header_length })
+    }
+}
+
+/// `Inference-Header-Content-Length`: absent or 0 (Triton's "missing") is `None`; anything
+/// but a byte count is refused rather than read as absent.
+fn json_header_length(headers: &axum::http::HeaderMap) -> Result<Option<usize>, ApiError> {
+    let Some(v) = headers.get("inference-header-content-length") else {
+        return Ok(None);
+    };
+    let text = v.to_str().unwrap_or("").trim();
+    match text.parse::<usize>() {
+        Ok(0) => Ok(None),
+        Ok(n) if !text.starts_with('+') => Ok(Some(n)),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!(
+                "Inference-Header-Content-Length must be a byte count, got {:?}",
+                inference::error::truncate_echo(&String::from_utf8_lossy(v.as_bytes()))
+            ),
+        )),
+    }
+}
+
+/// A request body's `Content-Encoding`.
+#[derive(Debug, Clone, Copy)]
+enum Coding {
+    Identity,
+    Gzip,
+    /// HTTP's `deflate` is the zlib format (RFC 9110 §8.4.1.2); raw deflate is also accepted,
+    /// as some clients send it.
+    Deflate,
+}
+
+impl Coding {
+    fn of(headers: &axum::http::HeaderMap) -> Result<Self, ApiError> {
+        let Some(v) = headers.get(header::CONTENT_ENCODING) else {
+            return Ok(Self::Identity);
+        };
+        let text = v.to_str().unwrap_or("").trim().to_ascii_lowercase();
+        match text.as_str() {
+            "" | "identity" => Ok(Self::Identity),
+            "gzip" | "x-gzip" => Ok(Self::Gzip),
+            "deflate" => Ok(Self::Deflate),
+            _ => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!(
+                    "Content-Encoding {:?} is not supported: send gzip, deflate or identity",
+                    inference::error::truncate_echo(&String::from_utf8_lossy(v.as_bytes()))
+                ),
+            )),
+        }
+    }
+
+    /// Inflate `bytes`, refusing output over `limit` bytes (a small body may inflate to any size).
+    fn decode(self, bytes: &[u8], limit: usize) -> Result<Bytes, ApiError> {
+        let inflate = |r: &mut dyn Read| -> std::io::Result<Vec<u8>> {
+            let mut out = Vec::new();
+            r.take(limit as u64 + 1).read_to_end(&mut out)?;
+            Ok(out)
+        };
+        let out = match self {
+            Self::Identity => return Ok(Bytes::copy_from_slice(bytes)),
+            Self::Gzip => inflate(&mut flate2::read::MultiGzDecoder::new(bytes)),
+            Self::Deflate => inflate(&mut flate2::read::ZlibDecoder::new(bytes))
+                .or_else(|_| inflate(&mut flate2::read::DeflateDecoder::new(bytes))),
+        }
+        .map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("the body could not be decompressed: {e}"))
+        })?;
+        if out.len() > limit {
+            return Err(ApiError::too_large(limit));
+        }
+        Ok(Bytes::from(out))
     }
 }
 

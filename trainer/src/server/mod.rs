@@ -183,7 +183,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ping", get(protocols::ping))
         .route("/version", get(protocols::version))
         .route("/", get(protocols::root))
-        .fallback(web::fallback);
+        .fallback(web::fallback)
+        // After every route: it applies to the method routers that exist.
+        .method_not_allowed_fallback(web::method_not_allowed);
     let limits = &state.config.limits;
     app.layer(middleware::from_fn_with_state(state.clone(), telemetry::track))
         // Our extractors enforce the limit with the API's error shape; this bounds the rest.
@@ -219,20 +221,22 @@ pub fn check_security(config: &ServerConfig) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// SIGINT or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// SIGINT or SIGTERM. The handlers are installed when this is called, not when the future is
+/// first polled: a signal arriving in between would otherwise kill the process uncleanly.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (int, term) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()));
+    async move {
+        let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match s {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+        };
+        tokio::select! { _ = wait(int) => {}, _ = wait(term) => {} }
+    }
 }
 
 /// How long to wait before accepting again after `e`: file-descriptor exhaustion needs
@@ -252,6 +256,15 @@ fn accept_backoff(e: &std::io::Error, last_warning: &mut Option<std::time::Insta
 
 /// Serve `state` on `listener` until SIGINT/SIGTERM, then stop trainings and drain.
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
+    serve_until(listener, state, shutdown_signal()).await
+}
+
+/// As [`serve`], until `signal` completes.
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    signal: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
     let app = router(state.clone());
     let limits = state.config.limits.clone();
     let stop = Arc::new(AtomicBool::new(false));
@@ -266,7 +279,6 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> s
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
     builder.http2().timer(TokioTimer::new());
-    let signal = shutdown_signal();
     tokio::pin!(signal);
     let mut last_warning = None;
     let waiting = WaitingConnections::default();
@@ -378,9 +390,11 @@ pub fn run(config: ServerConfig, backend: crate::backend::Backend) -> Result<(),
         let addr = format!("{}:{}", config.host, config.port);
         let listener = tokio::net::TcpListener::bind(&addr).await?;
         let local: SocketAddr = listener.local_addr()?;
+        // Before "listening": whoever waits for that line may signal at once.
+        let signal = shutdown_signal();
         tracing::info!("listening on http://{local}");
         println!("listening on http://{local}");
-        serve(listener, AppState::from_backend(config, backend)).await
+        serve_until(listener, AppState::from_backend(config, backend), signal).await
     })?;
     rt.shutdown_timeout(Duration::from_secs(10));
     Ok(())

@@ -28,11 +28,17 @@ pub const LATEST: &str = "latest";
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn api_ml(State(state): State<Arc<AppState>>, body: RawBody) -> Response {
-    serve(state, Protocol::ApiMl, None, body).await
+    serve(state, Protocol::ApiMl, None, Ok(body)).await
 }
 
 /// Answer `body` in `protocol`, with the model `url_model` names (or the body's, or the newest).
-pub async fn serve(state: Arc<AppState>, protocol: Protocol, url_model: Option<String>, body: RawBody) -> Response {
+/// A body the extractor refused is answered in the protocol's error shape.
+pub async fn serve(
+    state: Arc<AppState>,
+    protocol: Protocol,
+    url_model: Option<String>,
+    body: Result<RawBody, ApiError>,
+) -> Response {
     serve_as(state, protocol, url_model, body, false).await
 }
 
@@ -41,9 +47,13 @@ pub async fn serve_as(
     state: Arc<AppState>,
     protocol: Protocol,
     url_model: Option<String>,
-    body: RawBody,
+    body: Result<RawBody, ApiError>,
     explain_route: bool,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return e.in_protocol(protocol).into_response(),
+    };
     // Explanations cost thousands of forward rows per row: always off the async workers.
     if body.bytes.len() <= OFFLOAD_BYTES && !explain_route && !asks_explain(&body) {
         return respond(&state, protocol, url_model, &body, explain_route).await;
@@ -93,19 +103,28 @@ async fn answer(
     body: &RawBody,
     explain_route: bool,
 ) -> Result<Reply, ApiError> {
+    // A model the URL names is found first: an unknown one is a 404 whatever the body holds.
+    let by_url = match url_model.as_deref().filter(|id| *id != LATEST) {
+        Some(id) => Some(state.store.open(&ModelId::parse(id)?).await?),
+        None => None,
+    };
     let mut req =
         Request::parse(protocol, &body.bytes, body.transport()).map_err(|e| ApiError::request(e, protocol))?;
     if explain_route {
         req = req.explain_route();
     }
-    let named = url_model.as_deref().or(req.model_id()).filter(|id| *id != LATEST);
-    let id =
-        match named {
-            Some(id) => ModelId::parse(id)?,
-            None => state.store.newest().await?.ok_or_else(|| {
-                ApiError::not_found("model_not_found", "no trained model is available: train one first")
-            })?,
-        };
-    let loaded = state.store.open(&id).await?;
+    let loaded = match by_url {
+        Some(loaded) => loaded,
+        None => {
+            let named = if url_model.is_some() { None } else { req.model_id().filter(|id| *id != LATEST) };
+            let id = match named {
+                Some(id) => ModelId::parse(id)?,
+                None => state.store.newest().await?.ok_or_else(|| {
+                    ApiError::not_found("model_not_found", "no trained model is available: train one first")
+                })?,
+            };
+            state.store.open(&id).await?
+        }
+    };
     req.answer(&loaded.model, &state.config.limits.request).map_err(|e| ApiError::request(e, protocol))
 }

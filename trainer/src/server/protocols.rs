@@ -64,11 +64,30 @@ pub async fn v2_metadata(State(state): State<Arc<AppState>>, Path(model): Path<S
     Ok(res)
 }
 
+/// The one version every model has.
+const VERSION: &str = "1";
+
+/// A version path other than [`VERSION`]: 404, as Triton answers an unknown version.
+fn check_version(model: &str, version: &str) -> Result<(), ApiError> {
+    if version == VERSION {
+        return Ok(());
+    }
+    Err(oip(ApiError::not_found(
+        "model_not_found",
+        format!(
+            "model `{}` has no version `{}` (its versions: {VERSION})",
+            inference::error::truncate_echo(model),
+            inference::error::truncate_echo(version)
+        ),
+    )))
+}
+
 /// The same, for a version (models have one version, `1`).
 pub async fn v2_metadata_version(
     state: State<Arc<AppState>>,
-    Path((model, _v)): Path<(String, String)>,
+    Path((model, v)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    check_version(&model, &v)?;
     v2_metadata(state, Path(model)).await
 }
 
@@ -87,24 +106,32 @@ pub async fn v2_model_ready(
 /// The same, for a version.
 pub async fn v2_model_ready_version(
     state: State<Arc<AppState>>,
-    Path((model, _v)): Path<(String, String)>,
+    Path((model, v)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
+    check_version(&model, &v)?;
     v2_model_ready(state, Path(model)).await
 }
 
 /// Inference (JSON, or Triton's binary tensor data extension).
 #[utoipa::path(post, path = "/v2/models/{model}/infer", params(("model" = String, Path)),
     responses((status = 200, description = "`{model_name, id?, outputs: [{name, datatype, shape, data}]}`"), (status = 400), (status = 404)))]
-pub async fn v2_infer(State(state): State<Arc<AppState>>, Path(model): Path<String>, body: RawBody) -> Response {
+pub async fn v2_infer(
+    State(state): State<Arc<AppState>>,
+    Path(model): Path<String>,
+    body: Result<RawBody, ApiError>,
+) -> Response {
     predict::serve(state, Protocol::OipV2, Some(model), body).await
 }
 
 /// The same, for a version.
 pub async fn v2_infer_version(
     state: State<Arc<AppState>>,
-    Path((model, _v)): Path<(String, String)>,
-    body: RawBody,
+    Path((model, v)): Path<(String, String)>,
+    body: Result<RawBody, ApiError>,
 ) -> Response {
+    if let Err(e) = check_version(&model, &v) {
+        return e.into_response();
+    }
     v2_infer(state, Path(model), body).await
 }
 
@@ -130,7 +157,11 @@ pub async fn v1_model(State(state): State<Arc<AppState>>, Path(model): Path<Stri
 #[utoipa::path(post, path = "/v1/models/{model}:predict", params(("model" = String, Path)),
     request_body(description = "`{\"instances\": [...]}` or `{\"inputs\": ...}`", content_type = "application/json"),
     responses((status = 200, description = "`{\"predictions\": [...]}`"), (status = 400), (status = 404)))]
-pub async fn v1_action(State(state): State<Arc<AppState>>, Path(tail): Path<String>, body: RawBody) -> Response {
+pub async fn v1_action(
+    State(state): State<Arc<AppState>>,
+    Path(tail): Path<String>,
+    body: Result<RawBody, ApiError>,
+) -> Response {
     match tail.rsplit_once(':') {
         Some((model, "predict")) => predict::serve(state, Protocol::KServeV1, Some(model.to_owned()), body).await,
         Some((model, "explain")) => {
@@ -147,7 +178,7 @@ pub async fn v1_action(State(state): State<Arc<AppState>>, Path(tail): Path<Stri
 #[utoipa::path(post, path = "/invocations",
     request_body(description = "exactly one of `dataframe_split`, `dataframe_records`, `instances`, `inputs` (plus `params`), or a CSV with a header", content_type = "application/json"),
     responses((status = 200, description = "`{\"predictions\": [...]}`"), (status = 400), (status = 415)))]
-pub async fn invocations(State(state): State<Arc<AppState>>, body: RawBody) -> Response {
+pub async fn invocations(State(state): State<Arc<AppState>>, body: Result<RawBody, ApiError>) -> Response {
     let model = state.config.mlflow_model.clone();
     predict::serve(state, Protocol::Mlflow, model, body).await
 }

@@ -82,5 +82,29 @@ pub async fn fallback(State(state): State<Arc<AppState>>, req: Request) -> Respo
             return res;
         }
     }
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
+    let protocol = protocol_of_path(req.uri().path());
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").in_protocol(protocol).into_response()
+}
+
+/// A route that exists, asked with a method it does not answer: 405 with an error body in the
+/// route's protocol (axum's own 405 has none).
+pub async fn method_not_allowed(req: Request) -> Response {
+    let message = format!("{} is not allowed on {}", req.method(), inference::error::truncate_echo(req.uri().path()));
+    let protocol = protocol_of_path(req.uri().path());
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message).in_protocol(protocol).into_response()
+}
+
+/// The protocol whose error shape a path's answers use.
+pub fn protocol_of_path(path: &str) -> inference::request::Protocol {
+    use inference::request::Protocol;
+    let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
+    if under("/v2") {
+        Protocol::OipV2
+    } else if under("/v1") {
+        Protocol::KServeV1
+    } else if under("/invocations") || under("/ping") || under("/version") {
+        Protocol::Mlflow
+    } else {
+        Protocol::ApiMl
+    }
 }
