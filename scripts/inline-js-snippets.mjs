@@ -31,6 +31,11 @@ for (const pkg of process.argv.slice(2)) {
     return `${code}const ${esmName ?? cjsName} = { __proto__: null, ${inlined.get(path).join(', ')} };`;
   });
   if (/(from |require\()\S*\.\/snippets\//.test(glue)) throw new Error(`${gluePath}: a snippet import was not inlined`);
+  // One fix to the generated class as well: free() on a freed model (twice, or free() then
+  // `using`'s Symbol.dispose) would pass a null pointer into wasm and throw; make it a no-op.
+  const FREE = /(\n(\s*)free\(\) \{\n\s*const ptr = this\.__destroy_into_raw\(\);\n)/;
+  if (!FREE.test(glue)) throw new Error(`${gluePath}: wasm-bindgen's free() changed shape; update scripts/inline-js-snippets.mjs`);
+  glue = glue.replace(FREE, (_, head, indent) => `${head}${indent}    if (ptr === 0) return;\n`);
   writeFileSync(gluePath, glue);
   rmSync(join(pkg, 'snippets'), { recursive: true, force: true });
 }

@@ -243,6 +243,10 @@ fn config_file_is_overridden_by_flags() {
     assert_eq!(tc["missing_strategy"], "median");
     assert_eq!(meta["architecture"]["activation"], "gelu");
     assert_eq!(meta["epochs_run"], 3);
+    // A config file that cannot be read is a config error (exit 2), not a data error.
+    let gone = models.path().join("gone.json");
+    let e = fails(&["train", "--config", gone.to_str().unwrap(), "--models-dir", models.path().to_str().unwrap()], 2);
+    assert!(e.contains("ConfigError") && e.contains("cannot read") && e.contains("gone.json"), "{e}");
 }
 
 /// Run `trainer ARGS`, expect failure with `code`, and return stderr.

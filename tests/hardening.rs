@@ -132,6 +132,30 @@ fn slow_header_clients_are_cut_off_and_others_still_served() {
     }
 }
 
+/// Three new clients at the connection cap are each served within seconds.
+fn assert_served_at_the_cap(srv: &Server) {
+    for _ in 0..3 {
+        let start = Instant::now();
+        let (s, _) = srv.json("GET", "/health", None);
+        assert_eq!(s, 200);
+        assert!(start.elapsed() < Duration::from_secs(5), "served after {:?}", start.elapsed());
+    }
+}
+
+/// How many of `streams` the server has closed (end of stream or reset within 500 ms).
+fn closed_by_the_server(streams: &mut [TcpStream]) -> usize {
+    let mut closed = 0;
+    for s in streams {
+        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let mut buf = [0u8; 64];
+        let r = s.read(&mut buf);
+        if matches!(r, Ok(0)) || matches!(r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset) {
+            closed += 1;
+        }
+    }
+    closed
+}
+
 #[test]
 fn header_tricklers_at_the_cap_are_evicted_for_new_clients() {
     // A header timeout far longer than the test: only eviction can free a slot in time.
@@ -139,24 +163,30 @@ fn header_tricklers_at_the_cap_are_evicted_for_new_clients() {
     let addr = srv.base.trim_start_matches("http://").to_owned();
     let mut slow = tricklers(&addr, 3);
     std::thread::sleep(Duration::from_millis(300)); // all three accepted
-    for _ in 0..3 {
-        let start = Instant::now();
-        let (s, _) = srv.json("GET", "/health", None);
-        assert_eq!(s, 200);
-        assert!(start.elapsed() < Duration::from_secs(5), "served after {:?}", start.elapsed());
-    }
+    assert_served_at_the_cap(&srv);
     // The oldest tricklers were closed to make room.
-    let mut closed = 0;
-    for s in &mut slow {
-        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-        let mut buf = [0u8; 64];
-        if matches!(s.read(&mut buf), Ok(0))
-            || matches!(s.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
-        {
-            closed += 1;
-        }
-    }
+    let closed = closed_by_the_server(&mut slow);
     assert!(closed >= 1, "no trickler was evicted");
+}
+
+#[test]
+fn parked_keep_alive_connections_at_the_cap_are_evicted_for_new_clients() {
+    let srv = Server::start(&["--header-timeout", "60", "--max-connections", "3"]);
+    let addr = srv.base.trim_start_matches("http://").to_owned();
+    // Three clients that each finish a request and keep their connection open, idle.
+    let mut parked: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 512];
+            assert!(s.read(&mut buf).unwrap() > 0, "no answer on a parked connection");
+            s
+        })
+        .collect();
+    assert_served_at_the_cap(&srv);
+    let closed = closed_by_the_server(&mut parked);
+    assert!(closed >= 1, "no idle connection was closed");
 }
 
 #[test]
@@ -190,6 +220,11 @@ fn tasks_have_caps_a_time_limit_and_can_be_cancelled() {
     assert_eq!((st["status"].as_str(), st["error_kind"].as_str()), (Some("cancelled"), Some("cancelled")), "{st}");
     assert!(!common::entries(srv.models.path()).iter().any(|e| e.starts_with("model_")));
     assert_eq!(srv.json("DELETE", "/api/ml/train/no-such-task", None).0, 404);
+    // Both count as cancelled trainings once, the pending one too (it never reached a worker),
+    // however often they are cancelled again.
+    srv.json("DELETE", &format!("/api/ml/train/{}", queued["task_id"].as_str().unwrap()), None);
+    let (_, metrics) = srv.call("GET", "/metrics", None, &[]);
+    assert!(metrics.contains("trainings_total{outcome=\"cancelled\"} 2"), "{metrics}");
 }
 
 #[test]
@@ -236,6 +271,20 @@ fn unsafe_model_files_never_block_or_leak() {
         .call()
         .unwrap();
     assert_eq!(again.status().as_u16(), 304);
+    // Two If-None-Match lines are one list; a 304 carries no Content-Length but the 200's (RFC 9110 §8.6).
+    let length = res.headers().get("content-length").unwrap().to_str().unwrap().to_owned();
+    let mut tcp = TcpStream::connect(srv.base.trim_start_matches("http://")).unwrap();
+    let head = format!(
+        "GET /api/ml/models/{ok_id}/bundle HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"other\"\r\n\
+         If-None-Match: {etag}\r\nConnection: close\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 304"), "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(!lower.contains("content-length: 0\r\n"), "a 304 claims an empty representation: {answer}");
+    assert!(!lower.contains("content-length:") || lower.contains(&format!("content-length: {length}\r\n")), "{answer}");
     let (_, meta) = srv.json("GET", &format!("/api/ml/models/{ok_id}"), None);
     assert_eq!(format!("\"{}\"", meta["bundle_sha256"].as_str().unwrap()), etag);
 }
@@ -309,4 +358,45 @@ fn the_api_prints_numbers_as_the_cli_does() {
     let cli = String::from_utf8_lossy(&o.stdout).trim().to_owned();
     // Byte for byte, after the model id: the shortest decimal of each f32 on both surfaces.
     assert_eq!(text, format!("{{\"model_id\":\"{id}\",{}", &cli[1..]));
+}
+
+#[test]
+fn what_a_request_cannot_run_is_refused_at_submit() {
+    let mut cmd = trainer();
+    cmd.env_remove("REDIS_URL").env_remove("TRAINER_REDIS_URL");
+    let srv = Server::start_with(cmd, tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), &[]);
+    // No Redis named (--redis or REDIS_URL): no key is read, not whatever answers on localhost.
+    let (s, v) =
+        srv.json("POST", "/api/ml/train", Some(json!({"dataset_path": "redis:datasets:x", "target_column": "y"})));
+    assert_eq!((s, v["error"].as_str()), (422, Some("key_not_allowed")), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("no Redis is configured"), "{v}");
+    // A directory inside the data dir.
+    std::fs::create_dir(srv.data.path().join("sub")).unwrap();
+    let (s, v) = srv.json("POST", "/api/ml/train", Some(json!({"dataset_path": "sub", "target_column": "y"})));
+    assert_eq!((s, v["error"].as_str()), (422, Some("not_a_data_file")), "{v}");
+    // A repeated key means two readings of one body: refused on every JSON route.
+    let body = r#"{"dataset_path": "a.csv", "dataset_path": "b.csv", "target_column": "y", "tune": {"trials": 3}}"#;
+    let (s, t) = srv.call("POST", "/api/ml/tune", Some(body), &[("content-type", "application/json")]);
+    assert_eq!(s, 422, "{t}");
+    assert!(t.contains("duplicate field `dataset_path`"), "{t}");
+    let nested = r#"{"target_column": "y", "tune": {"trials": 3, "trials": 1}}"#;
+    let (s, t) = srv.call("POST", "/api/ml/tune", Some(nested), &[("content-type", "application/json")]);
+    assert!(s == 422 && t.contains("duplicate field `trials`"), "{s} {t}");
+}
+
+#[test]
+fn exact_explanations_are_refused_past_their_feature_limit() {
+    let srv = Server::start(&[]);
+    let st = srv.train(json!({"train_config": {"epochs": 2}}));
+    assert_eq!(st["status"], "completed", "{st}");
+    let row =
+        json!([38.9, 60.2, 1.83, 59.8, 16.6, 31.3, 82.4, 3.8, 58.0, "Consumer", "Europe", "Small", 794.4, 3689, 9]);
+    // 15 features: 2^15 coalitions per background row (at 40 features the request once aborted the server).
+    let (s, v) =
+        srv.json("POST", "/api/ml/predict", Some(json!({"data": {"features": row}, "explain": {"method": "exact"}})));
+    assert_eq!((s, v["error"].as_str()), (422, Some("validation_error")), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("at most 10 features"), "{v}");
+    let (s, v) =
+        srv.json("POST", "/api/ml/predict", Some(json!({"data": {"features": row}, "explain": {"method": "auto"}})));
+    assert_eq!((s, v["explanation"]["method"].as_str()), (200, Some("permutation")), "{v}");
 }

@@ -151,13 +151,13 @@ async fn explanations_ride_on_every_predict_shape() {
         &app,
         "POST",
         "/api/ml/predict",
-        Some(json!({"features": ROW, "explain": {"class": "C", "method": "exact"}})),
+        Some(json!({"features": ROW, "explain": {"class": "C", "method": "permutation"}})),
         None,
     )
     .await;
     assert_eq!(
         (by_label["explanation"]["class"].as_u64(), by_label["explanation"]["method"].as_str()),
-        (Some(2), Some("exact"))
+        (Some(2), Some("permutation"))
     );
     let (s, v) =
         call(&app, "POST", "/api/ml/predict", Some(json!({"features": ROW, "explain": {"class": "Z"}})), None).await;
@@ -245,14 +245,16 @@ async fn open_inference_protocol_requests_are_checked_as_triton_checks_them() {
     let one =
         |dt: &str, data: Value| json!({"inputs": [{"name": "x", "datatype": dt, "shape": [1, 15], "data": data}]});
     let nums: Vec<Value> = (0..15).map(|i| json!(i)).collect();
+    // The first element is the wrong one; the other 14 fill the shape.
+    let first = |v: Value| json!(std::iter::once(v).chain(std::iter::repeat_n(json!(0), 14)).collect::<Vec<_>>());
     for (dt, data, want) in [
-        ("INT64", json!([0.5]), "is 0.5, expected an integer"),
-        ("UINT8", json!([300]), "is 300, out of its range"),
-        ("FP32", json!(["0.5"]), "is a string, expected a number"),
-        ("BYTES", json!([0.5]), "is a number, expected a string"),
-        ("BOOL", json!([2]), "is a number, expected true or false"),
+        ("INT64", json!(0.5), "is 0.5, expected an integer"),
+        ("UINT8", json!(300), "is 300, out of its range"),
+        ("FP32", json!("0.5"), "is a string, expected a number"),
+        ("BYTES", json!(0.5), "is a number, expected a string"),
+        ("BOOL", json!(2), "is a number, expected true or false"),
     ] {
-        let (s, _, v) = post(one(dt, data)).await;
+        let (s, _, v) = post(one(dt, first(data))).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{dt}: {v}");
         assert!(v["error"].as_str().unwrap().contains(want), "{dt}: {v}");
     }
@@ -369,4 +371,16 @@ async fn misnamed_absent_and_repeated_columns_are_errors_not_imputed_values() {
     let (s, _, v) = raw(&app, "POST", "/invocations", &[("content-type", "text/csv")], csv.into_bytes()).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(v["message"].as_str().unwrap().contains("missing column `carbon_intensity`"), "{v}");
+}
+
+#[tokio::test]
+async fn rejections_from_extractors_are_json_too() {
+    let (app, _dir) = router_over_fixture(None);
+    for uri in ["/api/ml/models?limit=abc", "/api/ml/models?limit=-1", "/api/ml/models/%ff", "/api/ml/train/status/%ff"]
+    {
+        let (s, ct, v) = raw(&app, "GET", uri, &[], Vec::new()).await;
+        assert!(s.is_client_error(), "{uri}: {s}");
+        assert!(ct.starts_with("application/json"), "{uri}: {ct}");
+        assert!(v["error"].is_string() && v["message"].as_str().is_some_and(|m| !m.is_empty()), "{uri}: {v}");
+    }
 }

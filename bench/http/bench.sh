@@ -66,7 +66,9 @@ features = rows[int(sys.argv[1]) - 1]
 print(json.dumps({"data": {"features": features}}))
 # The same row in the other protocols' shapes.
 out = sys.argv[2]
-json.dump({"inputs": [{"name": "input", "shape": [1, len(features)], "datatype": "BYTES", "data": features}]},
+# BYTES elements are strings (as tritonclient sends them; the server checks JSON data's type).
+json.dump({"inputs": [{"name": "input", "shape": [1, len(features)], "datatype": "BYTES",
+                       "data": [str(v) for v in features]}]},
           open(f"{out}/body_v2.json", "w"))
 json.dump({"instances": [features]}, open(f"{out}/body_v1.json", "w"))
 json.dump({"dataframe_split": {"columns": names, "data": [features]}},
@@ -180,4 +182,8 @@ print()
 print(f"wrk -t{threads} -c{conns} -d{duration} --latency, POST /api/ml/predict with ESG row {row} "
       f"(newest model {model_id}); both answer class {a['predicted_class']} "
       f"({'same' if same_class else 'DIFFERENT'}), max |Δp| = {dp:.2e}.")
+# A route that answered errors measured error handling, not prediction: fail the run.
+failed = [k for k in routes if stats(routes[k])["errors"]] + [label for label, s in rows if s["errors"]]
+if failed:
+    sys.exit(f"non-2xx answers or socket errors on: {', '.join(failed)} (see the [http] lines above)")
 EOF

@@ -10,7 +10,8 @@
  * `out.length` cells; the caller then reads cell by cell.
  */
 export function readNumericRow(features, out) {
-  if (!Array.isArray(features) || features.length !== out.length) return -2;
+  const list = Array.isArray(features) || (ArrayBuffer.isView(features) && !(features instanceof DataView));
+  if (!list || features.length !== out.length) return -2;
   for (let i = 0; i < out.length; i++) {
     const v = features[i];
     if (typeof v === 'number') out[i] = v;
@@ -42,6 +43,46 @@ export function bodyBytes(body) {
   if (body instanceof Uint8Array) return body;
   if (body instanceof ArrayBuffer) return new Uint8Array(body);
   if (typeof body === 'string') return new TextEncoder().encode(body);
-  const json = JSON.stringify(body, (_, v) => (typeof v === 'number' && !Number.isFinite(v) ? (Number.isNaN(v) ? null : String(v)) : v));
+  const json = JSON.stringify(body, jsonCell);
   return new TextEncoder().encode(json ?? 'null');
+}
+
+/**
+ * JSON for what JSON has no form for: NaN → null (missing); ±Infinity → text, BigInt → a
+ * number (text past 2^53), typed arrays → arrays; a symbol or function → text like
+ * `<symbol>`, so the core refuses it by column instead of JSON.stringify dropping it (which
+ * would read as a missing value).
+ */
+function jsonCell(_, v) {
+  switch (typeof v) {
+    case 'number':
+      return Number.isFinite(v) ? v : Number.isNaN(v) ? null : String(v);
+    case 'bigint':
+      return Number.isSafeInteger(Number(v)) ? Number(v) : String(v);
+    case 'symbol':
+    case 'function':
+      return `<${typeof v}>`;
+    default:
+      return ArrayBuffer.isView(v) && !(v instanceof DataView) ? Array.from(v, Number) : v;
+  }
+}
+
+/**
+ * `predictBatch`'s cells as a Float64Array (null and undefined → NaN, missing), or the index
+ * of the first cell that is not a number, or -1 when `features` is no array at all.
+ */
+export function batchValues(features) {
+  if (features instanceof Float64Array) return features;
+  if (ArrayBuffer.isView(features) && !(features instanceof DataView)) {
+    return features instanceof BigInt64Array || features instanceof BigUint64Array ? Float64Array.from(features, Number) : Float64Array.from(features);
+  }
+  if (!Array.isArray(features)) return -1;
+  const out = new Float64Array(features.length);
+  for (let i = 0; i < features.length; i++) {
+    const v = features[i];
+    if (typeof v === 'number') out[i] = v;
+    else if (v === null || v === undefined) out[i] = NaN;
+    else return i;
+  }
+  return out;
 }

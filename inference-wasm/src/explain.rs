@@ -19,6 +19,12 @@ use crate::spec::TaskType;
 /// Exact enumeration up to this many features (2ⁿ coalitions per background row).
 pub const EXACT_MAX_FEATURES: usize = 10;
 
+/// The most features exact values are ever computed for, whoever asks: 2^20 coalitions per
+/// background row, and 2^n × outputs × 8 bytes of memory (40 MiB at 5 classes). Servers refuse
+/// `exact` past [`crate::request::Limits::max_exact_features`] (default
+/// [`EXACT_MAX_FEATURES`]), long before.
+pub const EXACT_LIMIT: usize = 20;
+
 /// Permutations per background row unless asked otherwise (one antithetic pair).
 pub const DEFAULT_PERMUTATIONS: usize = 2;
 
@@ -34,6 +40,19 @@ pub enum Method {
     Exact,
     /// Antithetic permutation sampling.
     Permutation,
+}
+
+/// Refuse `method` for a model of `n` features where it may not run: exact Shapley values cost
+/// 2^n forward passes per background row, so `exact` needs `n ≤ max` (capped at [`EXACT_LIMIT`]).
+pub fn check_method(method: Method, n: usize, max: usize) -> Result<(), String> {
+    let max = max.min(EXACT_LIMIT);
+    if method == Method::Exact && n > max {
+        return Err(format!(
+            "exact explanations need at most {max} features here (2^n coalitions); this model has {n}: use \
+             \"auto\" or \"permutation\""
+        ));
+    }
+    Ok(())
 }
 
 impl Method {
@@ -175,7 +194,9 @@ impl Model {
             (_, Target::All) => (0..k).collect(),
         };
         let exact = match opts.method {
-            Method::Exact => true,
+            // Entry points refuse `exact` past the limit (`check_method`); this guard means no
+            // caller can ever ask for 2^n coalitions.
+            Method::Exact => n <= EXACT_LIMIT,
             Method::Permutation => false,
             Method::Auto => n <= EXACT_MAX_FEATURES,
         };
@@ -475,16 +496,23 @@ mod tests {
         ];
         let mut x = vec![0f32; 15];
         pre.transform_row(raw.iter().map(|v| crate::ValueRef::Text(v)), &mut x).unwrap();
-        let exact = m.explain(&x, &Options { method: Method::Exact, target: Target::All, ..Options::default() });
-        assert_eq!(exact.background, Background::FillRow);
+        // With this fixture's one fill-row background 2^15 coalitions are cheap.
+        let (bg, background) = m.background_rows();
+        assert_eq!(background, Background::FillRow);
+        assert_eq!(m.explain(&x, &Options { method: Method::Exact, ..Options::default() }).method, Method::Exact);
+        assert!(check_method(Method::Exact, 15, EXACT_MAX_FEATURES).is_err());
+        assert!(check_method(Method::Exact, 21, usize::MAX).is_err(), "the hard limit holds for every caller");
+        let (phi, _) = exact_values(&m, &x, &bg);
+        let k = m.output_width();
         let sampled =
             m.explain(&x, &Options { method: Method::Permutation, target: Target::All, permutations: 64, seed: 1 });
-        for (e, s) in exact.outputs.iter().zip(&sampled.outputs) {
-            for o in [e, s] {
-                let additive = o.base_value + o.values.iter().sum::<f64>();
-                assert!((additive - o.output).abs() < 1e-5, "{additive} vs {}", o.output);
-            }
-            let err = e.values.iter().zip(&s.values).map(|(a, b)| (a - b).abs()).fold(0f64, f64::max);
+        for (c, s) in sampled.outputs.iter().enumerate() {
+            let additive = s.base_value + s.values.iter().sum::<f64>();
+            assert!((additive - s.output).abs() < 1e-5, "{additive} vs {}", s.output);
+            let exact: Vec<f64> = (0..15).map(|i| phi[i * k + c]).collect();
+            let exact_sum: f64 = exact.iter().sum();
+            assert!((exact_sum - (s.output - s.base_value)).abs() < 1e-5, "exact values are additive too");
+            let err = exact.iter().zip(&s.values).map(|(a, b)| (a - b).abs()).fold(0f64, f64::max);
             let se = s.standard_errors.iter().fold(0f64, |m, v| m.max(*v));
             assert!(err <= 4.0 * se + 1e-9, "max |φ − exact| {err} vs max standard error {se}");
         }

@@ -70,6 +70,46 @@ extern "C" {
     /// Bytes of a request body given as a string, bytes or a plain object (JSON-stringified).
     #[wasm_bindgen(js_name = bodyBytes)]
     fn body_bytes(body: &JsValue) -> Vec<u8>;
+    /// `predictBatch`'s cells as a Float64Array, or the index of the first non-number (-1: no array).
+    #[wasm_bindgen(js_name = batchValues)]
+    fn batch_values(features: &JsValue) -> JsValue;
+}
+
+/// A caller's argument of the wrong JS type: a typed error where wasm-bindgen's glue would
+/// trap or silently read garbage.
+fn arg_error(what: &str, expected: &str) -> JsValue {
+    js_error(&format!("{what} must be {expected}"), "invalid_argument", None, None, 400)
+}
+
+/// Bytes given as a Uint8Array (a Node Buffer too), another ArrayBuffer view or an ArrayBuffer.
+fn bytes_arg(v: &JsValue, what: &str) -> Result<Vec<u8>, JsValue> {
+    if let Some(a) = v.dyn_ref::<Uint8Array>() {
+        return Ok(a.to_vec());
+    }
+    if v.is_instance_of::<js_sys::ArrayBuffer>() || v.is_instance_of::<js_sys::SharedArrayBuffer>() {
+        return Ok(Uint8Array::new(v).to_vec());
+    }
+    if js_sys::ArrayBuffer::is_view(v) {
+        let field = |k: &str| Reflect::get(v, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
+        let (offset, len) = (field("byteOffset").as_f64().unwrap_or(0.0), field("byteLength").as_f64().unwrap_or(0.0));
+        return Ok(Uint8Array::new_with_byte_offset_and_length(&field("buffer"), offset as u32, len as u32).to_vec());
+    }
+    Err(arg_error(what, "a Uint8Array, an ArrayBuffer or an ArrayBuffer view"))
+}
+
+/// A string argument.
+fn string_arg(v: &JsValue, what: &str) -> Result<String, JsValue> {
+    v.as_string().ok_or_else(|| arg_error(what, "a string"))
+}
+
+/// A count argument: a non-negative integer (`Infinity`: no limit); `None` when absent.
+fn count_arg(v: Option<f64>, what: &str) -> Result<Option<usize>, JsValue> {
+    match v {
+        None => Ok(None),
+        Some(x) if x == f64::INFINITY => Ok(Some(usize::MAX)),
+        Some(x) if x >= 0.0 && x.fract() == 0.0 && x <= u32::MAX as f64 => Ok(Some(x as usize)),
+        Some(_) => Err(arg_error(what, "a non-negative integer (or Infinity)")),
+    }
 }
 
 /// The `{predicted_class, …}` / `{predicted_value}` object with the HTTP API's field names and
@@ -104,18 +144,21 @@ impl WasmModel {
     /// Load a self-contained `model.safetensors`. `options.verifyHash: false` skips the
     /// weights hash, for bytes already verified (e.g. fetched with Subresource Integrity).
     #[wasm_bindgen(js_name = fromBundle)]
-    pub fn from_bundle(bytes: &[u8], options: Option<Object>) -> Result<WasmModel, JsValue> {
+    pub fn from_bundle(bytes: &JsValue, options: Option<Object>) -> Result<WasmModel, JsValue> {
+        let bytes = bytes_arg(bytes, "fromBundle's bytes")?;
         let verify_hash = options
             .and_then(|o| Reflect::get(&o, &JsValue::from_str("verifyHash")).ok())
             .and_then(|v| v.as_bool())
             .unwrap_or(true);
-        CoreModel::from_bytes_with(bytes, LoadOptions { verify_hash }).map(WasmModel::new).map_err(bundle_err)
+        CoreModel::from_bytes_with(&bytes, LoadOptions { verify_hash }).map(WasmModel::new).map_err(bundle_err)
     }
 
     /// Load weights plus the `metadata.json` text.
     #[wasm_bindgen(js_name = fromParts)]
-    pub fn from_parts(weights: &[u8], metadata_json: &str) -> Result<WasmModel, JsValue> {
-        CoreModel::from_parts(weights, metadata_json).map(WasmModel::new).map_err(bundle_err)
+    pub fn from_parts(weights: &JsValue, metadata_json: &JsValue) -> Result<WasmModel, JsValue> {
+        let weights = bytes_arg(weights, "fromParts' weights")?;
+        let metadata = string_arg(metadata_json, "fromParts' metadata (the metadata.json text, not a parsed object)")?;
+        CoreModel::from_parts(&weights, &metadata).map(WasmModel::new).map_err(bundle_err)
     }
 
     /// Predict one row: an array of numbers, strings and nulls in `featureNames` order.
@@ -146,8 +189,23 @@ impl WasmModel {
     /// Fast path for numeric-only models: `nRows` rows, row-major, NaN = missing.
     /// Returns probabilities (row-major) or predicted values.
     #[wasm_bindgen(js_name = predictBatch)]
-    pub fn predict_batch(&self, features: &[f64], n_rows: usize) -> Result<Vec<f32>, JsValue> {
-        let x: Vec<f32> = features.iter().map(|&v| v as f32).collect();
+    pub fn predict_batch(&self, features: &JsValue, n_rows: f64) -> Result<Vec<f32>, JsValue> {
+        let n_rows = count_arg(Some(n_rows), "predictBatch's nRows")?.unwrap_or(0);
+        let values = batch_values(features);
+        let values = match values.dyn_into::<js_sys::Float64Array>() {
+            Ok(a) => a.to_vec(),
+            Err(v) => {
+                let i = v.as_f64().unwrap_or(-1.0);
+                if i < 0.0 {
+                    return Err(arg_error("predictBatch's features", "a Float64Array or an array of numbers"));
+                }
+                let (n, i) = (self.inner.num_features().max(1), i as usize);
+                let column = self.inner.feature_names().get(i % n).cloned().unwrap_or_default();
+                let e = PredictError::NotANumber { column, value: "a value that is not a number or null".into() };
+                return Err(predict_err(e, Some(i / n)));
+            }
+        };
+        let x: Vec<f32> = values.iter().map(|&v| v as f32).collect();
         self.inner.predict_dense(x, n_rows).map_err(|e| predict_err(e, None))
     }
 
@@ -155,12 +213,25 @@ impl WasmModel {
     /// (`api_ml` by default, or `kserve_v1`, `oip_v2`, `mlflow`): exactly what the HTTP API
     /// answers, as a parsed object. Errors throw, with `kind`, `row`, `column` and `status`.
     #[wasm_bindgen(js_name = predictRequest)]
-    pub fn predict_request(&self, body: &JsValue, protocol_name: Option<String>) -> Result<JsValue, JsValue> {
-        let protocol = protocol(protocol_name)?;
+    pub fn predict_request(&self, body: &JsValue, protocol_name: &JsValue) -> Result<JsValue, JsValue> {
+        let name = match protocol_name.is_undefined() || protocol_name.is_null() {
+            true => None,
+            false => Some(string_arg(protocol_name, "predictRequest's protocol")?),
+        };
+        let protocol = protocol(name)?;
         let bytes = body_bytes(body);
         let reply = Request::parse(protocol, &bytes, Transport::JSON)
             .and_then(|r| r.answer(&self.inner, &Limits::NONE))
             .map_err(|e| js_error(&e.to_string(), e.kind(), e.row(), e.column(), e.status(protocol)))?;
+        if reply.json_header_length.is_some() {
+            return Err(js_error(
+                "binary outputs (binary_data_output) are bytes, not an object: use handle(), which returns them",
+                "not_implemented",
+                None,
+                None,
+                501,
+            ));
+        }
         let text = String::from_utf8(reply.body).unwrap_or_default();
         js_sys::JSON::parse(&text)
     }
@@ -170,16 +241,26 @@ impl WasmModel {
     /// thrown. `jsonHeaderLength` is the request's `Inference-Header-Content-Length`.
     pub fn handle(
         &self,
-        protocol_name: &str,
-        body: &[u8],
-        content_type: Option<String>,
-        max_rows: Option<usize>,
-        json_header_length: Option<usize>,
+        protocol_name: &JsValue,
+        body: &JsValue,
+        content_type: &JsValue,
+        max_rows: Option<f64>,
+        json_header_length: Option<f64>,
     ) -> Result<Object, JsValue> {
-        let protocol = protocol(Some(protocol_name.to_owned()))?;
-        let limits = Limits { max_rows: max_rows.unwrap_or(request::DEFAULT_MAX_ROWS), ..Limits::default() };
+        let protocol = protocol(Some(string_arg(protocol_name, "handle's protocol")?))?;
+        let body = match body.as_string() {
+            Some(text) => text.into_bytes(),
+            None => bytes_arg(body, "handle's body")?,
+        };
+        let content_type = match content_type.is_undefined() || content_type.is_null() {
+            true => None,
+            false => Some(string_arg(content_type, "handle's contentType")?),
+        };
+        let max_rows = count_arg(max_rows, "handle's maxRows")?.unwrap_or(request::DEFAULT_MAX_ROWS);
+        let limits = Limits { max_rows, ..Limits::default() };
+        let json_header_length = count_arg(json_header_length, "handle's jsonHeaderLength")?;
         let transport = Transport { content_type: content_type.as_deref(), json_header_length };
-        let reply = request::handle(&self.inner, protocol, body, transport, &limits);
+        let reply = request::handle(&self.inner, protocol, &body, transport, &limits);
         Ok(reply_object(reply))
     }
 
@@ -202,9 +283,10 @@ impl WasmModel {
     /// Predict every row of CSV text whose header names the columns (matched by name); rows
     /// count from 0 in errors.
     #[wasm_bindgen(js_name = predictCsv)]
-    pub fn predict_csv(&self, text: &str) -> Result<Array, JsValue> {
+    pub fn predict_csv(&self, text: &JsValue) -> Result<Array, JsValue> {
+        let text = string_arg(text, "predictCsv's text")?;
         let rows =
-            Request::csv(text, CsvColumns::Header).rows(&self.inner, &Limits::NONE).map_err(|e| request_err(&e))?;
+            Request::csv(&text, CsvColumns::Header).rows(&self.inner, &Limits::NONE).map_err(|e| request_err(&e))?;
         let out = Array::new();
         for p in self.inner.predictions(&rows.x, rows.rows) {
             out.push(&to_js(&p, &self.labels));
@@ -294,7 +376,11 @@ fn reply_object(reply: request::Reply) -> Object {
 /// A protocol's error answer for errors the host raises itself (unknown model, body too
 /// large): `{status, contentType, body}` in that protocol's error shape.
 #[wasm_bindgen(js_name = errorReply)]
-pub fn error_reply(protocol_name: &str, status: u16, kind: &str, message: &str) -> Result<Object, JsValue> {
-    let protocol = protocol(Some(protocol_name.to_owned()))?;
-    Ok(reply_object(request::error_reply(protocol, status, kind, message, None, None)))
+pub fn error_reply(protocol_name: &JsValue, status: f64, kind: &JsValue, message: &JsValue) -> Result<Object, JsValue> {
+    let protocol = protocol(Some(string_arg(protocol_name, "errorReply's protocol")?))?;
+    if !(100.0..=599.0).contains(&status) || status.fract() != 0.0 {
+        return Err(arg_error("errorReply's status", "an HTTP status code (100–599)"));
+    }
+    let (kind, message) = (string_arg(kind, "errorReply's kind")?, string_arg(message, "errorReply's message")?);
+    Ok(reply_object(request::error_reply(protocol, status as u16, &kind, &message, None, None)))
 }

@@ -224,6 +224,11 @@ describe('wasm inference (Node)', () => {
     close(e, native.explanation, 'explanation');
     const all = model.explain(row, { class: 'all', method: 'exact' });
     assert.equal(all.classes.length, 5);
+    // Exact values cost 2^n coalitions: a server's limits (handle's) refuse them past 10 features.
+    const ask = JSON.stringify({ data: { features: row }, explain: { method: 'exact' } });
+    const refused = model.handle('api_ml', ask, 'application/json');
+    assert.equal(refused.status, 422);
+    assert.match(new TextDecoder().decode(refused.body), /at most 10 features/);
     const byIndex = model.explain(row, { classIndex: 2 });
     assert.equal(byIndex.class, 2);
     for (const m of ['iris', 'diabetes']) {
@@ -271,5 +276,46 @@ describe('wasm inference (Node)', () => {
     bytes[bytes.length - 3] ^= 0x40; // flip a bit of the last tensor
     assert.throws(() => wasm.Model.fromBundle(bytes), /weights_sha256 mismatch|non-finite/);
     assert.throws(() => wasm.Model.fromParts(models.esg.bytes, '{"format_version": 1}'), /invalid bundle metadata/);
+  });
+
+  test('arguments of the wrong JS type and hostile values get typed errors, never a trap', () => {
+    const { model } = models.esg;
+    const iris = models.iris.model;
+    const kind = (k) => (e) => e instanceof Error && e.kind === k;
+    // Metadata as a parsed object (an easy mistake) instead of its text.
+    const meta = JSON.parse(readFileSync(join(models.esg.dir, 'metadata.json'), 'utf8'));
+    assert.throws(() => wasm.Model.fromParts(models.esg.bytes, meta), kind('invalid_argument'));
+    assert.throws(() => wasm.Model.fromBundle({ length: -1 }), kind('invalid_argument'));
+    assert.throws(() => wasm.Model.fromBundle(null), kind('invalid_argument'));
+    assert.throws(() => model.predictCsv(5), kind('invalid_argument'));
+    assert.throws(() => model.predictRequest({}, 5), kind('invalid_argument'));
+    // Bytes as an ArrayBuffer or a view of one load like a Uint8Array.
+    const b = models.esg.bytes;
+    const copy = b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+    for (const bytes of [copy, new DataView(copy)]) wasm.Model.fromBundle(bytes).free();
+    // predictBatch: a non-number is refused by row and column, not read as missing.
+    assert.throws(() => iris.predictBatch([1, 2, 3, 'x'], 1), (e) => e.kind === 'not_a_number' && e.row === 0 && e.column === iris.featureNames[3]);
+    assert.throws(() => iris.predictBatch(new Float64Array(4), 2 ** 32 + 1), kind('invalid_argument'));
+    assert.deepEqual(iris.predictBatch([5.1, 3.5, null, 0.2], 1), iris.predictBatch(new Float64Array([5.1, 3.5, NaN, 0.2]), 1));
+    // predict takes typed arrays; a symbol or function cell is an error, a BigInt a number.
+    const row = [5.1, 3.5, 1.4, 0.2];
+    assert.deepEqual(iris.predict(new Float64Array(row)), iris.predict(row));
+    assert.throws(() => iris.predict([5.1, 3.5, 1.4, Symbol('s')]), kind('not_a_number'));
+    assert.throws(() => iris.predict([5.1, 3.5, 1.4, () => 4]), kind('not_a_number'));
+    assert.deepEqual(iris.predict([5.1, 3.5, 1.4, 0n]), iris.predict([5.1, 3.5, 1.4, 0]));
+    // A claimed shape far beyond its data is refused before anything is allocated for it.
+    const huge = { inputs: [{ name: 'x', shape: [2 ** 30, 4], datatype: 'FP32', data: [] }] };
+    assert.throws(() => iris.predictRequest(huge, 'oip_v2'), (e) => e.kind === 'validation_error' && /more than its data can hold|too many elements/.test(e.message));
+    // Binary outputs are bytes: predictRequest says to use handle.
+    const bin = { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: row }], parameters: { binary_data_output: true } };
+    assert.throws(() => iris.predictRequest(bin, 'oip_v2'), kind('not_implemented'));
+    assert.equal(iris.handle('oip_v2', new TextEncoder().encode(JSON.stringify(bin)), 'application/json').status, 200);
+    assert.throws(() => iris.handle('oip_v2', new Uint8Array(), null, NaN), kind('invalid_argument'));
+    assert.equal(iris.handle('api_ml', JSON.stringify({ data: { features: row } }), 'application/json', Infinity).status, 200);
+    assert.throws(() => wasm.errorReply('api_ml', 99999, 'k', 'm'), kind('invalid_argument'));
+    // free() twice is a no-op.
+    const m = wasm.Model.fromBundle(models.iris.bytes);
+    m.free();
+    m.free();
   });
 });

@@ -175,6 +175,10 @@ struct TrainArgs {
     background_rows: Option<usize>,
     #[arg(long, help = with_default("Test rows whose mean |SHAP| gives the model card's global importance (0: skip)", defaults().explain.importance_rows))]
     importance_rows: Option<usize>,
+    /// Largest dataset file (or Redis value) read, bytes. JSON takes about 25× its size in memory
+    /// while it is read, CSV about 1.1× (the columns as f32).
+    #[arg(long, default_value_t = data::DEFAULT_MAX_DATA_BYTES)]
+    max_dataset_bytes: u64,
     /// Where model directories are written.
     #[arg(long, default_value = "models")]
     models_dir: PathBuf,
@@ -193,11 +197,7 @@ impl TrainArgs {
     /// The config file (or defaults) with every given flag applied.
     fn config(&self) -> Result<TrainConfig, TrainingError> {
         let mut c = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| TrainingError::Data(DataLoadError::Io { path: path.clone(), source }))?;
-                serde_json::from_str(&text).map_err(|e| ConfigError::new(&path.display().to_string(), e.to_string()))?
-            }
+            Some(path) => json_arg("--config", path)?,
             None => TrainConfig::default(),
         };
         macro_rules! set {
@@ -335,14 +335,18 @@ struct TuneArgs {
     redis_prefix: String,
 }
 
+/// A JSON file given as a flag (`--config`, `--space`): an argument, not data, so both an
+/// unreadable and an invalid file are config errors (exit 2).
+fn json_arg<T: serde::de::DeserializeOwned>(flag: &str, path: &std::path::Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(flag, format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| ConfigError::new(&path.display().to_string(), e.to_string()))
+}
+
 impl TuneArgs {
     fn options(&self) -> Result<TuneOptions, TrainingError> {
         let space = match &self.space {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| TrainingError::Data(DataLoadError::Io { path: path.clone(), source }))?;
-                serde_json::from_str(&text).map_err(|e| ConfigError::new(&path.display().to_string(), e.to_string()))?
-            }
+            Some(path) => json_arg("--space", path)?,
             None => SearchSpace::default(),
         };
         let o = TuneOptions {
@@ -370,6 +374,9 @@ struct InspectArgs {
     /// Dataset: a .csv or .json file, or redis:KEY. Default: the embedded dataset.
     #[arg(long, value_name = "PATH")]
     data: Option<String>,
+    /// Largest dataset file (or Redis value) read, bytes.
+    #[arg(long, default_value_t = data::DEFAULT_MAX_DATA_BYTES)]
+    max_dataset_bytes: u64,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -407,6 +414,9 @@ struct ServeArgs {
     /// Most rows one predict request may ask explanations for (more: 413 too_many_rows).
     #[arg(long, default_value_t = inference::request::DEFAULT_MAX_EXPLAIN_ROWS)]
     max_explain_rows: usize,
+    /// Most features a predict request may ask exact explanations for (2^n coalitions each; more: 422).
+    #[arg(long, default_value_t = inference::explain::EXACT_MAX_FEATURES)]
+    max_exact_features: usize,
     /// Connections served at once (more wait in the listen backlog).
     #[arg(long, default_value_t = Limits::default().max_connections)]
     max_connections: usize,
@@ -567,14 +577,18 @@ impl DataArgs {
     fn run_options(&self, shared: &SharedArgs) -> Result<RunOptions, ServeError> {
         std::fs::create_dir_all(&self.data_dir)?;
         let mut redis = RedisOptions::default();
-        if let (Err(_), Some(url)) = (std::env::var("REDIS_URL"), &shared.redis) {
+        let env_url = std::env::var("REDIS_URL").is_ok();
+        if let (false, Some(url)) = (env_url, &shared.redis) {
             redis.url = url.clone();
         }
+        // No Redis named (neither REDIS_URL nor --redis): read none, rather than whatever
+        // answers on localhost.
+        let keys = if env_url || shared.redis.is_some() { self.redis_keys.as_str() } else { "" };
         Ok(RunOptions {
             data: DataContext {
                 data_dir: Some(self.data_dir.clone()),
                 redis,
-                redis_keys: Some(KeyPattern::parse(&self.redis_keys)),
+                redis_keys: Some(KeyPattern::parse(keys)),
                 max_bytes: self.max_dataset_bytes,
             },
             save_test_rows: false,
@@ -640,6 +654,7 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainingError> {
     let opts = RunOptions {
         data: DataContext {
             redis: RedisOptions::from_config(checked.config().redis.as_ref()),
+            max_bytes: args.max_dataset_bytes,
             ..DataContext::default()
         },
         save_test_rows: args.save_test_rows,
@@ -743,6 +758,7 @@ fn run_tune(args: &TuneArgs) -> Result<(), TrainingError> {
             let opts = RunOptions {
                 data: DataContext {
                     redis: RedisOptions::from_config(checked.config().redis.as_ref()),
+                    max_bytes: args.base.max_dataset_bytes,
                     ..DataContext::default()
                 },
                 save_test_rows: args.base.save_test_rows,
@@ -891,6 +907,8 @@ fn explain_options(
         "permutation" => Method::Permutation,
         _ => Method::Auto,
     };
+    inference::explain::check_method(method, model.num_features(), inference::explain::EXACT_LIMIT)
+        .map_err(|m| PredictionError::Usage(format!("--explain-method: {m}")))?;
     Ok(Options { target, method, ..Options::default() })
 }
 
@@ -1012,7 +1030,7 @@ fn run_inspect(args: &InspectArgs) -> Result<(), DataLoadError> {
             None => inference::config::DataSource::File(s.to_owned()),
         },
     };
-    let table = data::load(&source, &DataContext::default())?;
+    let table = data::load(&source, &DataContext { max_bytes: args.max_dataset_bytes, ..DataContext::default() })?;
     let summary = data::describe(&table);
     if args.json {
         out!("{}", serde_json::to_string(&summary).unwrap_or_default());
@@ -1060,6 +1078,7 @@ fn run_serve(a: &ServeArgs) -> Result<(), ServeError> {
             request: inference::request::Limits {
                 max_rows: a.max_batch_rows.max(1),
                 max_explain_rows: a.max_explain_rows,
+                max_exact_features: a.max_exact_features,
             },
             max_connections: a.max_connections.max(1),
             header_timeout: secs("header-timeout", a.header_timeout)?,

@@ -357,10 +357,13 @@ async function predict(request, protocol, urlModel) {
       return fail(protocol, e.status, e.kind, e.message);
     }
   }
-  const header = request.headers.get('inference-header-content-length');
-  return withModel(protocol, named, (model) =>
-    respond(model.handle(protocol, body, contentType, MAX_ROWS, header == null ? undefined : Number(header))),
-  );
+  // As `trainer serve`: absent or 0 means "all JSON"; anything but a byte count is refused.
+  const header = request.headers.get('inference-header-content-length')?.trim();
+  const headerLength = header == null || header === '0' ? undefined : /^\d+$/.test(header) ? Number(header) : NaN;
+  if (Number.isNaN(headerLength)) {
+    return fail(protocol, 400, 'bad_request', `Inference-Header-Content-Length must be a byte count, got ${JSON.stringify(header.slice(0, 200))}`);
+  }
+  return withModel(protocol, named, (model) => respond(model.handle(protocol, body, contentType, MAX_ROWS, headerLength)));
 }
 
 export default {

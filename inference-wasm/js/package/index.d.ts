@@ -283,7 +283,9 @@ export type RequestErrorKind =
   | 'unsupported_media_type'
   | 'not_implemented'
   /** An unknown protocol name. */
-  | 'bad_request';
+  | 'bad_request'
+  /** An argument of the wrong JS type (e.g. metadata as an object where its JSON text is asked). */
+  | 'invalid_argument';
 
 /** Every `kind` the core throws. */
 export type ErrorKind = BundleErrorKind | ValueErrorKind | ShapeErrorKind | RequestErrorKind;
@@ -352,13 +354,14 @@ export class Model {
    * Checks the format version, the weights' hash, every tensor and the metadata.
    * @throws {BundleError}
    */
-  static fromBundle(bytes: Uint8Array, options?: FromBundleOptions): Model;
+  static fromBundle(bytes: Uint8Array | ArrayBuffer | ArrayBufferView, options?: FromBundleOptions): Model;
 
   /**
-   * Load the weights (`model.safetensors`) with the text of `metadata.json`.
+   * Load the weights (`model.safetensors`) with the text of `metadata.json` (the text, not a
+   * parsed object: that throws `invalid_argument`).
    * @throws {BundleError}
    */
-  static fromParts(weights: Uint8Array, metadataJson: string): Model;
+  static fromParts(weights: Uint8Array | ArrayBuffer | ArrayBufferView, metadataJson: string): Model;
 
   /**
    * The model a `/api/ml/predict` body names in `model_id`, or `undefined`; for workers that pick
@@ -383,9 +386,10 @@ export class Model {
   /**
    * Numeric-only models, fast: `nRows` rows of `numFeatures` values, row-major, NaN = missing.
    * Returns the probabilities (row-major, `classes.length` per row) or the predicted values.
+   * Cells other than numbers, null and undefined throw `not_a_number` naming the row and column.
    * @throws {ShapeError} `unsupported` for models with categorical columns, `batch_shape`
    */
-  predictBatch(features: Float64Array | number[], nRows: number): Float32Array;
+  predictBatch(features: Float64Array | Float32Array | (number | null)[], nRows: number): Float32Array;
 
   /**
    * Predict every row of CSV text whose header names the columns (matched by name; every
@@ -394,8 +398,9 @@ export class Model {
   predictCsv(text: string): Prediction[];
 
   /**
-   * Answer a whole request body in `protocol` (default `api_ml`), exactly as `trainer serve`
-   * answers it, as a parsed object.
+   * Answer a whole request body in `protocol` (default `api_ml`) in the shape `trainer serve`
+   * answers it, as a parsed object. No row limits apply (the caller pays for its own work; use
+   * `handle` for the server's); binary outputs (`binary_data_output`) need `handle`.
    * @throws {InferenceError} with the protocol's `status`
    */
   predictRequest(body: RequestBody, protocol?: 'api_ml'): ApiMlResponse;
@@ -408,11 +413,12 @@ export class Model {
    * status, content type and body to send out. Bad requests are answered in the protocol's
    * error shape, never thrown. `maxRows` caps the rows of one request (default 10,000);
    * `jsonHeaderLength` is the request's `Inference-Header-Content-Length` (binary tensors).
-   * @throws {RequestError} only for an unknown `protocol` (`bad_request`)
+   * @throws {RequestError} only for an unknown `protocol` (`bad_request`) or an argument of the
+   * wrong type or range (`invalid_argument`: `maxRows` must be a non-negative integer or Infinity)
    */
   handle(
     protocol: Protocol,
-    body: Uint8Array,
+    body: Uint8Array | ArrayBuffer | ArrayBufferView | string,
     contentType?: string | null,
     maxRows?: number | null,
     jsonHeaderLength?: number | null,

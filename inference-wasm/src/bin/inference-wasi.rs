@@ -48,7 +48,7 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--content-type" => a.content_type = value("--content-type")?,
             "--max-rows" => {
-                a.max_rows = value("--max-rows")?.parse().map_err(|_| "--max-rows needs a number".to_owned())?
+                a.max_rows = value("--max-rows")?.parse().map_err(|_| "--max-rows needs a whole number".to_owned())?
             }
             "--no-verify-hash" => a.verify_hash = false,
             "-h" | "--help" => return Err(String::new()),
@@ -72,7 +72,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let model = match std::fs::read(&args.bundle).map_err(|e| e.to_string()).and_then(|b| {
+    let read = |path: &str| -> std::io::Result<Vec<u8>> {
+        if std::fs::metadata(path)?.is_dir() {
+            return Err(std::io::Error::other("is a directory, not a bundle file"));
+        }
+        std::fs::read(path)
+    };
+    let model = match read(&args.bundle).map_err(|e| e.to_string()).and_then(|b| {
         Model::from_bytes_with(&b, LoadOptions { verify_hash: args.verify_hash }).map_err(|e| e.to_string())
     }) {
         Ok(m) => m,
@@ -97,7 +103,10 @@ fn main() -> ExitCode {
     let reply =
         request::handle(&model, args.protocol, &body, Transport::content_type(Some(&args.content_type)), &limits);
     let mut out = std::io::stdout().lock();
-    if out.write_all(&reply.body).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()).is_err() {
+    // In pieces: some WASI hosts fail one very large write (seen at ~128 MiB under wasmtime).
+    let written = reply.body.chunks(1 << 20).try_for_each(|c| out.write_all(c));
+    if let Err(e) = written.and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()) {
+        eprintln!("inference-wasi: cannot write the answer ({} bytes) to stdout: {e}", reply.body.len());
         return ExitCode::from(2);
     }
     if reply.status == 200 {

@@ -61,7 +61,7 @@ impl Ask {
     }
 
     /// The explainer options for `model`.
-    pub(crate) fn options(&self, model: &Model) -> Result<Options, RequestError> {
+    pub(crate) fn options(&self, model: &Model, max_exact_features: usize) -> Result<Options, RequestError> {
         let bad = |m: String| RequestError::Invalid(format!("`explain.class`: {m}"));
         let k = model.output_width();
         let target = match &self.class {
@@ -74,6 +74,8 @@ impl Ask {
                 None => return Err(bad(format!("no class is labelled {:?}", truncate_echo(label)))),
             },
         };
+        crate::explain::check_method(self.method, model.num_features(), max_exact_features)
+            .map_err(|m| RequestError::Invalid(format!("`explain.method`: {m}")))?;
         let permutations = self.permutations.unwrap_or(crate::explain::DEFAULT_PERMUTATIONS);
         Ok(Options { target, method: self.method, permutations, seed: self.seed })
     }

@@ -65,6 +65,8 @@ pub struct Limits {
     pub max_rows: usize,
     /// Most rows one request may ask explanations for (each costs thousands of forward rows).
     pub max_explain_rows: usize,
+    /// Most features `explain.method: "exact"` may be asked for (2^n coalitions each).
+    pub max_exact_features: usize,
 }
 
 /// Rows per request a server allows unless configured otherwise.
@@ -74,12 +76,17 @@ pub const DEFAULT_MAX_EXPLAIN_ROWS: usize = 100;
 
 impl Limits {
     /// No limits (the CLI and the JS API, where the caller pays for its own work).
-    pub const NONE: Limits = Limits { max_rows: usize::MAX, max_explain_rows: usize::MAX };
+    pub const NONE: Limits =
+        Limits { max_rows: usize::MAX, max_explain_rows: usize::MAX, max_exact_features: crate::explain::EXACT_LIMIT };
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_rows: DEFAULT_MAX_ROWS, max_explain_rows: DEFAULT_MAX_EXPLAIN_ROWS }
+        Self {
+            max_rows: DEFAULT_MAX_ROWS,
+            max_explain_rows: DEFAULT_MAX_EXPLAIN_ROWS,
+            max_exact_features: crate::explain::EXACT_MAX_FEATURES,
+        }
     }
 }
 
@@ -375,7 +382,7 @@ impl<'a> Request<'a> {
                 if rows.rows > limits.max_explain_rows {
                     return Err(RequestError::TooManyRows { limit: limits.max_explain_rows });
                 }
-                let opts = ask.options(model)?;
+                let opts = ask.options(model, limits.max_exact_features)?;
                 let n = model.num_features();
                 (0..rows.rows).map(|r| model.explain(&rows.x[r * n..(r + 1) * n], &opts)).collect()
             }

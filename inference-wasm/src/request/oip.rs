@@ -524,7 +524,24 @@ fn bind(b: &mut Binder<'_>, env: &Envelope, text: &str, tail: &[u8]) -> Result<(
             }
             _ => rows = Some(r),
         }
-        let expected = input.shape.iter().product::<usize>();
+        // Checked: on wasm32 a claimed [2^30, 4] wraps to 0 elements, which empty data "matches".
+        let expected = input
+            .shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| invalid(format!("input `{shown}` has shape {:?}: too many elements", input.shape)))?;
+        // Each element takes at least a byte of data (four for BYTES): refuse a shape the data
+        // cannot fill before any row is allocated for it.
+        let room = match input.data {
+            Data::Json(span) => span.get(text).len(),
+            Data::Binary(s, e) => (e - s) / input.datatype.width().unwrap_or(4),
+        };
+        if expected > room {
+            return Err(invalid(format!(
+                "input `{shown}` has shape {:?} ({expected} elements), more than its data can hold",
+                input.shape
+            )));
+        }
         let count = match input.data {
             Data::Json(span) => {
                 let mut count = 0usize;

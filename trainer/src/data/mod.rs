@@ -247,7 +247,12 @@ fn resolve_in(dir: &Path, rel: &str) -> Result<PathBuf, DataLoadError> {
     if !full.starts_with(&base) {
         return Err(bad("resolves outside the data dir"));
     }
-    Ok(full)
+    // Checked at submit too, so a request naming a directory or a FIFO is refused at once.
+    match std::fs::metadata(&full) {
+        Ok(m) if m.is_dir() => Err(DataLoadError::IsDirectory(PathBuf::from(shown))),
+        Ok(m) if !m.is_file() => Err(DataLoadError::NotAFile(PathBuf::from(shown))),
+        _ => Ok(full),
+    }
 }
 
 /// Load the dataset `source` names.

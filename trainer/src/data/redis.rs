@@ -59,6 +59,9 @@ impl KeyPattern {
 
 impl std::fmt::Display for KeyPattern {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none: no Redis is configured for datasets (--redis or REDIS_URL)");
+        }
         write!(f, "{:?}", self.0.join(","))
     }
 }

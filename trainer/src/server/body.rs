@@ -164,11 +164,73 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
                 ),
             ));
         }
+        // A repeated key would be read one way here and maybe another way by a proxy or a log.
+        let mut de = serde_json::Deserializer::from_slice(&body.bytes);
+        serde::Deserializer::deserialize_any(&mut de, NoDuplicateKeys).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => {
+                ApiError::invalid("validation_error", inference::error::truncate_echo(&e.to_string()))
+            }
+            _ => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("malformed JSON: {e}")),
+        })?;
         serde_json::from_slice(&body.bytes).map(JsonBody).map_err(|e| match e.classify() {
             serde_json::error::Category::Data => {
                 ApiError::invalid("validation_error", inference::error::truncate_echo(&e.to_string()))
             }
             _ => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("malformed JSON: {e}")),
         })
+    }
+}
+
+/// Walks a JSON value and fails on an object that repeats a key (at any depth).
+struct NoDuplicateKeys;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate field `{}`",
+                    inference::error::truncate_echo(&key)
+                )));
+            }
+            map.next_value::<Checked>()?;
+        }
+        Ok(())
+    }
+}
+
+/// A value checked by [`NoDuplicateKeys`].
+struct Checked;
+
+impl<'de> serde::Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateKeys).map(|()| Checked)
     }
 }

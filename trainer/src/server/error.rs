@@ -149,3 +149,45 @@ impl From<DataLoadError> for ApiError {
         ApiError::invalid(e.kind(), e.to_string())
     }
 }
+
+/// How much of a plain-text error body [`json_errors`] keeps as the message.
+const TEXT_ERROR_BYTES: usize = 4096;
+
+/// Error answers that leave a layer or an extractor as plain text or empty (axum's query and
+/// path rejections, the timeout layer's 408) are rewritten in the route's protocol's JSON
+/// error shape, so every error a client sees has one form.
+pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let protocol = super::web::protocol_of_path(req.uri().path());
+    let res = next.run(req).await;
+    let status = res.status();
+    let content_type = res.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let plain = content_type.is_empty() || content_type.starts_with("text/plain");
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, TEXT_ERROR_BYTES)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let kind = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "validation_error",
+        s if s.is_server_error() => "internal",
+        _ => "error",
+    };
+    let message =
+        if text.is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { truncate_echo(&text) };
+    let mut out = ApiError::new(status, kind, message).in_protocol(protocol).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}

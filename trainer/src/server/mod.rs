@@ -187,11 +187,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         // After every route: it applies to the method routers that exist.
         .method_not_allowed_fallback(web::method_not_allowed);
     let limits = &state.config.limits;
-    app.layer(middleware::from_fn_with_state(state.clone(), telemetry::track))
-        // Our extractors enforce the limit with the API's error shape; this bounds the rest.
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+    // Inner to outer: body limit and timeouts; errors any of them left as text made JSON;
+    // metrics, which so see every answer (the timeouts' 408s too); request ids and tracing.
+    // Our extractors enforce the body limit with the API's error shape; this bounds the rest.
+    app.layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(RequestBodyTimeoutLayer::new(limits.request_timeout))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
+        .layer(middleware::from_fn(error::json_errors))
+        .layer(middleware::from_fn_with_state(state.clone(), telemetry::track))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
@@ -296,9 +299,10 @@ pub async fn serve_until(
         let permit = match connections.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                // At the cap with a client waiting: close the oldest connection that never sent
-                // a request head, so header tricklers (slowloris) cannot hold every slot until
-                // their header timeouts; with none, wait for a slot.
+                // At the cap with a client waiting: close the oldest idle connection (one that
+                // never sent a request head, or a keep-alive one between requests), as nginx
+                // drains its reusable connections, so neither header tricklers (slowloris) nor
+                // clients parking keep-alive sockets can hold every slot; with none, wait.
                 waiting.evict_oldest();
                 tokio::select! {
                     p = connections.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -308,13 +312,13 @@ pub async fn serve_until(
         };
         let _ = stream.set_nodelay(true);
         let slot = waiting.register();
-        let svc = tower::ServiceExt::map_request(app.clone(), slot.marking_requests());
+        let svc = slot.tracking(app.clone());
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc));
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             tokio::select! {
                 _ = conn => {}
-                _ = slot.evict.notified() => tracing::debug!("closed a connection that sent no request, to free its slot"),
+                _ = slot.evict.notified() => tracing::debug!("closed an idle connection to free its slot"),
             }
             drop(permit);
         });
@@ -334,19 +338,51 @@ pub async fn serve_until(
 /// A connection's standing for eviction at the connection cap.
 #[derive(Default)]
 struct ConnectionSlot {
-    /// A request head arrived (the client is not a header trickler).
-    requested: AtomicBool,
+    /// Requests whose head arrived and whose response body is not yet sent.
+    busy: std::sync::atomic::AtomicUsize,
     evict: tokio::sync::Notify,
 }
 
+/// Marks a connection busy while it lives (moved into the response body).
+struct Busy(Arc<ConnectionSlot>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl ConnectionSlot {
-    /// A request mapper that records that a request head arrived on this connection.
-    fn marking_requests<B>(self: &Arc<Self>) -> impl Fn(Request<B>) -> Request<B> + Clone {
-        let slot = self.clone();
-        move |req| {
-            slot.requested.store(true, std::sync::atomic::Ordering::Relaxed);
+    /// `app`, counting this connection busy from a request head until its response body has
+    /// been sent (or dropped): only an idle connection may be evicted.
+    fn tracking<B>(
+        self: &Arc<Self>,
+        app: Router,
+    ) -> impl tower::Service<
+        Request<B>,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future = impl Send,
+    > + Clone
+    where
+        B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        use http_body_util::BodyExt;
+        let (on_request, on_response) = (self.clone(), self.clone());
+        let app = tower::ServiceExt::map_request(app, move |req: Request<B>| {
+            on_request.busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             req
-        }
+        });
+        tower::ServiceExt::map_response(app, move |res: axum::response::Response| {
+            let busy = Busy(on_response.clone());
+            res.map(|body| {
+                axum::body::Body::new(body.map_frame(move |frame| {
+                    let _held_until_the_body_ends = &busy;
+                    frame
+                }))
+            })
+        })
     }
 }
 
@@ -358,20 +394,18 @@ impl WaitingConnections {
     fn register(&self) -> Arc<ConnectionSlot> {
         let slot = Arc::new(ConnectionSlot::default());
         let mut q = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        // Forget closed connections and those that sent a request: neither is evictable.
-        q.retain(|w| w.upgrade().is_some_and(|s| !s.requested.load(std::sync::atomic::Ordering::Relaxed)));
+        q.retain(|w| w.strong_count() > 0); // Forget closed connections.
         q.push_back(Arc::downgrade(&slot));
         slot
     }
 
-    /// Close the oldest open connection that has not sent a request head yet, if any.
+    /// Close the oldest open connection that is idle (no request in flight), if any.
     fn evict_oldest(&self) {
         let mut q = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(w) = q.pop_front() {
-            if let Some(s) = w.upgrade().filter(|s| !s.requested.load(std::sync::atomic::Ordering::Relaxed)) {
-                s.evict.notify_one();
-                return;
-            }
+        let idle =
+            q.iter().position(|w| w.upgrade().is_some_and(|s| s.busy.load(std::sync::atomic::Ordering::Relaxed) == 0));
+        if let Some(s) = idle.and_then(|i| q.remove(i)).and_then(|w| w.upgrade()) {
+            s.evict.notify_one();
         }
     }
 }

@@ -82,10 +82,13 @@ pub async fn bundle(
     let etag = format!("\"{}\"", loaded.sha256);
     let digest = hex_to_bytes(&loaded.sha256);
     let content_digest = format!("sha-256=:{}:", base64::engine::general_purpose::STANDARD.encode(digest));
+    // Every If-None-Match line counts: repeated header lines are one comma-separated list (RFC 9110 §5.3).
     let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim() == "*" || v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag));
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim() == "*" || t.trim().trim_start_matches("W/") == etag);
     let mut res = if matches {
         StatusCode::NOT_MODIFIED.into_response()
     } else {

@@ -12,7 +12,7 @@ use inference::config::TrainConfig;
 use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
-use crate::queue::{Job, TaskSpec, TaskStatus};
+use crate::queue::{Job, TaskSpec, TaskState, TaskStatus};
 use crate::tune::TuneOptions;
 
 /// Answer of `POST /api/ml/train`.
@@ -112,5 +112,12 @@ pub async fn cancel(
     State(state): State<Arc<AppState>>,
     Path(task_id): Path<String>,
 ) -> Result<Json<TaskStatus>, ApiError> {
-    Ok(Json(state.queue.cancel(&task_id).await?))
+    let before = state.queue.get(&task_id).await?.map(|t| t.status);
+    let after = state.queue.cancel(&task_id).await?;
+    // A running task is counted by its worker when it stops; one cancelled while pending never
+    // reaches a worker, so it is counted here.
+    if before == Some(TaskState::Pending) && after.status == TaskState::Cancelled {
+        state.telemetry.training_finished("cancelled");
+    }
+    Ok(Json(after))
 }
