@@ -379,6 +379,11 @@ fn what_a_request_cannot_run_is_refused_at_submit() {
     let (s, t) = srv.call("POST", "/api/ml/tune", Some(body), &[("content-type", "application/json")]);
     assert_eq!(s, 422, "{t}");
     assert!(t.contains("duplicate field `dataset_path`"), "{t}");
+    // A search range past the server's caps would only fail every trial later.
+    let space = json!({"tune": {"trials": 3, "space": {"train_config": {"epochs": {"low": 1, "high": 1000000}}}}});
+    let (s, v) = srv.json("POST", "/api/ml/tune", Some(space));
+    assert_eq!((s, v["error"].as_str()), (422, Some("invalid_config")), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("over the server's limit 1000"), "{v}");
     let nested = r#"{"target_column": "y", "tune": {"trials": 3, "trials": 1}}"#;
     let (s, t) = srv.call("POST", "/api/ml/tune", Some(nested), &[("content-type", "application/json")]);
     assert!(s == 422 && t.contains("duplicate field `trials`"), "{s} {t}");

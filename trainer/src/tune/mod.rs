@@ -326,6 +326,10 @@ impl Study {
 
     /// The search's record and the winner's config, once every planned trial has finished.
     pub fn conclude(self) -> Result<(TuningRecord, TrainConfig), TrainingError> {
+        if best_of(&self.records).is_none() && self.stopped_by == Some("budget") {
+            // The search's time ran out before any trial finished: a time limit, not bad data.
+            return Err(TrainingError::TimedOut { seconds: self.options.budget_seconds.unwrap_or(0.0) });
+        }
         let lowest = best_of(&self.records).ok_or_else(|| {
             let why =
                 self.records.iter().find_map(|r| r.error.clone()).unwrap_or_else(|| "every trial was pruned".into());
@@ -558,6 +562,18 @@ mod tests {
         let want = configs.iter().min_by(|a, b| a.0.total_cmp(&b.0)).unwrap();
         assert_eq!(winner, want.1);
         assert_eq!(rec.stopped_by, "trials");
+    }
+
+    #[test]
+    fn a_budget_spent_before_any_trial_finished_is_a_time_limit() {
+        let options = TuneOptions { trials: 5, budget_seconds: Some(0.02), ..TuneOptions::default() };
+        let mut s = Study::new(&TrainConfig::default(), &options);
+        let p = s.plan().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        s.finish(&p, record(p.number, TrialState::Failed, None));
+        assert!(s.plan().is_none(), "the budget is spent");
+        let e = s.conclude().unwrap_err();
+        assert_eq!(e.kind(), "timed_out", "{e}");
     }
 
     #[test]

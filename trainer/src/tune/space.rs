@@ -249,6 +249,22 @@ impl SearchSpace {
         Ok(())
     }
 
+    /// [`SearchSpace::check`], and within a server's caps: a range reaching past them would
+    /// only fail trials once the search runs.
+    pub fn check_with(&self, caps: &inference::config::Caps) -> Result<(), ConfigError> {
+        self.check()?;
+        let t = &self.train_config;
+        for (field, range, cap) in [
+            ("space.train_config.epochs", &t.epochs, caps.max_epochs),
+            ("space.train_config.patience", &t.patience, caps.max_patience),
+        ] {
+            if let Some(r) = range.as_ref().filter(|r| r.high > cap) {
+                return Err(ConfigError::new(field, format!("reaches {}, over the server's limit {cap}", r.high)));
+            }
+        }
+        Ok(())
+    }
+
     /// The dimensions a sampler draws, in a fixed order.
     pub fn dims(&self) -> Vec<Named> {
         let (m, t) = (&self.model_config, &self.train_config);
