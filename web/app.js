@@ -13,6 +13,8 @@
 const QUERY = new URLSearchParams(location.search);
 const API = QUERY.get('api') ?? '/api/ml';
 const VERIFY_IN_WASM = QUERY.get('verify') === 'wasm';
+/** Pages of the model list read at most (100 models each): a bound, not a limit anyone meets. */
+const MAX_MODEL_PAGES = 100;
 const $ = (id) => document.getElementById(id);
 
 let wasm; // @trainer/inference's browser entry (web/pkg/inference.js, copied by scripts/pack.sh)
@@ -128,14 +130,20 @@ async function start() {
 
 async function listModels() {
   const sel = $('model-select');
-  let list;
+  const list = [];
   try {
-    const r = await fetch(`${API}/models`, { headers: { accept: 'application/json' } });
-    if (!r.ok) throw new Error(`GET ${API}/models answered ${await httpError(r)}`);
-    if (!(r.headers.get('content-type') ?? '').includes('json')) {
-      throw new Error(`GET ${API}/models did not answer JSON`);
+    // Every page (the server pages by 100, newest first), following `x-next-cursor`.
+    for (let cursor = null, pages = 0; pages < MAX_MODEL_PAGES; pages++) {
+      const url = `${API}/models${cursor ? `?cursor=${encodeURIComponent(cursor)}` : ''}`;
+      const r = await fetch(url, { headers: { accept: 'application/json' } });
+      if (!r.ok) throw new Error(`GET ${API}/models answered ${await httpError(r)}`);
+      if (!(r.headers.get('content-type') ?? '').includes('json')) {
+        throw new Error(`GET ${API}/models did not answer JSON`);
+      }
+      list.push(...(await r.json()));
+      cursor = r.headers.get('x-next-cursor');
+      if (!cursor) break;
     }
-    list = await r.json();
   } catch (e) {
     sel.replaceChildren(new Option('No model server', ''));
     const note = $('models-note');
@@ -157,10 +165,27 @@ async function listModels() {
     return [m.model_id, m.task_type, score].filter(Boolean).join(' · ');
   };
   listed = new Map(list.map((m) => [m.model_id, m]));
-  sel.replaceChildren(...list.map((m) => new Option(label(m), m.model_id)));
+  // A model the server cannot load is listed, disabled, with the reason as its tooltip.
+  const usable = (m) => (m.status ?? 'ok') === 'ok';
+  sel.replaceChildren(
+    ...list.map((m) => {
+      const o = new Option(usable(m) ? label(m) : `${m.model_id} · unloadable`, m.model_id);
+      if (!usable(m)) {
+        o.disabled = true;
+        o.title = m.error ?? 'the server cannot load this model';
+      }
+      return o;
+    }),
+  );
   sel.disabled = false;
   sel.addEventListener('change', () => sel.value && loadFromServer(sel.value));
-  await loadFromServer(list[0].model_id); // the newest
+  const newest = list.find(usable);
+  if (!newest) {
+    setStatus('No model on the server loads: see the list, train a new one, or open a file.');
+    return;
+  }
+  sel.value = newest.model_id;
+  await loadFromServer(newest.model_id); // the newest loadable one
 }
 
 async function loadFromServer(id) {

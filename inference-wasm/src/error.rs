@@ -152,7 +152,7 @@ pub enum PredictError {
         features: String,
     },
     /// Features absent where every feature is required (MLflow's schema enforcement).
-    #[error("missing column{} {columns}: every feature is required (send null for a missing value)", if *count == 1 { "" } else { "s" })]
+    #[error("missing column{} {columns}: every feature is required (a missing value is an empty cell or null, not an absent column)", if *count == 1 { "" } else { "s" })]
     MissingColumns {
         /// The absent features, quoted (truncated).
         columns: String,

@@ -429,6 +429,35 @@ describe('prediction page in Chromium', () => {
     }
   });
 
+  test('an unloadable newest model is listed disabled and skipped; probability tracks share one start', async () => {
+    const ctx = await browser.newContext();
+    const p = await ctx.newPage();
+    // The server's real list with its newest model marked unloadable, as a corrupt bundle is.
+    await p.route('**/api/ml/models', async (route) => {
+      const response = await route.fetch();
+      const list = await response.json();
+      assert.equal(list[0].model_id, iris.model_id);
+      list[0] = { ...list[0], status: 'unloadable', error: 'corrupt bundle' };
+      await route.fulfill({ response, json: list });
+    });
+    try {
+      await p.goto(server.match[1]);
+      await p.waitForSelector(`body[data-model-id="${diabetes.model_id}"]`);
+      const option = await p.$eval(`#model-select option[value="${iris.model_id}"]`, (o) => ({ disabled: o.disabled, text: o.textContent, title: o.title }));
+      assert.deepEqual(option, { disabled: true, text: `${iris.model_id} · unloadable`, title: 'corrupt bundle' });
+      assert.equal(await p.inputValue('#model-select'), diabetes.model_id, 'the selection shows the model in use');
+      // Bars of one chart start at one x (their lengths compare), whatever their labels.
+      await p.selectOption('#model-select', tuned.model_id);
+      await p.waitForSelector(`body[data-model-id="${tuned.model_id}"]`);
+      await p.waitForSelector('#prob-bars .bar-track');
+      const starts = await p.$$eval('#prob-bars .bar-track', (ts) => ts.map((t) => Math.round(t.getBoundingClientRect().x)));
+      assert.equal(starts.length, 3);
+      assert.equal(new Set(starts).size, 1, `track starts ${starts}`);
+    } finally {
+      await ctx.close();
+    }
+  });
+
   test('a tampered bundle fails the browser\'s integrity check: a clear error, never a prediction', async () => {
     const ctx = await browser.newContext();
     const p = await ctx.newPage();

@@ -20,6 +20,28 @@ fn malformed(message: String) -> RequestError {
     RequestError::Malformed { format: "CSV", message }
 }
 
+/// The delimiter of CSV text, from its first line: `,` if it holds one (outside quotes), else a
+/// tab, else `;` (as pandas' `sep=None` sniffs; a spreadsheet's copy is tab-separated). The
+/// trainer's loader reads datasets with the same rule.
+pub fn sniff_delimiter(head: &[u8]) -> u8 {
+    let (mut quoted, mut seen) = (false, [false; 3]);
+    for &b in head {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' | b'\r' if !quoted => break,
+            b',' if !quoted => seen[0] = true,
+            b'\t' if !quoted => seen[1] = true,
+            b';' if !quoted => seen[2] = true,
+            _ => {}
+        }
+    }
+    match seen {
+        [false, true, _] => b'\t',
+        [false, false, true] => b';',
+        _ => b',',
+    }
+}
+
 /// Iterates the records of CSV text, each as its fields.
 struct Records<'a> {
     input: &'a [u8],
@@ -30,9 +52,10 @@ struct Records<'a> {
 }
 
 impl<'a> Records<'a> {
-    fn new(input: &'a [u8]) -> Self {
+    fn new(input: &'a [u8], delimiter: u8) -> Self {
         let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
-        Self { input, reader: Reader::new(), out: vec![0; 1024], ends: vec![0; 64], done: false }
+        let reader = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
+        Self { input, reader, out: vec![0; 1024], ends: vec![0; 64], done: false }
     }
 
     /// The next record's fields (None at the end); `Err` names the record index.
@@ -74,7 +97,9 @@ impl<'a> Records<'a> {
 
 /// Bind every data record of `text` into `b`.
 pub(crate) fn bind_csv(b: &mut Binder<'_>, text: &[u8], columns: CsvColumns) -> Result<(), RequestError> {
-    let mut records = Records::new(text);
+    // Rows without a header (one CLI line) are the features in order, comma-separated.
+    let delimiter = if columns == CsvColumns::Header { sniff_delimiter(text) } else { b',' };
+    let mut records = Records::new(text, delimiter);
     let n = b.pre.num_features();
     let (map, width): (Vec<Option<usize>>, usize) = match columns {
         CsvColumns::Positional => ((0..n).map(Some).collect(), n),
@@ -160,5 +185,15 @@ mod tests {
         assert_eq!(e.kind(), "unknown_columns", "{e}");
         let e = bind("1\n", CsvColumns::Positional).unwrap_err();
         assert_eq!(e.kind(), "wrong_feature_count");
+    }
+
+    #[test]
+    fn tab_and_semicolon_tables_are_read_as_such() {
+        let comma = bind("x,c\n1,z\n", CsvColumns::Header).unwrap();
+        for text in ["x\tc\n1\tz\n", "x;c\n1;z\n"] {
+            assert_eq!(bind(text, CsvColumns::Header).unwrap(), comma, "{text:?}");
+        }
+        assert_eq!(sniff_delimiter(b"\"a;b\",c\n"), b',', "separators inside quotes do not count");
+        assert_eq!(sniff_delimiter(b"a\n1;2\n"), b',', "only the header line counts");
     }
 }

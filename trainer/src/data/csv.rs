@@ -31,26 +31,11 @@ fn reader<R: Read>(r: R, delimiter: u8) -> csv::Reader<R> {
 /// How much of the file the delimiter is sniffed from.
 const SNIFF_BYTES: u64 = 64 * 1024;
 
-/// The delimiter of the header line: `,` if it holds one (outside quotes), else a tab, else `;`.
+/// The delimiter, by the core's rule ([`inference::request::sniff_delimiter`]) over the head of the file.
 fn sniff_delimiter(r: impl Read) -> Result<u8, std::io::Error> {
     let mut head = Vec::new();
     r.take(SNIFF_BYTES).read_to_end(&mut head)?;
-    let (mut quoted, mut seen) = (false, [false; 3]);
-    for &b in head.iter() {
-        match b {
-            b'"' => quoted = !quoted,
-            b'\n' | b'\r' if !quoted => break,
-            b',' if !quoted => seen[0] = true,
-            b'\t' if !quoted => seen[1] = true,
-            b';' if !quoted => seen[2] = true,
-            _ => {}
-        }
-    }
-    Ok(match seen {
-        [false, true, _] => b'\t',
-        [false, false, true] => b';',
-        _ => b',',
-    })
+    Ok(inference::request::sniff_delimiter(&head))
 }
 
 /// Passes bytes through while following RFC 4180 quoting as the csv crate reads it (a quote
