@@ -157,3 +157,53 @@ fn the_server_reads_only_allowed_keys_and_never_echoes_values() {
     assert_eq!(st["status"], "failed");
     assert!(!st.to_string().contains("hunter2") && !st.to_string().contains("db_password"), "{st}");
 }
+
+#[test]
+fn a_cancel_wins_over_a_completion_that_raced_it_in_the_shared_queue() {
+    use trainer::queue::redis::{RedisQueue, RedisQueueOptions};
+    use trainer::queue::{Completion, TaskQueue, TaskSpec, TaskState};
+    use trainer::redis_pool::{Pool, RedisLink};
+    let redis = Redis::start(&[]);
+    let link = RedisLink { url: redis.url.clone(), prefix: "t:".into(), timeout: Duration::from_secs(2) };
+    let q = RedisQueue::new(Pool::new(link).unwrap(), RedisQueueOptions::default());
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    rt.block_on(async {
+        let task = q.submit(TaskSpec::train(inference::config::TrainConfig::default())).await.unwrap();
+        // The first claim creates the consumer group (as a worker's first poll does).
+        let mut claim = None;
+        for _ in 0..5 {
+            claim = q.claim("w", Duration::from_millis(200)).await.unwrap();
+            if claim.is_some() {
+                break;
+            }
+        }
+        let claim = claim.expect("a claim");
+        assert_eq!(claim.id, task.task_id);
+        // The client is told the running task is being cancelled; the worker finishes first.
+        assert_eq!(q.cancel(&task.task_id).await.unwrap().status, TaskState::Running);
+        let done = Completion {
+            model_id: Some("model_2026_01_01_001".into()),
+            test_metrics: serde_json::json!({}),
+            tuning: None,
+        };
+        assert!(!q.complete(&task.task_id, done).await.unwrap(), "the worker must discard its model");
+        let st = q.get(&task.task_id).await.unwrap().unwrap();
+        assert_eq!((st.status, st.model_id, st.error_kind.as_deref()), (TaskState::Cancelled, None, Some("cancelled")));
+    });
+}
+
+#[test]
+fn dataset_keys_that_reach_the_deployments_own_keys_are_refused_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let (models, data) = (dir.path().join("models"), dir.path().join("data"));
+    let o = run(trainer()
+        .env_remove("REDIS_URL")
+        .args(["serve", "--port", "0", "--redis", "redis://127.0.0.1:1", "--redis-prefix", "datasets:"])
+        .arg("--models-dir")
+        .arg(&models)
+        .arg("--data-dir")
+        .arg(&data));
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("matches this deployment's own keys (e.g. datasets:task:x)"), "{e}");
+}

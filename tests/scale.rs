@@ -220,6 +220,26 @@ fn a_killed_worker_s_task_is_taken_over_and_completes_once() {
 }
 
 #[test]
+fn pooled_connections_outlive_a_redis_restart_without_a_failed_request() {
+    let mut redis = Redis::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let api = shared_server(&redis.url, &["--workers", "0", "--redis-timeout", "1"]);
+    let task = submit(&api, iris(3));
+    // Several calls at once leave several idle connections in the pool, then Redis restarts:
+    // each first use finds its connection dropped, which must not reach the client as a 503.
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| assert_eq!(api.json("GET", &format!("/api/ml/train/status/{task}"), None).0, 200));
+        }
+    });
+    redis.restart();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for _ in 0..6 {
+        let (code, v) = api.json("GET", &format!("/api/ml/train/status/{task}"), None);
+        assert_eq!(code, 200, "{v}");
+    }
+}
+
+#[test]
 fn tasks_and_records_survive_restarts_and_an_outage_fails_nothing_silently() {
     let mut redis = Redis::start(&["--appendonly", "yes", "--appendfsync", "always"]);
     let api = shared_server(&redis.url, &["--workers", "0", "--redis-timeout", "1"]);

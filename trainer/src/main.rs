@@ -584,11 +584,25 @@ impl DataArgs {
         // No Redis named (neither REDIS_URL nor --redis): read none, rather than whatever
         // answers on localhost.
         let keys = if env_url || shared.redis.is_some() { self.redis_keys.as_str() } else { "" };
+        let patterns = KeyPattern::parse(keys);
+        if !env_url && shared.redis.is_some() {
+            // Datasets come from the shared Redis: its task and model keys must stay out of reach.
+            for own in ["task:x", "model:x", "tasks"] {
+                let key = format!("{}{own}", shared.redis_prefix);
+                if patterns.matches(&key) {
+                    return Err(ServeError::Config(format!(
+                        "--redis-keys {patterns} matches this deployment's own keys (e.g. {key}): \
+                         choose dataset keys outside --redis-prefix {:?}",
+                        shared.redis_prefix
+                    )));
+                }
+            }
+        }
         Ok(RunOptions {
             data: DataContext {
                 data_dir: Some(self.data_dir.clone()),
                 redis,
-                redis_keys: Some(KeyPattern::parse(keys)),
+                redis_keys: Some(patterns),
                 max_bytes: self.max_dataset_bytes,
             },
             save_test_rows: false,

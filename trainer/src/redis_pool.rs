@@ -66,14 +66,23 @@ impl Pool {
     }
 
     /// Run `f` on a pooled connection (blocking: call from a blocking context). A connection
-    /// that saw an error is dropped, so a restarted Redis gets fresh connections.
-    pub fn run<T>(&self, f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> redis::RedisResult<T> {
+    /// that saw an error is dropped, so a restarted Redis gets fresh connections. A pooled
+    /// connection found dropped (Redis restarted since it was used) means every idle one is
+    /// dead: they are all discarded and `f` runs once more on a fresh connection. The command
+    /// never reached a live server then, so running it again is safe.
+    pub fn run<T>(&self, mut f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>) -> redis::RedisResult<T> {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let was_pooled = pooled.is_some();
         let mut con = match pooled {
             Some(c) => c,
             None => self.connect()?,
         };
-        let out = f(&mut con);
+        let mut out = f(&mut con);
+        if was_pooled && out.as_ref().is_err_and(redis::RedisError::is_connection_dropped) {
+            self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            con = self.connect()?;
+            out = f(&mut con);
+        }
         if out.is_ok() {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             if idle.len() < MAX_IDLE {

@@ -219,6 +219,17 @@ impl TaskQueue for LocalQueue {
     }
 
     async fn complete(&self, id: &str, c: Completion) -> Result<bool, QueueError> {
+        // A cancel the client was told of wins over a completion that raced it: the caller
+        // then discards the model.
+        let cancelled = self.lock().tasks.get(id).is_some_and(|e| e.cancel.load(Ordering::SeqCst));
+        if cancelled {
+            let f = TaskFailure { kind: super::CANCELLED.into(), message: super::LATE_CANCEL.into() };
+            self.update(id, |s| {
+                s.fail(&f);
+                true
+            })?;
+            return Ok(false);
+        }
         self.update(id, |s| {
             s.complete(&c);
             true
@@ -334,5 +345,19 @@ mod tests {
         assert_eq!(rt.block_on(q.get(&a.task_id)).unwrap().unwrap().status, TaskState::Cancelled);
         assert!(rt.block_on(q.claim("w", Duration::from_millis(10))).unwrap().is_none());
         assert!(matches!(rt.block_on(q.cancel("nope")), Err(QueueError::NotFound(_))));
+    }
+
+    #[test]
+    fn a_cancel_wins_over_a_completion_that_raced_it() {
+        let rt = rt();
+        let q = LocalQueue::new(None, LocalOptions::default()).unwrap();
+        let a = rt.block_on(q.submit(spec())).unwrap();
+        let _claim = rt.block_on(q.claim("w", Duration::from_millis(10))).unwrap().unwrap();
+        // The client is told "cancelling" while the worker is already saving its model.
+        assert_eq!(rt.block_on(q.cancel(&a.task_id)).unwrap().status, TaskState::Running);
+        let done = Completion { model_id: Some("m1".into()), test_metrics: serde_json::json!({}), tuning: None };
+        assert!(!rt.block_on(q.complete(&a.task_id, done)).unwrap(), "the model is to be discarded");
+        let st = rt.block_on(q.get(&a.task_id)).unwrap().unwrap();
+        assert_eq!((st.status, st.model_id), (TaskState::Cancelled, None));
     }
 }

@@ -171,6 +171,9 @@ impl TaskStatus {
 /// The error kind of a cancelled task.
 pub const CANCELLED: &str = "cancelled";
 
+/// The message of a task cancelled while its finished model was being saved (then discarded).
+pub const LATE_CANCEL: &str = "cancelled while its model was being saved; the model was discarded";
+
 /// What a worker needs to run a task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskSpec {

@@ -101,13 +101,18 @@ return 1";
 
 const FINISH: &str = r"
 -- KEYS: task hash, unfinished set, stream. ARGV: attempt ('' = any), group, ttl, id, then
--- field/value pairs, or the single pair 'cancel_if_running', '1' for a cancel request.
-local v = redis.call('HMGET', KEYS[1], 'status', 'attempts', 'entry')
+-- field/value pairs, or the single pair 'cancel_if_running', '1' for a cancel request; a
+-- completion starts with the pair 'unless_cancelled', '1' and returns 3 (recording nothing)
+-- when a cancel was asked for meanwhile: the cancel the client was told of wins.
+local v = redis.call('HMGET', KEYS[1], 'status', 'attempts', 'entry', 'cancel')
 if not v[1] then return -1 end
 if v[1] ~= 'pending' and v[1] ~= 'running' then return 0 end
 if ARGV[1] ~= '' and v[2] ~= ARGV[1] then return 0 end
 if ARGV[5] == 'cancel_if_running' then
   if v[1] == 'running' then redis.call('HSET', KEYS[1], 'cancel', '1'); return 2 end
+  table.remove(ARGV, 5); table.remove(ARGV, 5)
+elseif ARGV[5] == 'unless_cancelled' then
+  if v[4] == '1' then return 3 end
   table.remove(ARGV, 5); table.remove(ARGV, 5)
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 5))
@@ -611,8 +616,18 @@ impl TaskQueue for RedisQueue {
         let mut s = TaskStatus::pending(id.to_owned(), 0);
         s.complete(&c);
         let keep = ["status", "progress", "message", "model_id", "test_metrics", "tuning", "finished_at"];
-        let fields = to_fields(&s).into_iter().filter(|(k, _)| keep.contains(k)).collect();
-        Ok(self.finish(id, Some(attempt), fields).await? == 1)
+        let mut fields = vec![("unless_cancelled", "1".to_owned())];
+        fields.extend(to_fields(&s).into_iter().filter(|(k, _)| keep.contains(k)));
+        match self.finish(id, Some(attempt), fields).await? {
+            1 => Ok(true),
+            3 => {
+                // Cancelled while its model was being saved: the caller discards the model.
+                let f = TaskFailure { kind: super::CANCELLED.into(), message: super::LATE_CANCEL.into() };
+                self.finish(id, Some(attempt), failure_fields(&f)).await?;
+                Ok(false)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn fail(&self, id: &str, f: TaskFailure) -> Result<(), QueueError> {
