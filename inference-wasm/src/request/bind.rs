@@ -154,8 +154,7 @@ impl<'m> Binder<'m> {
             return Err(PredictError::NoKnownColumn { given: shown, features: features() });
         }
         if table || self.all_required {
-            let absent: Vec<&str> =
-                self.pre.feature_names().iter().zip(given).filter(|(_, g)| !**g).map(|(n, _)| n.as_str()).collect();
+            let absent = self.absent(given);
             if !absent.is_empty() {
                 return Err(PredictError::MissingColumns {
                     columns: quoted(absent.iter().copied()),
@@ -166,6 +165,11 @@ impl<'m> Binder<'m> {
         Ok(())
     }
 
+    /// The features `given` leaves out, in feature order.
+    pub(crate) fn absent(&self, given: &[bool]) -> Vec<&str> {
+        self.pre.feature_names().iter().zip(given).filter(|(_, g)| !**g).map(|(n, _)| n.as_str()).collect()
+    }
+
     /// [`Binder::named`] for row `row`, as a visitor error.
     fn named_row<E: de::Error>(&mut self, row: usize, given: &[bool], names: &[&str]) -> Result<(), E> {
         match self.named(given, names, false) {
@@ -174,8 +178,8 @@ impl<'m> Binder<'m> {
         }
     }
 
-    /// Map column names (a header, a table's `columns`) to features: a feature named twice
-    /// and a set naming none are errors, and so is an absent feature under `require_all`.
+    /// Map column names (a header, a table's `columns`) to features: a feature named twice,
+    /// an absent feature and a set naming none are errors.
     pub(crate) fn column_map(&self, names: &[&str]) -> Result<Vec<Option<usize>>, RequestError> {
         let mut given = vec![false; self.n];
         let mut map = Vec::with_capacity(names.len());

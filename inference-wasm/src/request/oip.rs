@@ -41,25 +41,36 @@ pub(crate) enum Datatype {
     Bytes,
 }
 
+/// Every datatype with its protocol name.
+const DATATYPES: [(&str, Datatype); 14] = [
+    ("BOOL", Datatype::Bool),
+    ("UINT8", Datatype::U8),
+    ("UINT16", Datatype::U16),
+    ("UINT32", Datatype::U32),
+    ("UINT64", Datatype::U64),
+    ("INT8", Datatype::I8),
+    ("INT16", Datatype::I16),
+    ("INT32", Datatype::I32),
+    ("INT64", Datatype::I64),
+    ("FP16", Datatype::F16),
+    ("BF16", Datatype::Bf16),
+    ("FP32", Datatype::F32),
+    ("FP64", Datatype::F64),
+    ("BYTES", Datatype::Bytes),
+];
+
 impl Datatype {
     fn parse(s: &str) -> Result<Self, RequestError> {
-        Ok(match s {
-            "BOOL" => Self::Bool,
-            "UINT8" => Self::U8,
-            "UINT16" => Self::U16,
-            "UINT32" => Self::U32,
-            "UINT64" => Self::U64,
-            "INT8" => Self::I8,
-            "INT16" => Self::I16,
-            "INT32" => Self::I32,
-            "INT64" => Self::I64,
-            "FP16" => Self::F16,
-            "BF16" => Self::Bf16,
-            "FP32" => Self::F32,
-            "FP64" => Self::F64,
-            "BYTES" => Self::Bytes,
-            other => return Err(RequestError::Invalid(format!("unknown datatype {:?}", truncate_echo(other)))),
-        })
+        DATATYPES
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|&(_, d)| d)
+            .ok_or_else(|| RequestError::Invalid(format!("unknown datatype {:?}", truncate_echo(s))))
+    }
+
+    /// The protocol's name of the datatype.
+    fn name(self) -> &'static str {
+        DATATYPES.iter().find(|(_, d)| *d == self).map_or("", |&(name, _)| name)
     }
 
     /// Bytes per element in binary data (BYTES elements are length-prefixed).
@@ -264,25 +275,6 @@ impl Datatype {
             Self::I64 => int(i64::MIN.into(), i64::MAX.into()),
             Self::F16 | Self::Bf16 | Self::F32 | Self::F64 => Element::Number,
             Self::Bytes => Element::Text,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Bool => "BOOL",
-            Self::U8 => "UINT8",
-            Self::U16 => "UINT16",
-            Self::U32 => "UINT32",
-            Self::U64 => "UINT64",
-            Self::I8 => "INT8",
-            Self::I16 => "INT16",
-            Self::I32 => "INT32",
-            Self::I64 => "INT64",
-            Self::F16 => "FP16",
-            Self::Bf16 => "BF16",
-            Self::F32 => "FP32",
-            Self::F64 => "FP64",
-            Self::Bytes => "BYTES",
         }
     }
 }
@@ -560,8 +552,7 @@ fn bind(b: &mut Binder<'_>, env: &Envelope, text: &str, tail: &[u8]) -> Result<(
     if !one_tensor {
         // As Triton: every declared input is required (a missing value is NaN or null, not an
         // absent input), so a misspelt name cannot silently become an imputed column.
-        let absent: Vec<&str> =
-            given.iter().zip(b.pre.feature_names()).filter(|(g, _)| !**g).map(|(_, n)| n.as_str()).collect();
+        let absent = b.absent(&given);
         if !absent.is_empty() {
             return Err(invalid(format!(
                 "missing input{} {}: give one input per feature ({}), or one [rows, {n}] tensor",

@@ -42,8 +42,8 @@ impl FromRequest<Arc<AppState>> for RawBody {
         let headers = req.headers();
         let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let json_header_length = json_header_length(headers)?;
-        let coding = Coding::of(headers)?;
-        // Refuse an announced oversize body before reading any of it.
+        let coding = Coding::of(headers)?; // None: identity
+                                           // Refuse an announced oversize body before reading any of it.
         let announced = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if announced.is_some_and(|n| n > limit as u64) {
             return Err(ApiError::too_large(limit));
@@ -56,14 +56,14 @@ impl FromRequest<Arc<AppState>> for RawBody {
             }
         })?;
         let bytes = match coding {
-            Coding::Identity => bytes,
+            None => bytes,
             // Large bodies inflate off the async workers, as large predictions run.
-            _ if bytes.len() > super::predict::OFFLOAD_BYTES => {
-                tokio::task::spawn_blocking(move || coding.decode(&bytes, limit))
+            Some(c) if bytes.len() > super::predict::OFFLOAD_BYTES => {
+                tokio::task::spawn_blocking(move || c.decode(&bytes, limit))
                     .await
                     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??
             }
-            _ => coding.decode(&bytes, limit)?,
+            Some(c) => c.decode(&bytes, limit)?,
         };
         Ok(Self { bytes, content_type, json_header_length })
     }
@@ -82,18 +82,19 @@ fn json_header_length(headers: &axum::http::HeaderMap) -> Result<Option<usize>, 
         _ => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            format!(
-                "Inference-Header-Content-Length must be a byte count, got {:?}",
-                inference::error::truncate_echo(&String::from_utf8_lossy(v.as_bytes()))
-            ),
+            format!("Inference-Header-Content-Length must be a byte count, got {:?}", echo(v)),
         )),
     }
 }
 
-/// A request body's `Content-Encoding`.
+/// A header's value as a message may echo it (lossy, truncated).
+fn echo(v: &axum::http::HeaderValue) -> String {
+    inference::error::truncate_echo(&String::from_utf8_lossy(v.as_bytes()))
+}
+
+/// A request body's `Content-Encoding` other than identity.
 #[derive(Debug, Clone, Copy)]
 enum Coding {
-    Identity,
     Gzip,
     /// HTTP's `deflate` is the zlib format (RFC 9110 §8.4.1.2); raw deflate is also accepted,
     /// as some clients send it.
@@ -101,22 +102,19 @@ enum Coding {
 }
 
 impl Coding {
-    fn of(headers: &axum::http::HeaderMap) -> Result<Self, ApiError> {
+    /// The coding `headers` name; `None` for identity (or none).
+    fn of(headers: &axum::http::HeaderMap) -> Result<Option<Self>, ApiError> {
         let Some(v) = headers.get(header::CONTENT_ENCODING) else {
-            return Ok(Self::Identity);
+            return Ok(None);
         };
-        let text = v.to_str().unwrap_or("").trim().to_ascii_lowercase();
-        match text.as_str() {
-            "" | "identity" => Ok(Self::Identity),
-            "gzip" | "x-gzip" => Ok(Self::Gzip),
-            "deflate" => Ok(Self::Deflate),
+        match v.to_str().unwrap_or("").trim().to_ascii_lowercase().as_str() {
+            "" | "identity" => Ok(None),
+            "gzip" | "x-gzip" => Ok(Some(Self::Gzip)),
+            "deflate" => Ok(Some(Self::Deflate)),
             _ => Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                format!(
-                    "Content-Encoding {:?} is not supported: send gzip, deflate or identity",
-                    inference::error::truncate_echo(&String::from_utf8_lossy(v.as_bytes()))
-                ),
+                format!("Content-Encoding {:?} is not supported: send gzip, deflate or identity", echo(v)),
             )),
         }
     }
@@ -129,7 +127,6 @@ impl Coding {
             Ok(out)
         };
         let out = match self {
-            Self::Identity => return Ok(Bytes::copy_from_slice(bytes)),
             Self::Gzip => inflate(&mut flate2::read::MultiGzDecoder::new(bytes)),
             Self::Deflate => inflate(&mut flate2::read::ZlibDecoder::new(bytes))
                 .or_else(|_| inflate(&mut flate2::read::DeflateDecoder::new(bytes))),

@@ -77,7 +77,7 @@ pub async fn tune(
     };
     options.check()?;
     let limits = &state.config;
-    options.space.check_with(&limits.caps)?;
+    options.space.check_caps(&limits.caps)?;
     if options.trials > limits.max_trials {
         return Err(ApiError::invalid(
             "invalid_config",

@@ -249,10 +249,9 @@ impl SearchSpace {
         Ok(())
     }
 
-    /// [`SearchSpace::check`], and within a server's caps: a range reaching past them would
+    /// Within a server's caps (after [`SearchSpace::check`]): a range reaching past them would
     /// only fail trials once the search runs.
-    pub fn check_with(&self, caps: &inference::config::Caps) -> Result<(), ConfigError> {
-        self.check()?;
+    pub fn check_caps(&self, caps: &inference::config::Caps) -> Result<(), ConfigError> {
         let t = &self.train_config;
         for (field, range, cap) in [
             ("space.train_config.epochs", &t.epochs, caps.max_epochs),
