@@ -383,7 +383,21 @@ fn what_a_request_cannot_run_is_refused_at_submit() {
     let space = json!({"tune": {"trials": 3, "space": {"train_config": {"epochs": {"low": 1, "high": 1000000}}}}});
     let (s, v) = srv.json("POST", "/api/ml/tune", Some(space));
     assert_eq!((s, v["error"].as_str()), (422, Some("invalid_config")), "{v}");
-    assert!(v["message"].as_str().unwrap().contains("over the server's limit 1000"), "{v}");
+    let m = v["message"].as_str().unwrap();
+    assert!(m.contains("`space.train_config.epochs`") && m.contains("1..=1000, got 1000000"), "{v}");
+    // As is a space whose deepest, widest network is past the parameter limit (each range
+    // alone is within its bounds), and a batch size no trial could use.
+    for (space, field) in [
+        (
+            json!({"model_config": {"hidden_dims": {"depth": {"low": 1, "high": 4}, "width": {"low": 16, "high": 8192}}}}),
+            "space.model_config.hidden_dims",
+        ),
+        (json!({"train_config": {"batch_size": {"choices": [64, 4194304, 32]}}}), "space.train_config.batch_size"),
+    ] {
+        let (s, v) = srv.json("POST", "/api/ml/tune", Some(json!({"tune": {"trials": 3, "space": space}})));
+        assert_eq!((s, v["error"].as_str()), (422, Some("invalid_config")), "{v}");
+        assert!(v["message"].as_str().unwrap().contains(field), "{field}: {v}");
+    }
     let nested = r#"{"target_column": "y", "tune": {"trials": 3, "trials": 1}}"#;
     let (s, t) = srv.call("POST", "/api/ml/tune", Some(nested), &[("content-type", "application/json")]);
     assert!(s == 422 && t.contains("duplicate field `trials`"), "{s} {t}");

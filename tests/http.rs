@@ -50,6 +50,7 @@ fn train_poll_and_predict_in_every_form() {
     assert_eq!(list[0]["model_id"], id.as_str());
     assert_eq!(list[0]["task_type"], "classification");
     assert!(list[0]["saved_at"].is_string() && list[0]["test_metrics"].is_object());
+    assert_eq!((&list[0]["dataset"], &list[0]["target_column"]), (&json!("iris.csv"), &json!("species")), "{list}");
     let (s, meta) = srv.json("GET", &format!("/api/ml/models/{id}"), None);
     assert_eq!((s, &meta["model_id"]), (200, &json!(id)));
     let (s, bytes) = srv.bytes(&format!("/api/ml/models/{id}/bundle"));

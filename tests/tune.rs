@@ -240,3 +240,44 @@ fn trials_spread_over_workers_through_redis() {
         let _ = c.wait();
     }
 }
+
+#[test]
+fn an_interrupted_distributed_search_cancels_its_queued_trials() {
+    let redis = Redis::start(&[]);
+    let data = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("iris.csv"), data.path().join("iris.csv")).unwrap();
+    let models = tempfile::tempdir().unwrap();
+    // No worker: the trial tasks stay pending until the search is interrupted.
+    let mut child = trainer()
+        .current_dir(data.path())
+        .args(["tune", "--data", "iris.csv", "--target", "species", "--trials", "6", "--parallel", "3"])
+        .args(["--redis", &redis.url, "--models-dir"])
+        .arg(models.path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("searching on") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "tune ended before searching");
+    }
+    let mut con = redis.con(&redis.url);
+    let queued =
+        || -> usize { redis::cmd("SCARD").arg("trainer:unfinished").query(&mut redis.con(&redis.url)).unwrap() };
+    let start = Instant::now();
+    while queued() < 3 {
+        assert!(start.elapsed() < Duration::from_secs(10), "the trials were never queued");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let int = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(int.success());
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(5), "{rest}");
+    assert!(rest.contains("interrupted; 3 task(s) in flight cancelled"), "{rest}");
+    let left: usize = redis::cmd("SCARD").arg("trainer:unfinished").query(&mut con).unwrap();
+    assert_eq!(left, 0, "no trial is left for workers to run for nobody");
+}

@@ -162,7 +162,9 @@ async function listModels() {
   const label = (m) => {
     const t = m.test_metrics ?? {};
     const score = t.accuracy != null ? `accuracy ${pct(t.accuracy)}` : t.r2 != null ? `R² ${fmt(t.r2)}` : '';
-    return [m.model_id, m.task_type, score].filter(Boolean).join(' · ');
+    // Which data and target: ids alone do not tell two models apart.
+    const data = m.dataset ? `${m.dataset.split('/').pop()}${m.target_column ? ` → ${m.target_column}` : ''}` : '';
+    return [m.model_id, data, m.task_type, score].filter(Boolean).join(' · ');
   };
   listed = new Map(list.map((m) => [m.model_id, m]));
   // A model the server cannot load is listed, disabled, with the reason as its tooltip.
@@ -188,6 +190,13 @@ async function listModels() {
   await loadFromServer(newest.model_id); // the newest loadable one
 }
 
+/** After a failed load: say which model is still live, and select it again in the list. */
+function keepLiveModel() {
+  setStatus(model ? `Still using ${meta.model_id}.` : '');
+  const sel = $('model-select');
+  sel.value = model && listed.has(meta.model_id) ? meta.model_id : '';
+}
+
 async function loadFromServer(id) {
   const seq = ++loadSeq;
   setStatus(`Downloading ${id}…`);
@@ -206,7 +215,7 @@ async function loadFromServer(id) {
   } catch (e) {
     const why = integrity && e instanceof TypeError ? await whyIntegrityFetchFailed(url, hex, e) : networkMessage(e);
     if (seq !== loadSeq) return;
-    setStatus(model ? `Still using ${meta.model_id}.` : '');
+    keepLiveModel();
     showError('source-error', `Could not download model ${id}: ${why}.`);
     return;
   }
@@ -237,7 +246,7 @@ function useBundle(bytes, from, what, { verifyHash }) {
     m = wasm.Model.fromBundle(bytes, { verifyHash });
     performance.measure('from-bundle', { start: t0, end: performance.now(), detail: { verifyHash } });
   } catch (e) {
-    setStatus(model ? `Still using ${meta.model_id}.` : '');
+    keepLiveModel();
     showError('source-error', `${what} is not a usable model bundle: ${e.message}`);
     return;
   }
@@ -291,11 +300,14 @@ function renderForm() {
         input = el('select', { ...common, title: `empty = missing (${fill})` });
         input.append(new Option('(missing)', ''), ...f.categories.map((c) => new Option(c, c)));
       } else {
+        // Text, not type=number: a number field silently reads "1,5" as 15 in some locales and
+        // hides what was typed; parseNumber reads it or says why not.
         input = el('input', {
           ...common,
-          type: 'number',
-          step: 'any',
+          type: 'text',
           inputmode: 'decimal',
+          autocomplete: 'off',
+          spellcheck: 'false',
           placeholder: fmt(scaler.mean[i]),
           title: `training mean ${fmt(scaler.mean[i])}; empty = missing (${fill})`,
         });
@@ -308,11 +320,27 @@ function renderForm() {
   form.onsubmit = (e) => e.preventDefault();
 }
 
+/** The decimal separator of the browser's locale: `.` or `,`. */
+const LOCALE_DECIMAL =
+  new Intl.NumberFormat(navigator.language).formatToParts(1.5).find((p) => p.type === 'decimal')?.value ?? '.';
+const NUMBER_TEXT = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
+/**
+ * A typed number: JS notation (`1.5`, `-2e3`), or with the locale's decimal comma (`1,5`)
+ * where the locale writes one. Anything else (`1,500` in a point locale, `12abc`) is an
+ * error naming the field, never a guess.
+ */
+function parseNumber(name, text) {
+  const t = text.trim();
+  if (NUMBER_TEXT.test(t)) return Number(t);
+  if (LOCALE_DECIMAL === ',' && !t.includes('.') && NUMBER_TEXT.test(t.replace(',', '.'))) return Number(t.replace(',', '.'));
+  throw new Error(`${name}: "${text}" is not a number (write it like 1.5 or -2e3)`);
+}
+
 function readForm() {
   return [...$('predict-form').elements].map((input) => {
-    if (input.validity?.badInput) throw new Error(`${input.name}: not a number`);
-    if (input.value === '') return null;
-    return input.tagName === 'SELECT' ? input.value : Number(input.value);
+    if (input.value.trim() === '') return null;
+    return input.tagName === 'SELECT' ? input.value : parseNumber(input.name, input.value);
   });
 }
 

@@ -163,6 +163,9 @@ describe('prediction page in Chromium', () => {
     await liveModel(iris.model_id); // the newest loads by itself
     const options = await page.$$eval('#model-select option', (os) => os.map((o) => o.value));
     assert.deepEqual(options, [iris.model_id, diabetes.model_id, esg.model_id, tuned.model_id]);
+    // Each names its data and target, so models of different data are told apart.
+    const labels = await page.$$eval('#model-select option', (os) => os.map((o) => o.textContent));
+    assert.match(labels[2], new RegExp(`^${esg.model_id} · embedded:esg_ratings → esg_rating · classification · accuracy`), labels[2]);
     await page.selectOption('#model-select', esg.model_id);
     await liveModel(esg.model_id);
     const names = await page.$$eval('#predict-form [name]', (es) => es.map((e) => e.name));
@@ -206,6 +209,14 @@ describe('prediction page in Chromium', () => {
     const before = why.map((b) => b.value).join();
     await page.fill('[data-testid="feature-carbon_intensity"]', '5');
     await page.waitForFunction((b) => [...document.querySelectorAll('#why-bars .contrib')].map((e) => Number(e.dataset.value)).join() !== b, before);
+    // Typed text that is not a number in this (en-US) locale says so, and is never read as
+    // another number (a type=number field read "1,500" as 1500 or 15).
+    await page.fill('[data-testid="feature-carbon_intensity"]', '1,500');
+    await page.waitForSelector('#form-error', { state: 'visible' });
+    assert.match(await page.textContent('#form-error'), /carbon_intensity: "1,500" is not a number/);
+    await page.fill('[data-testid="feature-carbon_intensity"]', ' 1.5e1 ');
+    await page.waitForSelector('#form-error', { state: 'hidden' });
+    assert.equal(await page.isVisible('#form-error'), false);
     assert.equal(await page.$$eval('#confusion tbody tr', (trs) => trs.length), 5);
     assert.ok((await page.$$eval('#curves polyline', (ps) => ps.length)) === 2, 'train and val loss curves');
     await shot('page-server-desktop');
@@ -355,6 +366,7 @@ describe('prediction page in Chromium', () => {
     assert.match(await page.textContent('#source-error'), new RegExp(`Could not download model ${iris.model_id}: network error`));
     await page.unroute('**/bundle');
     assert.equal(await page.getAttribute('body', 'data-model-id'), esg.model_id, 'the loaded model stays');
+    assert.equal(await page.$eval('#model-select', (s) => s.value), esg.model_id, 'and is the one selected again');
   });
 
   test('a regression model shows the predicted value', async () => {

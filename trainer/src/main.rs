@@ -27,6 +27,7 @@ use trainer::queue::redis::RedisQueueOptions;
 use trainer::redis_pool::RedisLink;
 use trainer::server::{Limits, ServerConfig};
 use trainer::store::fs::{FsOptions, FsStore};
+use trainer::tune::distributed::Patience;
 use trainer::tune::prune::PruningOptions;
 use trainer::tune::sampler::SamplerKind;
 use trainer::tune::space::SearchSpace;
@@ -333,6 +334,10 @@ struct TuneArgs {
     /// Key prefix of the shared deployment.
     #[arg(long, default_value = "trainer:")]
     redis_prefix: String,
+    /// With --redis: how long the shared queue may stay unreachable (or full) before the search
+    /// fails; trials already on workers go on meanwhile.
+    #[arg(long, value_name = "S", default_value_t = Patience::default().outage.as_secs())]
+    redis_outage_seconds: u64,
 }
 
 /// A JSON file given as a flag (`--config`, `--space`): an argument, not data, so both an
@@ -765,6 +770,7 @@ fn run_tune(args: &TuneArgs) -> Result<(), TrainingError> {
     let options = args.options()?;
     let checked = args.base.config()?.check()?;
     let caps = Caps::default();
+    options.space.check_against(checked.config(), &caps)?;
     let rt = cli_runtime().map_err(|e| TrainingError::Engine(e.to_string()))?;
     let started = std::time::Instant::now();
     let (record, model_id, model_dir, test_metrics) = match &args.redis {
@@ -817,9 +823,21 @@ fn run_tune(args: &TuneArgs) -> Result<(), TrainingError> {
                 options.trials,
                 options.parallel
             );
-            let (record, done) = rt.block_on(tune::distributed::search(&queue, checked.config(), &options, &|p| {
-                eprintln!("{}", trial_line(p))
-            }))?;
+            let patience = Patience { outage: Duration::from_secs(args.redis_outage_seconds), ..Patience::default() };
+            let (record, done) = rt.block_on(async {
+                // Ctrl-C (or SIGTERM) cancels the trials in flight rather than leave them queued.
+                let stop = trainer::server::shutdown_signal();
+                tune::distributed::search(
+                    &queue,
+                    checked.config(),
+                    &options,
+                    patience,
+                    &|p| eprintln!("{}", trial_line(p)),
+                    &|n| eprintln!("{n}"),
+                    stop,
+                )
+                .await
+            })?;
             let id = done.model_id.clone().unwrap_or_default();
             (record, id, None, done.test_metrics.clone().unwrap_or_default())
         }

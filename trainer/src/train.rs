@@ -33,10 +33,12 @@ pub struct Trained {
     pub train_seconds: f64,
     /// Training rows processed per second of the loop.
     pub samples_per_second: f64,
-    /// Standard error of the lowest validation loss (the per-row losses' standard deviation
-    /// over √rows, at the epoch that reached it), when there is a validation split: how far
-    /// that loss would move on another sample of validation rows.
-    pub best_val_loss_se: Option<f64>,
+    /// The validation loss of the kept epoch's weights (`best_epoch`, which early stopping's
+    /// `min_delta` may hold before the epoch of the lowest loss) with its standard error (the
+    /// per-row losses' standard deviation over √rows: how far that loss would move on another
+    /// sample of validation rows), when there is a validation split. A search ranks trials by
+    /// this, the loss of the weights that would ship.
+    pub kept_val_loss: Option<MeanLoss>,
 }
 
 /// Batch boundaries over `n` rows; a trailing batch of one row is merged into the previous
@@ -66,9 +68,11 @@ pub fn architecture(p: &Prepared, cfg: &TrainConfig) -> Architecture {
 
 /// A validation loss: the mean of per-row losses, and its standard error.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct MeanLoss {
-    mean: f64,
-    se: f64,
+pub struct MeanLoss {
+    /// The mean of the per-row losses.
+    pub mean: f64,
+    /// Its standard error.
+    pub se: f64,
 }
 
 impl MeanLoss {
@@ -162,9 +166,7 @@ pub fn train(
     m.bind(&data)?;
     let mut history = Vec::new();
     let (mut best_loss, mut best_epoch, mut best_state, mut waited) = (f64::INFINITY, 0, None, 0);
-    // The lowest validation loss with its standard error (early stopping's `best_loss` moves
-    // only by more than `min_delta`, so it may keep an earlier epoch).
-    let mut lowest: Option<MeanLoss> = None;
+    let mut kept: Option<MeanLoss> = None;
     let start = Instant::now();
     let deadline = tc.max_seconds.map(|s| (start + Duration::from_secs_f64(s), s));
     let mut samples = 0usize;
@@ -195,11 +197,10 @@ pub fn train(
         samples += seen;
         let mut record = EpochRecord { epoch, train_loss, val_loss: None, val_accuracy: None, val_r2: None };
         // Without a validation split, the training loss drives early stopping.
+        let mut val = None;
         let monitored = if p.val.rows > 0 {
             let (loss, metric) = evaluate(m.as_ref(), &p.val, p)?;
-            if !lowest.is_some_and(|l| l.mean <= loss.mean) {
-                lowest = Some(loss);
-            }
+            val = Some(loss);
             record.val_loss = Some(loss.mean);
             match p.task {
                 TaskType::Classification => record.val_accuracy = Some(metric),
@@ -218,6 +219,7 @@ pub fn train(
             best_loss = monitored;
             best_epoch = epoch;
             best_state = Some(m.snapshot()?);
+            kept = val;
             waited = 0;
         } else {
             waited += 1;
@@ -237,7 +239,7 @@ pub fn train(
         best_epoch,
         train_seconds,
         samples_per_second: samples as f64 / train_seconds.max(1e-9),
-        best_val_loss_se: lowest.map(|l| l.se),
+        kept_val_loss: kept,
     })
 }
 
@@ -266,6 +268,25 @@ mod tests {
         let want = f64::from(want.to_scalar::<f32>().unwrap());
         let as64 = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
         assert!((squared_error(&as64(&pred), &as64(&targets)).mean - want).abs() < 1e-5);
+    }
+
+    /// With a `min_delta` larger than any later gain, early stopping keeps an early epoch: the
+    /// reported validation loss is that epoch's (the shipped weights'), not the lowest seen.
+    #[test]
+    fn the_kept_validation_loss_is_the_kept_epochs() {
+        let mut cfg = inference::config::TrainConfig::default();
+        cfg.train_config.epochs = 6;
+        cfg.train_config.patience = 0;
+        cfg.train_config.min_delta = 0.5;
+        let checked = cfg.clone().check().unwrap();
+        let run = crate::pipeline::prepare(&checked, &crate::pipeline::RunOptions::default()).unwrap();
+        let trained = train(&run.prepared, &cfg, &Device::Cpu, &mut |_, _| {}, &AtomicBool::new(false)).unwrap();
+        let losses: Vec<f64> = trained.history.iter().map(|r| r.val_loss.unwrap()).collect();
+        let kept = trained.kept_val_loss.unwrap();
+        assert_eq!(kept.mean, losses[trained.best_epoch - 1]);
+        assert!(kept.se > 0.0);
+        let lowest = losses.iter().copied().fold(f64::INFINITY, f64::min);
+        assert!(lowest < kept.mean, "the data should keep improving after the kept epoch: {losses:?}");
     }
 
     #[test]

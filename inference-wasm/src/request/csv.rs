@@ -42,6 +42,69 @@ pub fn sniff_delimiter(head: &[u8]) -> u8 {
     }
 }
 
+/// Follows RFC 4180 quoting as `csv-core` and the csv crate read it (a quote opens a field only
+/// at the field's start; `""` inside a quoted field is a quote), to tell an input that ends
+/// inside a quoted field: both readers silently end the field there, so one stray quote would
+/// swallow every later row into one cell. The core's CSV and the trainer's loader use this one
+/// rule.
+#[derive(Debug, Clone)]
+pub struct QuoteScan {
+    delimiter: u8,
+    line: u64,
+    at_field_start: bool,
+    in_quotes: bool,
+    /// A quote seen inside quotes: the next byte says whether it closed the field.
+    quote_pending: bool,
+    opened_at: u64,
+}
+
+impl QuoteScan {
+    /// A scan of input separated by `delimiter`, before its first byte.
+    pub fn new(delimiter: u8) -> Self {
+        Self { delimiter, line: 1, at_field_start: true, in_quotes: false, quote_pending: false, opened_at: 0 }
+    }
+
+    /// The 1-based line where a quoted field opened and never closed, if the input so far
+    /// ends inside one.
+    pub fn unterminated(&self) -> Option<u64> {
+        (self.in_quotes && !self.quote_pending).then_some(self.opened_at)
+    }
+
+    /// Follow the next bytes of the input.
+    pub fn scan(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.in_quotes {
+                if std::mem::take(&mut self.quote_pending) {
+                    if b == b'"' {
+                        continue; // An escaped quote.
+                    }
+                    self.in_quotes = false; // Closed; `b` is read as unquoted text below.
+                } else {
+                    match b {
+                        b'"' => self.quote_pending = true,
+                        b'\n' => self.line += 1,
+                        _ => {}
+                    }
+                    continue;
+                }
+            }
+            match b {
+                b'"' if self.at_field_start => {
+                    self.in_quotes = true;
+                    self.opened_at = self.line;
+                    self.at_field_start = false;
+                }
+                b'\n' => {
+                    self.line += 1;
+                    self.at_field_start = true;
+                }
+                b'\r' => self.at_field_start = true,
+                _ => self.at_field_start = b == self.delimiter,
+            }
+        }
+    }
+}
+
 /// Iterates the records of CSV text, each as its fields.
 struct Records<'a> {
     input: &'a [u8],
@@ -99,6 +162,13 @@ impl<'a> Records<'a> {
 pub(crate) fn bind_csv(b: &mut Binder<'_>, text: &[u8], columns: CsvColumns) -> Result<(), RequestError> {
     // Rows without a header (one CLI line) are the features in order, comma-separated.
     let delimiter = if columns == CsvColumns::Header { sniff_delimiter(text) } else { b',' };
+    let mut quotes = QuoteScan::new(delimiter);
+    quotes.scan(text);
+    if let Some(line) = quotes.unterminated() {
+        return Err(malformed(format!(
+            "the quoted field opened on line {line} is never closed (a stray `\"`?); it would swallow every later row"
+        )));
+    }
     let mut records = Records::new(text, delimiter);
     let n = b.pre.num_features();
     let (map, width): (Vec<Option<usize>>, usize) = match columns {
@@ -195,5 +265,23 @@ mod tests {
         }
         assert_eq!(sniff_delimiter(b"\"a;b\",c\n"), b',', "separators inside quotes do not count");
         assert_eq!(sniff_delimiter(b"a\n1;2\n"), b',', "only the header line counts");
+    }
+
+    #[test]
+    fn a_quoted_field_that_never_closes_is_an_error() {
+        // Two fields per record either way: without the check, rows 1 and 2 would be one cell.
+        let e = bind("x,c\n1,z\n2,\"z\n3,z\n", CsvColumns::Header).unwrap_err();
+        assert_eq!(e.kind(), "malformed_csv", "{e}");
+        assert!(e.to_string().contains("opened on line 3 is never closed"), "{e}");
+        let e = bind("1,\"z\n", CsvColumns::Positional).unwrap_err();
+        assert!(e.to_string().contains("line 1"), "{e}");
+        // Closed quotes, escaped quotes and a quote inside an unquoted field are fine.
+        let rows = bind("x,c\n1,\"a,b\"\n\"2\",\"z\"\n", CsvColumns::Header).unwrap();
+        assert_eq!(rows.rows, 2);
+        let mut q = QuoteScan::new(b',');
+        q.scan(b"a\"b,\"say \"\"hi\"\"\"\n");
+        assert_eq!(q.unterminated(), None);
+        q.scan(b"\"open");
+        assert_eq!(q.unterminated(), Some(2));
     }
 }

@@ -22,7 +22,7 @@ mod oip;
 use std::borrow::Cow;
 
 pub use bind::Rows;
-pub use csv::{sniff_delimiter, CsvColumns};
+pub use csv::{sniff_delimiter, CsvColumns, QuoteScan};
 pub use encode::prediction as prediction_json;
 pub use explain::explanation_json;
 pub use oip::model_metadata as oip_model_metadata;

@@ -38,68 +38,29 @@ fn sniff_delimiter(r: impl Read) -> Result<u8, std::io::Error> {
     Ok(inference::request::sniff_delimiter(&head))
 }
 
-/// Passes bytes through while following RFC 4180 quoting as the csv crate reads it (a quote
-/// opens a field only at its start; `""` inside is a quote), so the end of the input can tell
-/// an unterminated quoted field, which the csv crate silently ends there.
+/// Passes bytes through while following their quoting by the core's rule
+/// ([`inference::request::QuoteScan`]), so the end of the input can tell an unterminated quoted
+/// field, which the csv crate silently ends there.
 struct QuoteTracker<R> {
     inner: R,
-    delimiter: u8,
-    line: u64,
-    at_field_start: bool,
-    in_quotes: bool,
-    /// A quote seen inside quotes: the next byte says whether it closed the field.
-    quote_pending: bool,
-    opened_at: u64,
+    scan: inference::request::QuoteScan,
 }
 
 impl<R: Read> QuoteTracker<R> {
     fn new(inner: R, delimiter: u8) -> Self {
-        Self { inner, delimiter, line: 1, at_field_start: true, in_quotes: false, quote_pending: false, opened_at: 0 }
+        Self { inner, scan: inference::request::QuoteScan::new(delimiter) }
     }
 
     /// The line where a quoted field opened and never closed, if the input ended inside one.
     fn unterminated(&self) -> Option<u64> {
-        (self.in_quotes && !self.quote_pending).then_some(self.opened_at)
-    }
-
-    fn scan(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            if self.in_quotes {
-                if std::mem::take(&mut self.quote_pending) {
-                    if b == b'"' {
-                        continue; // An escaped quote.
-                    }
-                    self.in_quotes = false; // Closed; `b` is read as unquoted text below.
-                } else {
-                    match b {
-                        b'"' => self.quote_pending = true,
-                        b'\n' => self.line += 1,
-                        _ => {}
-                    }
-                    continue;
-                }
-            }
-            match b {
-                b'"' if self.at_field_start => {
-                    self.in_quotes = true;
-                    self.opened_at = self.line;
-                    self.at_field_start = false;
-                }
-                b'\n' => {
-                    self.line += 1;
-                    self.at_field_start = true;
-                }
-                b'\r' => self.at_field_start = true,
-                _ => self.at_field_start = b == self.delimiter,
-            }
-        }
+        self.scan.unterminated()
     }
 }
 
 impl<R: Read> Read for QuoteTracker<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.scan(&buf[..n]);
+        self.scan.scan(&buf[..n]);
         Ok(n)
     }
 }

@@ -226,7 +226,7 @@ pub fn check_security(config: &ServerConfig) -> Result<(), ServeError> {
 
 /// SIGINT or SIGTERM. The handlers are installed when this is called, not when the future is
 /// first polled: a signal arriving in between would otherwise kill the process uncleanly.
-pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let (int, term) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()));
     async move {

@@ -77,7 +77,6 @@ pub async fn tune(
     };
     options.check()?;
     let limits = &state.config;
-    options.space.check_caps(&limits.caps)?;
     if options.trials > limits.max_trials {
         return Err(ApiError::invalid(
             "invalid_config",
@@ -92,6 +91,7 @@ pub async fn tune(
     let cfg: TrainConfig = serde_json::from_value(serde_json::Value::Object(fields))
         .map_err(|e| ApiError::invalid("invalid_config", format!("invalid config: {e}")))?;
     let config = admit(&state, cfg)?;
+    options.space.check_against(&config, &limits.caps)?;
     let status = state.queue.submit(TaskSpec { config, job: Job::Tune { options: Box::new(options) } }).await?;
     Ok(Json(TrainAccepted { task_id: status.task_id, status: "pending".into(), message: "Tuning task queued".into() }))
 }

@@ -139,20 +139,29 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// A summary from a verified model and its bundle bytes (for bundles saved without one).
 pub fn summarize(model: &Model, bytes: &[u8]) -> ModelSummary {
     // (The model id is the bundle's; stores refuse bundles whose id differs from their name.)
-    #[derive(serde::Deserialize)]
+    #[derive(serde::Deserialize, Default)]
     struct Head {
         #[serde(default)]
         saved_at: String,
         #[serde(default)]
         test_metrics: serde_json::Value,
+        #[serde(default)]
+        dataset: Option<Dataset>,
     }
-    let head: Head = serde_json::from_str(model.metadata_json())
-        .unwrap_or(Head { saved_at: String::new(), test_metrics: serde_json::Value::Null });
+    #[derive(serde::Deserialize)]
+    struct Dataset {
+        source: String,
+        target_column: String,
+    }
+    let head: Head = serde_json::from_str(model.metadata_json()).unwrap_or_default();
+    let (dataset, target_column) = head.dataset.map(|d| (d.source, d.target_column)).unzip();
     ModelSummary {
         model_id: model.id().to_owned(),
         saved_at: head.saved_at,
         task_type: model.task_type().as_str().to_owned(),
         test_metrics: head.test_metrics,
+        dataset,
+        target_column,
         bundle_sha256: sha256_hex(bytes),
         bundle_bytes: bytes.len() as u64,
         status: "ok".into(),
@@ -353,6 +362,8 @@ fn unloadable(id: &ModelId, e: &StoreError) -> ModelSummary {
         saved_at: String::new(),
         task_type: String::new(),
         test_metrics: serde_json::Value::Null,
+        dataset: None,
+        target_column: None,
         bundle_sha256: String::new(),
         bundle_bytes: 0,
         status: "unloadable".into(),

@@ -83,6 +83,13 @@ pub struct ModelSummary {
     /// Test metrics.
     #[schema(value_type = Object)]
     pub test_metrics: serde_json::Value,
+    /// The training data's source (`iris.csv`, `redis:KEY`, `embedded:esg_ratings`), so a
+    /// list can tell models of different data apart (absent for bundles saved before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// The column it predicts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_column: Option<String>,
     /// sha256 of the `model.safetensors` file, hex.
     pub bundle_sha256: String,
     /// Size of the `model.safetensors` file.

@@ -139,7 +139,8 @@ pub struct TrialRecord {
     pub params: serde_json::Value,
     /// The rungs it reached.
     pub rung_losses: Vec<RungLoss>,
-    /// Its best validation loss (the search's objective).
+    /// The search's objective: for a completed trial, the validation loss of the epoch early
+    /// stopping kept (the weights it would ship); for a pruned one, the lowest it reached.
     pub best_val_loss: Option<f64>,
     /// The standard error of that loss (completed trials).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -457,7 +458,12 @@ pub fn run_trial(
     match outcome {
         Ok(trained) => {
             record.state = TrialState::Completed;
-            record.best_val_loss_se = trained.best_val_loss_se;
+            // Ranked by the loss of the weights it would ship: the kept epoch's, which
+            // `min_delta` may hold above the lowest epoch's.
+            if let Some(kept) = trained.kept_val_loss {
+                record.best_val_loss = Some(kept.mean);
+                record.best_val_loss_se = Some(kept.se);
+            }
         }
         Err(TrainingError::Cancelled(_)) if pruned => record.state = TrialState::Pruned,
         Err(e) => {

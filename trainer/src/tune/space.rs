@@ -249,16 +249,49 @@ impl SearchSpace {
         Ok(())
     }
 
-    /// Within a server's caps (after [`SearchSpace::check`]): a range reaching past them would
-    /// only fail trials once the search runs.
-    pub fn check_caps(&self, caps: &inference::config::Caps) -> Result<(), ConfigError> {
-        let t = &self.train_config;
-        for (field, range, cap) in [
-            ("space.train_config.epochs", &t.epochs, caps.max_epochs),
-            ("space.train_config.patience", &t.patience, caps.max_patience),
-        ] {
-            if let Some(r) = range.as_ref().filter(|r| r.high > cap) {
-                return Err(ConfigError::new(field, format!("reaches {}, over the server's limit {cap}", r.high)));
+    /// Every trial it can draw around `base` passes the config's own check within `caps`
+    /// (after [`SearchSpace::check`]): a range reaching past a limit (a server's epochs, the
+    /// parameter count of the deepest, widest network, a batch size) would otherwise only fail
+    /// trials once the search runs. The config's rules stay in `TrainConfig::check_with`; this
+    /// probes the space's corners with it: every dimension at its low end, every one at its
+    /// high end, and each choice of each categorical dimension with the rest high (each rule
+    /// bounds one field, or grows with depth and width together).
+    pub fn check_against(&self, base: &TrainConfig, caps: &inference::config::Caps) -> Result<(), ConfigError> {
+        let dims = self.dims();
+        let end = |d: &Dim, high: bool| match *d {
+            Dim::Real { low, high: h } => {
+                if high {
+                    h
+                } else {
+                    low
+                }
+            }
+            Dim::Category { n } => {
+                if high {
+                    n as f64 - 1.0
+                } else {
+                    0.0
+                }
+            }
+        };
+        let high: Vec<f64> = dims.iter().map(|d| end(&d.dim, true)).collect();
+        let mut probes = vec![dims.iter().map(|d| end(&d.dim, false)).collect::<Vec<_>>(), high.clone()];
+        for (i, d) in dims.iter().enumerate() {
+            if let Dim::Category { n } = d.dim {
+                probes.extend((0..n.saturating_sub(1)).map(|k| {
+                    let mut p = high.clone();
+                    p[i] = k as f64;
+                    p
+                }));
+            }
+        }
+        for point in probes {
+            let (cfg, _) = self.apply(base, &point);
+            if let Err(e) = cfg.check_with(caps) {
+                return Err(ConfigError::new(
+                    &format!("space.{}", e.field),
+                    format!("a trial the space can draw fails the config's check: {}", e.message),
+                ));
             }
         }
         Ok(())
@@ -396,6 +429,31 @@ mod tests {
             assert!([32, 64, 128, 256].contains(&cfg.train_config.batch_size));
             cfg.check().unwrap();
         }
+    }
+
+    #[test]
+    fn a_space_is_checked_against_the_config_at_its_corners() {
+        let caps = inference::config::Caps { max_epochs: 200, ..Default::default() };
+        let base = TrainConfig::default();
+        SearchSpace::default().check_against(&base, &caps).unwrap();
+        let space = |v: serde_json::Value| serde_json::from_value::<SearchSpace>(v).unwrap();
+        // Only the high end is past the cap; only the deepest and widest network together.
+        let e = space(serde_json::json!({"train_config": {"epochs": {"low": 1, "high": 201}}}))
+            .check_against(&base, &caps)
+            .unwrap_err();
+        assert_eq!(e.field, "space.train_config.epochs");
+        let wide = serde_json::json!({"model_config": {"hidden_dims":
+            {"depth": {"low": 1, "high": 3}, "width": {"low": 8, "high": 6000, "log": true}}}});
+        assert_eq!(space(wide).check_against(&base, &caps).unwrap_err().field, "space.model_config.hidden_dims");
+        // A bad choice anywhere in the list, not only at its ends.
+        let e = space(serde_json::json!({"train_config": {"batch_size": {"choices": [32, 1 << 21, 64]}}}))
+            .check_against(&base, &caps)
+            .unwrap_err();
+        assert_eq!(e.field, "space.train_config.batch_size");
+        // The base's own fields count: its epochs are what an untuned space trains for.
+        let mut long = base.clone();
+        long.train_config.epochs = 250;
+        assert!(SearchSpace::default().check_against(&long, &caps).is_err());
     }
 
     #[test]
