@@ -285,3 +285,35 @@ fn tasks_and_records_survive_restarts_and_an_outage_fails_nothing_silently() {
     assert_eq!(ids.len(), 3, "one model per task: {ids:?}");
     drop(worker);
 }
+
+#[test]
+fn a_deployment_keeps_one_model_store_and_ids_never_repeat() {
+    for (store, other) in [("dir", "redis"), ("redis", "dir")] {
+        let redis = Redis::start(&[]);
+        let srv = Server::start(&["--redis", &redis.url, "--model-store", store]);
+        let first = srv.train(esg(2));
+        let id1 = first["model_id"].as_str().unwrap().to_owned();
+        // The id counter is lost (evicted alone, or with Redis's data): the next id is still
+        // new, not one a model already has (a dir's save would fail after the training; Redis
+        // would replace the model).
+        let date = &id1["model_".len()..id1.len() - 4];
+        let mut con = redis.con(&redis.url);
+        let _: () = redis::cmd("DEL").arg(format!("trainer:model_seq:{date}")).query(&mut con).unwrap();
+        let second = srv.train(esg(2));
+        assert_eq!(second["status"], "completed", "{store}: {second}");
+        let id2 = second["model_id"].as_str().unwrap().to_owned();
+        assert!(id2 > id1, "{store}: {id1} then {id2}");
+        assert_eq!(model_ids(&srv), vec![id2, id1], "{store}");
+        // A process started with the other store would publish where this deployment never looks.
+        let models = tempfile::tempdir().unwrap();
+        let o = common::run(
+            trainer()
+                .args(["worker", "--redis", &redis.url, "--model-store", other, "--models-dir"])
+                .arg(models.path()),
+        );
+        let e = common::stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{store}: {e}");
+        assert!(e.contains(&format!("this deployment keeps its models in `{store}`")), "{e}");
+        assert!(e.contains(&format!("Start it with --model-store {store}")), "{e}");
+    }
+}

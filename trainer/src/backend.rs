@@ -23,6 +23,41 @@ pub enum SharedModels {
     Dir,
 }
 
+impl SharedModels {
+    /// The `--model-store` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Redis => "redis",
+            Self::Dir => "dir",
+        }
+    }
+}
+
+/// Every process of one deployment must publish models where the others look: the first to
+/// start records its `--model-store` in Redis (`{prefix}model_store`), and a process started
+/// with the other one is refused. Redis unreachable at startup is only a warning: processes
+/// ride out outages, and the next start checks again.
+fn check_model_store(pool: &Pool, models: SharedModels) -> Result<(), ServeError> {
+    let key = pool.key("model_store");
+    let recorded = pool.run(|c| {
+        redis::cmd("SET").arg(&key).arg(models.name()).arg("NX").query::<()>(c)?;
+        redis::cmd("GET").arg(&key).query::<Option<String>>(c)
+    });
+    match recorded {
+        Ok(Some(r)) if r != models.name() => Err(ServeError::Config(format!(
+            "this deployment keeps its models in `{r}` (recorded in Redis as {key} by the first process), but this \
+             process was started with --model-store {mine}: the models it published would be invisible to the \
+             others. Start it with --model-store {r}; to move the deployment, stop every process and DEL {key}",
+            mine = models.name()
+        ))),
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::warn!(error = %crate::redis_pool::describe(&pool.link().url, &e), "cannot check the deployment's model store");
+            Ok(())
+        }
+    }
+}
+
 /// The Redis side of a shared deployment.
 #[derive(Debug, Clone)]
 pub struct SharedConfig {
@@ -76,6 +111,7 @@ pub fn open(cfg: &BackendConfig) -> Result<Backend, ServeError> {
         return Ok(Backend { store: Arc::new(store), queue: Arc::new(queue), redis: None });
     };
     let pool = Pool::new(shared.link.clone()).map_err(ServeError::Config)?;
+    check_model_store(&pool, shared.models)?;
     let store: Arc<dyn ModelStore> = match shared.models {
         SharedModels::Redis => Arc::new(RedisStore::new(
             pool.clone(),

@@ -205,6 +205,12 @@ impl FsStore {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || f(&inner)).await.map_err(|e| backend("store task", e))?
     }
+
+    /// The highest sequence number among this directory's models of `date` (0 when none).
+    pub async fn highest_seq(&self, date: &str) -> Result<u64, StoreError> {
+        let date = date.to_owned();
+        self.blocking(move |inner| Ok(highest_seq(&inner.dir, &date))).await
+    }
 }
 
 impl Inner {
@@ -520,22 +526,27 @@ pub fn allocate_id(models_dir: &Path, date: &str) -> std::io::Result<ModelId> {
     f.lock()?;
     let mut last = String::new();
     f.read_to_string(&mut last)?;
-    let prefix = format!("model_{date}_");
-    let sequence = |id: &str| id.strip_prefix(&prefix).and_then(|s| s.parse::<u64>().ok());
-    let mut next = sequence(last.trim()).unwrap_or(0);
-    if let Ok(rd) = fs::read_dir(models_dir) {
-        for e in rd.filter_map(Result::ok) {
-            if let Some(seq) = e.file_name().to_str().and_then(sequence) {
-                next = next.max(seq);
-            }
-        }
-    }
+    let next = sequence_of(&format!("model_{date}_"), last.trim()).unwrap_or(0).max(highest_seq(models_dir, date));
     let id = super::id_for(date, next + 1);
     f.set_len(0)?;
     f.seek(SeekFrom::Start(0))?;
     f.write_all(id.as_str().as_bytes())?;
     f.sync_all()?;
     Ok(id)
+}
+
+fn sequence_of(prefix: &str, id: &str) -> Option<u64> {
+    id.strip_prefix(prefix).and_then(|s| s.parse::<u64>().ok())
+}
+
+/// The highest sequence number among `models_dir`'s models of `date` (0 when none).
+pub fn highest_seq(models_dir: &Path, date: &str) -> u64 {
+    let prefix = format!("model_{date}_");
+    let Ok(rd) = fs::read_dir(models_dir) else { return 0 };
+    rd.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| sequence_of(&prefix, n)))
+        .max()
+        .unwrap_or(0)
 }
 
 /// Remove temp directories left by saves whose process is gone (a running `trainer train`

@@ -76,20 +76,43 @@ fn score(id: &ModelId) -> f64 {
 #[derive(Clone)]
 pub struct SharedIds {
     pool: Pool,
+    script: Arc<Script>,
 }
+
+/// The next sequence number of a date, never at or below a floor: `INCR`, raised past ARGV[1]
+/// (the highest sequence a store already holds) and past the highest id in the sorted set
+/// KEYS[2] (the Redis store's list) within ARGV[2]..ARGV[3]. A counter lost with Redis's data
+/// (or evicted alone) would otherwise restart at 1 and hand out ids that models already have.
+const RESERVE: &str = r"
+local n = redis.call('INCR', KEYS[1])
+local floor = tonumber(ARGV[1])
+local top = redis.call('ZREVRANGEBYSCORE', KEYS[2], ARGV[3], ARGV[2], 'WITHSCORES', 'LIMIT', 0, 1)
+if top[2] then
+  floor = math.max(floor, tonumber(top[2]) - tonumber(ARGV[2]))
+end
+if n <= floor then
+  n = floor + 1
+  redis.call('SET', KEYS[1], n)
+end
+return n
+";
 
 impl SharedIds {
     /// Ids from `pool`'s Redis.
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        Self { pool, script: Arc::new(Script::new(RESERVE)) }
     }
 
-    /// The next id for `date` (`YYYY_MM_DD`).
-    pub async fn reserve(&self, date: &str) -> Result<ModelId, StoreError> {
-        let key = self.pool.key(&format!("model_seq:{date}"));
+    /// The next id for `date` (`YYYY_MM_DD`), above `floor` (the highest sequence number of
+    /// that date a store already holds) and above every id of that date in the Redis store.
+    pub async fn reserve(&self, date: &str, floor: u64) -> Result<ModelId, StoreError> {
+        let (key, ids, script) =
+            (self.pool.key(&format!("model_seq:{date}")), self.pool.key("models"), self.script.clone());
+        // The Redis store's scores: date × 10^7 + sequence (see `score`).
+        let day = score(&id_for(date, 0));
         let n: u64 = self
             .pool
-            .call(move |p| p.run(|c| redis::cmd("INCR").arg(&key).query(c)))
+            .call(move |p| p.run(|c| script.key(&key).key(&ids).arg(floor).arg(day).arg(day + 9_999_999.0).invoke(c)))
             .await
             .map_err(StoreError::Backend)?;
         Ok(id_for(date, n))
@@ -194,7 +217,7 @@ impl RedisStore {
 #[async_trait]
 impl ModelStore for RedisStore {
     async fn reserve_id(&self, date: &str) -> Result<ModelId, StoreError> {
-        self.ids.reserve(date).await
+        self.ids.reserve(date, 0).await
     }
 
     async fn save(&self, m: NewModel) -> Result<(), StoreError> {
@@ -381,7 +404,9 @@ pub struct DirWithSharedIds {
 #[async_trait]
 impl ModelStore for DirWithSharedIds {
     async fn reserve_id(&self, date: &str) -> Result<ModelId, StoreError> {
-        self.ids.reserve(date).await
+        // Above what the directory already holds: the directory outlives Redis's data.
+        let floor = self.dir.highest_seq(date).await?;
+        self.ids.reserve(date, floor).await
     }
     async fn save(&self, model: NewModel) -> Result<(), StoreError> {
         self.dir.save(model).await
