@@ -357,3 +357,17 @@ fn save_split_writes_a_partition_of_the_data_rows() {
     all.sort_unstable();
     assert_eq!(all, (0..150).collect::<Vec<u64>>());
 }
+
+#[test]
+fn hidden_none_trains_a_linear_model_and_bad_widths_say_why() {
+    let models = tempfile::tempdir().unwrap();
+    let s = train(models.path(), &["--hidden", "none", "--epochs", "2"]);
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(std::path::Path::new(s["model_dir"].as_str().unwrap()).join("metadata.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["architecture"]["hidden_dims"], serde_json::json!([]), "{}", meta["architecture"]);
+    let o = run(trainer().args(["train", "--hidden", "64,x", "--models-dir"]).arg(models.path()));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("`x` is not a width: give widths like 128,64, or none"), "{}", stderr(&o));
+}

@@ -287,6 +287,42 @@ fn unsafe_model_files_never_block_or_leak() {
     assert!(!lower.contains("content-length:") || lower.contains(&format!("content-length: {length}\r\n")), "{answer}");
     let (_, meta) = srv.json("GET", &format!("/api/ml/models/{ok_id}"), None);
     assert_eq!(format!("\"{}\"", meta["bundle_sha256"].as_str().unwrap()), etag);
+
+    // Byte ranges: an interrupted download resumes where it stopped, and only of this file.
+    let (_, whole) = srv.bytes(&format!("/api/ml/models/{ok_id}/bundle"));
+    let len = whole.len();
+    let get = |headers: &[(&str, &str)]| {
+        let mut req = srv.agent.get(format!("{}/api/ml/models/{ok_id}/bundle", srv.base));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut res = req.call().unwrap();
+        let h = |k: &str| res.headers().get(k).map(|v| v.to_str().unwrap().to_owned());
+        let (range, digest, repr) = (h("content-range"), h("content-digest"), h("repr-digest"));
+        let status = res.status().as_u16();
+        (status, range, digest, repr, res.body_mut().read_to_vec().unwrap())
+    };
+    let (s, range, digest, repr, body) = get(&[("range", "bytes=100-")]);
+    assert_eq!((s, range), (206, Some(format!("bytes 100-{}/{len}", len - 1))));
+    assert_eq!(body, whole[100..]);
+    assert_eq!(digest, None, "Content-Digest would be the part's");
+    assert!(repr.unwrap().starts_with("sha-256=:"), "the whole file's digest");
+    let (s, _, _, _, body) = get(&[("range", "bytes=-10"), ("if-range", &etag)]);
+    assert_eq!((s, body.as_slice()), (206, &whole[len - 10..]));
+    // Another file's If-Range, several ranges or a malformed one: the whole file.
+    for headers in [
+        [("range", "bytes=0-9"), ("if-range", "\"0000\"")],
+        [("range", "bytes=0-9, 20-29"), ("x-none", "")],
+        [("range", "bytes=9-0"), ("x-none", "")],
+    ] {
+        let (s, _, digest, _, body) = get(&headers);
+        assert_eq!((s, body.len()), (200, len), "{headers:?}");
+        assert!(digest.is_some());
+    }
+    let (s, range, _, _, body) = get(&[("range", &format!("bytes={len}-"))]);
+    assert_eq!((s, range), (416, Some(format!("bytes */{len}"))));
+    let e: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(e["error"], "range_not_satisfiable", "{e}");
 }
 
 #[test]

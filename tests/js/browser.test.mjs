@@ -605,6 +605,18 @@ describe('prediction page in Chromium', () => {
     await phone.waitForSelector(`body[data-model-id="${tuned.model_id}"] #tuning-wrap:not([hidden])`);
     const tunedOverflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(tunedOverflow <= 0, `with the tuning table the page is ${tunedOverflow}px wider than the phone`);
+    // ... and keeps each cell on one line (its box scrolls sideways) instead of squeezing them.
+    const wrapped = await phone.$$eval('#tuning-table th, #tuning-table td:not(.state)', (cells) =>
+      cells
+        .filter((c) => {
+          const r = document.createRange();
+          r.selectNodeContents(c);
+          return new Set([...r.getClientRects()].map((x) => Math.round(x.top))).size > 1;
+        })
+        .map((c) => c.textContent),
+    );
+    assert.deepEqual(wrapped, [], 'tuning cells wrapped on a phone');
+    await phone.locator('#tuning-wrap').screenshot({ path: join(OUT, 'page-phone-tuning.png') });
     await phone.close();
   });
 

@@ -115,5 +115,5 @@ fn blanked_inputs(table: &Table, features: &[String], seed: &str) -> Result<Tabl
         }
         columns.push(c);
     }
-    Ok(Table { columns })
+    Ok(Table { columns, warnings: Vec::new() })
 }

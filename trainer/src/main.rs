@@ -113,6 +113,23 @@ fn json_enum<T: DeserializeOwned>(s: &str) -> Result<T, String> {
     serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|e| e.to_string())
 }
 
+/// Hidden layer widths as one flag value (clap would read a `Vec` as repeated values).
+#[derive(Debug, Clone)]
+struct Widths(Vec<usize>);
+
+/// `--hidden`: widths like `128,64`, or `none` for no hidden layer (a linear model).
+fn hidden_widths(s: &str) -> Result<Widths, String> {
+    if s.trim().eq_ignore_ascii_case("none") {
+        return Ok(Widths(Vec::new()));
+    }
+    s.split(',')
+        .map(|w| {
+            w.trim().parse::<usize>().map_err(|_| format!("`{w}` is not a width: give widths like 128,64, or none"))
+        })
+        .collect::<Result<_, _>>()
+        .map(Widths)
+}
+
 #[derive(Args)]
 struct TrainArgs {
     /// JSON file with the documented request body (dataset_path, target_column, model_config, train_config, …); flags override it.
@@ -127,9 +144,9 @@ struct TrainArgs {
     /// classification | regression (default: guessed from the target and printed).
     #[arg(long, value_parser = json_enum::<TaskType>)]
     task: Option<TaskType>,
-    #[arg(long, value_delimiter = ',', value_name = "N,N,…",
-        help = with_default("Hidden layer widths, comma-separated (none: a linear model)", format!("{:?}", defaults().model_config.hidden_dims)))]
-    hidden: Option<Vec<usize>>,
+    #[arg(long, value_parser = hidden_widths, value_name = "N,N,…|none",
+        help = with_default("Hidden layer widths, comma-separated (`none`: a linear model)", format!("{:?}", defaults().model_config.hidden_dims)))]
+    hidden: Option<Widths>,
     #[arg(long, help = with_default("Dropout rate after each hidden activation, in [0, 1)", defaults().model_config.dropout_rate))]
     dropout: Option<f64>,
     #[arg(long, value_parser = json_enum::<Activation>,
@@ -216,7 +233,7 @@ impl TrainArgs {
         if self.max_seconds.is_some() {
             c.train_config.max_seconds = self.max_seconds;
         }
-        set!(self.hidden => model_config.hidden_dims);
+        set!(self.hidden.as_ref().map(|w| w.0.clone()) => model_config.hidden_dims);
         set!(self.dropout => model_config.dropout_rate);
         set!(self.activation => model_config.activation);
         set!(self.epochs => train_config.epochs);

@@ -94,6 +94,7 @@ pub(super) fn read<R: Read>(
 
     // Pass 1: type every column; numeric columns are filled as we go.
     let mut numeric: Vec<Option<Vec<f32>>> = vec![Some(Vec::new()); names.len()];
+    let mut spreads = vec![super::Spread::default(); names.len()];
     let mut record = ByteRecord::new();
     let mut rows = 0usize;
     while rdr.read_byte_record(&mut record).map_err(|e| csv_error(source_name, &e))? {
@@ -109,7 +110,10 @@ pub(super) fn read<R: Read>(
             };
             match classify(text) {
                 Cell::Missing => col.push(f32::NAN),
-                Cell::Number(x) if to_f32(x).is_some() => col.push(x as f32),
+                Cell::Number(x) if to_f32(x).is_some() => {
+                    col.push(x as f32);
+                    spreads[j].add(x);
+                }
                 Cell::Number(_) => {
                     return Err(DataLoadError::NonFinite {
                         source_name: source_name.to_owned(),
@@ -153,6 +157,13 @@ pub(super) fn read<R: Read>(
             });
         }
     }
+    let warnings = names
+        .iter()
+        .zip(&numeric)
+        .zip(&spreads)
+        .filter(|((_, num), _)| num.is_some())
+        .filter_map(|((name, _), spread)| spread.warning(name))
+        .collect();
     let mut text = text.into_iter();
     let columns = names
         .into_iter()
@@ -165,7 +176,7 @@ pub(super) fn read<R: Read>(
             Column { name, data }
         })
         .collect();
-    Ok(Table { columns })
+    Ok(Table { columns, warnings })
 }
 
 #[cfg(test)]
@@ -175,6 +186,19 @@ mod tests {
 
     fn read_str(s: &str) -> Result<Table, DataLoadError> {
         read_csv_bytes("t.csv", s.as_bytes())
+    }
+
+    #[test]
+    fn columns_that_f32_blurs_are_named() {
+        // A timestamp-like offset with a spread of a few units: f32 steps by 128 there.
+        let mut csv = String::from("t,x,y\n");
+        for i in 0..50 {
+            csv.push_str(&format!("{},{},{}\n", 1.7e9 + f64::from(i) * 0.05, i, 1e9 + f64::from(i) * 1e6));
+        }
+        let t = read_csv_bytes("t.csv", csv.as_bytes()).unwrap();
+        assert_eq!(t.warnings.len(), 1, "{:?}", t.warnings);
+        assert!(t.warnings[0].starts_with("column `t` varies by only 2.4500e0 around 1.7000e9"), "{:?}", t.warnings);
+        assert!(t.warnings[0].contains("step by 128"), "{:?}", t.warnings);
     }
 
     #[test]

@@ -59,15 +59,21 @@ pub(super) fn read(source_name: &str, bytes: &[u8]) -> Result<Table, DataLoadErr
         _ => return Err(shape("expected an array of records or an object of column arrays".into())),
     };
     check_header(&names, source_name)?;
+    let mut warnings = Vec::new();
     let columns = names
         .into_iter()
         .zip(cells)
-        .map(|(name, cells)| column(source_name, name, &cells))
+        .map(|(name, cells)| column(source_name, name, &cells, &mut warnings))
         .collect::<Result<_, _>>()?;
-    Ok(Table { columns })
+    Ok(Table { columns, warnings })
 }
 
-fn column(source_name: &str, name: String, cells: &[&Value]) -> Result<Column, DataLoadError> {
+fn column(
+    source_name: &str,
+    name: String,
+    cells: &[&Value],
+    warnings: &mut Vec<String>,
+) -> Result<Column, DataLoadError> {
     let mut kinds = Vec::with_capacity(cells.len());
     for (row, v) in cells.iter().enumerate() {
         kinds.push(match v {
@@ -103,15 +109,19 @@ fn column(source_name: &str, name: String, cells: &[&Value]) -> Result<Column, D
                 .collect(),
         )
     } else {
-        ColumnData::Numeric(
-            kinds
-                .iter()
-                .map(|k| match k {
-                    Cell::Number(x) => *x as f32,
-                    _ => f32::NAN,
-                })
-                .collect(),
-        )
+        let mut spread = super::Spread::default();
+        let values = kinds
+            .iter()
+            .map(|k| match k {
+                Cell::Number(x) => {
+                    spread.add(*x);
+                    *x as f32
+                }
+                _ => f32::NAN,
+            })
+            .collect();
+        warnings.extend(spread.warning(&name));
+        ColumnData::Numeric(values)
     };
     Ok(Column { name, data })
 }

@@ -84,6 +84,58 @@ impl Column {
 pub struct Table {
     /// Columns in source order.
     pub columns: Vec<Column>,
+    /// What the loader saw that the user should know (training reports them).
+    pub warnings: Vec<String>,
+}
+
+/// The range of a numeric column's parsed (f64) values. The table stores numbers as f32, as
+/// the network computes; a column whose values vary little around a large magnitude (a
+/// timestamp-like offset, a target near 1e8) spans few f32 steps and is blurred, so this says
+/// so rather than let training silently merge distinct values.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spread {
+    lo: f64,
+    hi: f64,
+}
+
+impl Default for Spread {
+    fn default() -> Self {
+        Self { lo: f64::INFINITY, hi: f64::NEG_INFINITY }
+    }
+}
+
+/// Fewer f32 steps across a column's range than this is reported (2^10: a thousandth of the
+/// range; at 1e9 a step is 64 or 128).
+const MIN_F32_STEPS: f64 = 1024.0;
+
+impl Spread {
+    /// Count one value (missing ones do not count).
+    pub(crate) fn add(&mut self, x: f64) {
+        if x.is_finite() {
+            self.lo = self.lo.min(x);
+            self.hi = self.hi.max(x);
+        }
+    }
+
+    /// The warning for column `name`, if f32 storage blurs it.
+    pub(crate) fn warning(&self, name: &str) -> Option<String> {
+        let range = self.hi - self.lo;
+        if !range.is_finite() || range <= 0.0 {
+            return None;
+        }
+        let top = self.lo.abs().max(self.hi.abs()) as f32;
+        let step = f64::from(top.next_up() - top);
+        (range / step < MIN_F32_STEPS).then(|| {
+            format!(
+                "column `{}` varies by only {range:.4e} around {:.4e}, where 32-bit floats (what training computes \
+                 in) step by {step}: its values are blurred and rows that differ may read as equal; subtract an \
+                 offset (e.g. {}) before training",
+                truncate_echo(name),
+                self.lo,
+                self.lo
+            )
+        })
+    }
 }
 
 impl Table {

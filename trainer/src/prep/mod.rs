@@ -77,8 +77,29 @@ pub fn prepare(table: &Table, cfg: &TrainConfig, target_name: &str, source: &str
         target: truncate_echo(target_name),
         columns: table.names_hint(),
     })?;
+    let guessed = cfg.task_type.is_none();
     let task = cfg.task_type.unwrap_or_else(|| target::guess_task(target_col));
-    let target = target::encode(target_col, task)?;
+    // A guess is only a guess: say so in any error it led to, and how to overrule it.
+    let overrule = |e: TrainingError| match e {
+        TrainingError::Unusable(m) if guessed => TrainingError::Unusable(format!(
+            "{m} (the task was guessed as {} from the target's values; set task_type / --task to choose it)",
+            task.as_str()
+        )),
+        e => e,
+    };
+    let target = target::encode(target_col, task).map_err(overrule)?;
+    if let Some(classes) =
+        target.classes.as_ref().filter(|c| guessed && target::too_many_guessed_classes(c.len(), target.rows.len()))
+    {
+        let why = mostly_numbers(target_col).map(|w| format!("; {w}")).unwrap_or_default();
+        return Err(overrule(TrainingError::Unusable(format!(
+            "target column `{}` has {} distinct values in {} rows: nearly every class would have one row, \
+             nothing a classifier can learn{why}",
+            truncate_echo(target_name),
+            classes.len(),
+            target.rows.len()
+        ))));
+    }
     // Checked before anything else is fitted, so a run that starts can be saved.
     if let Some(classes) = target.classes.as_ref().filter(|c| c.len() > cfg.max_classes) {
         return Err(TrainingError::Unusable(format!(
@@ -88,7 +109,7 @@ pub fn prepare(table: &Table, cfg: &TrainConfig, target_name: &str, source: &str
             cfg.max_classes
         )));
     }
-    let mut warnings = Vec::new();
+    let mut warnings = table.warnings.clone();
     let mut dropped_columns = Vec::new();
 
     // Columns: drop all-missing and too-many-category ones (with reasons).
@@ -244,6 +265,13 @@ pub fn prepare(table: &Table, cfg: &TrainConfig, target_name: &str, source: &str
     let train = make(train_x, train_rows);
     let val = make(val_x, val_rows);
     let test = make(test_x, test_rows);
+    if val.rows == 0 && cfg.train_config.patience > 0 {
+        warnings.push(format!(
+            "there are no validation rows (val_size {}): early stopping (patience {}) watches the training loss, \
+             which rarely stops it",
+            cfg.val_size, cfg.train_config.patience
+        ));
+    }
     if train.rows < 2 {
         return Err(TrainingError::Unusable(format!("the train split has {} rows; at least 2 are needed", train.rows)));
     }
@@ -380,6 +408,22 @@ mod tests {
         let col0: Vec<f32> = p.train.x.chunks_exact(2).map(|r| r[0]).collect();
         let mean = col0.iter().sum::<f32>() / col0.len() as f32;
         assert!(mean.abs() < 1e-5, "{mean}");
+    }
+
+    #[test]
+    fn a_guessed_task_with_a_class_per_row_is_refused_with_the_way_out() {
+        // A number column with one stray word reads as text: 60 "classes" in 60 rows.
+        let mut csv = String::from("x,y\n");
+        for i in 0..60 {
+            csv.push_str(&format!("{i},{}\n", if i == 7 { "abc".to_owned() } else { format!("{}.5", i * 3) }));
+        }
+        let t = read_csv_bytes("t.csv", csv.as_bytes()).unwrap();
+        let e = prepare(&t, &TrainConfig::default(), "y", "t.csv").unwrap_err().to_string();
+        assert!(e.contains("has 60 distinct values in 60 rows"), "{e}");
+        assert!(e.contains("(e.g. \"abc\")") && e.contains("the task was guessed as classification"), "{e}");
+        // Chosen explicitly, it is taken as given.
+        let cfg = TrainConfig { task_type: Some(TaskType::Classification), ..TrainConfig::default() };
+        assert!(prepare(&t, &cfg, "y", "t.csv").is_ok());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! StandardScaler fitting (population standard deviation; constant columns get scale 1).
+//! StandardScaler fitting (population standard deviation; constant columns get scale 1, by
+//! scikit-learn's rule).
 
 use inference::spec::{Scaler, TargetScaler};
 
@@ -18,9 +19,10 @@ pub fn fit(x: &[f32], cols: usize) -> Scaler {
             *s += (f64::from(v) - m).powi(2);
         }
     }
+    let n = rows.max(1) as f64;
     Scaler {
         mean: mean.iter().map(|&m| m as f32).collect(),
-        scale: var.iter().map(|&s| scale_of((s / rows.max(1) as f64).sqrt()) as f32).collect(),
+        scale: var.iter().zip(&mean).map(|(&s, &m)| scale_of(s / n, m, n) as f32).collect(),
     }
 }
 
@@ -29,13 +31,18 @@ pub fn fit_target(y: &[f64]) -> TargetScaler {
     let n = y.len().max(1) as f64;
     let mean = y.iter().sum::<f64>() / n;
     let var = y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-    TargetScaler { mean, scale: scale_of(var.sqrt()) }
+    TargetScaler { mean, scale: scale_of(var, mean, n) }
 }
 
-/// sklearn treats (near-)zero variance as constant: scale 1.
-fn scale_of(std: f64) -> f64 {
-    if std.is_finite() && std > 1e-12 {
-        std
+/// The standard deviation, or 1 for a constant column: scikit-learn's `_is_constant_feature`,
+/// a variance within rounding error of the mean's magnitude (var ≤ n·ε·var + (n·mean·ε)²). The
+/// bound is relative: a column of tiny values (1e-15) is scaled like any other, not taken for
+/// constant as an absolute threshold would.
+fn scale_of(var: f64, mean: f64, n: f64) -> f64 {
+    let eps = f64::EPSILON;
+    let constant = var <= n * eps * var + (n * mean * eps).powi(2);
+    if var.is_finite() && !constant {
+        var.sqrt()
     } else {
         1.0
     }
@@ -52,6 +59,11 @@ mod tests {
         let s = fit(&x, 2);
         assert_eq!(s.mean, vec![2.5, 5.0]);
         assert!((s.scale[0] - 1.118_034).abs() < 1e-6, "{}", s.scale[0]);
+        assert_eq!(s.scale[1], 1.0);
+        // Tiny values are a column like any other; a large constant stays constant.
+        let tiny: Vec<f32> = [1.0f32, 2.0, 3.0, 4.0].iter().flat_map(|v| [v * 1e-15, 1e9]).collect();
+        let s = fit(&tiny, 2);
+        assert!((s.scale[0] / 1.118_034e-15 - 1.0).abs() < 1e-5, "{}", s.scale[0]);
         assert_eq!(s.scale[1], 1.0);
     }
 

@@ -41,6 +41,13 @@ pub fn guess_task(col: &Column) -> TaskType {
     }
 }
 
+/// Whether `classes` distinct labels over `rows` rows are too many for a guessed
+/// classification: more than 20, and more than half the rows (a number column read as text,
+/// e.g. with decimal commas or one stray word). An explicit task is taken as given.
+pub fn too_many_guessed_classes(classes: usize, rows: usize) -> bool {
+    classes > MAX_GUESSED_CLASSES && 2 * classes > rows
+}
+
 /// The largest magnitude up to which every integer is an f32 (2^24).
 const F32_EXACT_INTEGERS: f64 = 16_777_216.0;
 

@@ -68,10 +68,14 @@ pub async fn get(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> 
 }
 
 /// A model's `model.safetensors` bytes (a complete bundle for browsers and workers), only
-/// after verification. `ETag` is the file's sha256; `If-None-Match` gets 304.
+/// after verification. `ETag` is the file's sha256; `If-None-Match` gets 304. One byte range
+/// (`Range: bytes=…`, honoured under a matching `If-Range`) gets 206, so an interrupted
+/// download of a large bundle resumes; several ranges get the whole file.
 #[utoipa::path(get, path = "/api/ml/models/{model_id}/bundle", params(("model_id" = String, Path)),
     responses((status = 200, content_type = "application/octet-stream", description = "model.safetensors"),
-        (status = 304, description = "unchanged"), (status = 404, body = ErrorBody)))]
+        (status = 206, content_type = "application/octet-stream", description = "one byte range of it"),
+        (status = 304, description = "unchanged"), (status = 404, body = ErrorBody),
+        (status = 416, body = ErrorBody)))]
 pub async fn bundle(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -80,8 +84,8 @@ pub async fn bundle(
     let id = ModelId::parse(&id)?;
     let loaded = state.store.open(&id).await?;
     let etag = format!("\"{}\"", loaded.sha256);
-    let digest = hex_to_bytes(&loaded.sha256);
-    let content_digest = format!("sha-256=:{}:", base64::engine::general_purpose::STANDARD.encode(digest));
+    let digest =
+        format!("sha-256=:{}:", base64::engine::general_purpose::STANDARD.encode(hex_to_bytes(&loaded.sha256)));
     // Every If-None-Match line counts: repeated header lines are one comma-separated list (RFC 9110 §5.3).
     let matches = headers
         .get_all(header::IF_NONE_MATCH)
@@ -89,17 +93,50 @@ pub async fn bundle(
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim() == "*" || t.trim().trim_start_matches("W/") == etag);
+    let len = loaded.bytes.len() as u64;
     let mut res = if matches {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let mut r = loaded.bytes.clone().into_response();
+        let mut r = match requested_part(&headers, &etag, len) {
+            Part::Unsatisfiable => {
+                let e = ApiError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "range_not_satisfiable",
+                    format!("the requested range is outside the bundle's {len} bytes"),
+                );
+                let mut r = e.into_response();
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                    r.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                return Ok(r);
+            }
+            Part::Range(range) => {
+                let (start, end) = (*range.start(), *range.end());
+                let mut r =
+                    (StatusCode::PARTIAL_CONTENT, loaded.bytes.slice(start as usize..=end as usize)).into_response();
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+                    r.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                r
+            }
+            Part::Whole => {
+                let mut r = loaded.bytes.clone().into_response();
+                // The digest of this message's content: the whole file only in a 200.
+                if let Ok(v) = HeaderValue::from_str(&digest) {
+                    r.headers_mut().insert("content-digest", v);
+                }
+                r
+            }
+        };
         let h = r.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{id}.safetensors\"")) {
             h.insert(header::CONTENT_DISPOSITION, v);
         }
-        if let Ok(v) = HeaderValue::from_str(&content_digest) {
-            h.insert("content-digest", v);
+        // The digest of the whole file, whichever part this message carries (RFC 9530 §3).
+        if let Ok(v) = HeaderValue::from_str(&digest) {
+            h.insert("repr-digest", v);
         }
         r
     };
@@ -110,6 +147,31 @@ pub async fn bundle(
     // Bundles never change under an id (ids are never reused), but may be deleted: revalidate.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(res)
+}
+
+/// What of a `len`-byte file to send.
+enum Part {
+    Whole,
+    Range(std::ops::RangeInclusive<u64>),
+    /// A range wholly past the end: 416.
+    Unsatisfiable,
+}
+
+/// The part of a `len`-byte file the request asks for: one byte range when it asks for
+/// exactly one and its `If-Range` (when given) is this file's strong `etag`. A malformed
+/// `Range` is ignored, as RFC 9110 §14.2 lets a server do (the whole file follows), and so are
+/// several ranges (no multipart answers).
+fn requested_part(headers: &HeaderMap, etag: &str, len: u64) -> Part {
+    let Some(range) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else { return Part::Whole };
+    if headers.get(header::IF_RANGE).is_some_and(|v| v.to_str().map_or(true, |t| t.trim() != etag)) {
+        return Part::Whole;
+    }
+    let Ok(parsed) = http_range_header::parse_range_header(range) else { return Part::Whole };
+    match parsed.validate(len) {
+        Ok(mut ranges) if ranges.len() == 1 => ranges.pop().map_or(Part::Whole, Part::Range),
+        Ok(_) => Part::Whole,
+        Err(_) => Part::Unsatisfiable,
+    }
 }
 
 fn hex_to_bytes(hex: &str) -> Vec<u8> {
