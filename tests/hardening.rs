@@ -86,6 +86,33 @@ fn predict_work_is_bounded_per_request() {
     assert_eq!((s, v["error"].as_str()), (413, Some("too_many_rows")), "{v}");
     let records = json!({"data": {"records": vec![json!({"sepal_length": 5.1}); 6]}});
     assert_eq!(srv.json("POST", "/api/ml/predict", Some(records)).1["error"], "too_many_rows");
+    // The same limit, the same status, in every protocol (the --help promise).
+    let (_, list) = srv.json("GET", "/api/ml/models", None);
+    let id = list[0]["model_id"].as_str().unwrap().to_owned();
+    let kserve = json!({"instances": vec![json!([5.1, 3.5, 1.4, 0.2]); 6]});
+    let (s, v) = srv.json("POST", &format!("/v1/models/{id}:predict"), Some(kserve));
+    assert_eq!(s, 413, "{v}");
+    // Explanations are bounded by the work they cost, not only by their rows: 5 rows × 64
+    // permutations × 100 background rows × 5 evaluations is past a limit of 100,000.
+    let srv = Server::start(&["--max-explain-evals", "100000"]);
+    srv.train(iris());
+    let ask = |permutations: u64| {
+        json!({"data": {"features": vec![json!([5.1, 3.5, 1.4, 0.2]); 5]},
+               "explain": {"method": "permutation", "permutations": permutations}})
+    };
+    let (s, v) = srv.json("POST", "/api/ml/predict", Some(ask(64)));
+    assert_eq!((s, v["error"].as_str()), (413, Some("explain_too_costly")), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("over the per-request limit of 100000"), "{v}");
+    assert_eq!(srv.json("POST", "/api/ml/predict", Some(ask(2))).0, 200);
+    // Python's NaN is a missing cell, never an absent field: a NaN model id names no model
+    // (not the newest), a NaN seed is a type error (not the default).
+    let post = |body: &str| srv.call("POST", "/api/ml/predict", Some(body), &[("content-type", "application/json")]);
+    let (s, t) = post(r#"{"data": {"features": [5.1, NaN, 1.4, 0.2]}}"#);
+    assert_eq!(s, 200, "{t}");
+    let (s, t) = post(r#"{"data": {"features": [5.1, 3.5, 1.4, 0.2]}, "model_id": NaN}"#);
+    assert_eq!(s, 404, "{t}");
+    let (s, t) = post(r#"{"data": {"features": [5.1, 3.5, 1.4, 0.2]}, "explain": {"seed": NaN}}"#);
+    assert_eq!(s, 422, "{t}");
     // Echoed input is bounded: a 1 MB model_id comes back as a short 404.
     let long = "m".repeat(1 << 20);
     let (s, t) = srv.call(
@@ -103,7 +130,7 @@ fn tricklers(addr: &str, n: usize) -> Vec<TcpStream> {
     (0..n)
         .map(|_| {
             let mut s = TcpStream::connect(addr).unwrap();
-            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n").unwrap();
             s
         })
         .collect()
@@ -130,6 +157,13 @@ fn slow_header_clients_are_cut_off_and_others_still_served() {
         };
         assert!(closed, "a slow client was kept open");
     }
+    // A connection that never sends a byte is closed at the same timeout, below the cap too.
+    let mut silent = TcpStream::connect(&addr).unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 16];
+    assert!(matches!(silent.read(&mut buf), Ok(0)) || start.elapsed() < Duration::from_secs(4), "kept open");
+    assert!(start.elapsed() < Duration::from_secs(4), "closed after {:?}", start.elapsed());
 }
 
 /// Three new clients at the connection cap are each served within seconds.
@@ -177,7 +211,7 @@ fn parked_keep_alive_connections_at_the_cap_are_evicted_for_new_clients() {
     let mut parked: Vec<TcpStream> = (0..3)
         .map(|_| {
             let mut s = TcpStream::connect(&addr).unwrap();
-            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let mut buf = [0u8; 512];
             assert!(s.read(&mut buf).unwrap() > 0, "no answer on a parked connection");
@@ -275,7 +309,7 @@ fn unsafe_model_files_never_block_or_leak() {
     let length = res.headers().get("content-length").unwrap().to_str().unwrap().to_owned();
     let mut tcp = TcpStream::connect(srv.base.trim_start_matches("http://")).unwrap();
     let head = format!(
-        "GET /api/ml/models/{ok_id}/bundle HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"other\"\r\n\
+        "GET /api/ml/models/{ok_id}/bundle HTTP/1.1\r\nHost: 127.0.0.1\r\nIf-None-Match: \"other\"\r\n\
          If-None-Match: {etag}\r\nConnection: close\r\n\r\n"
     );
     tcp.write_all(head.as_bytes()).unwrap();
@@ -356,7 +390,10 @@ fn the_model_list_is_paginated() {
         .collect();
     let want: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
     assert_eq!(got, want);
-    assert_eq!(srv.json("GET", "/api/ml/models?limit=0", None).0, 422);
+    for q in ["limit=0", "limit=-1", "limit=abc", "limit=1&limit=2"] {
+        let (s, v) = srv.json("GET", &format!("/api/ml/models?{q}"), None);
+        assert_eq!((s, v["error"].as_str()), (422, Some("validation_error")), "{q}: {v}");
+    }
 }
 
 #[test]
@@ -454,4 +491,46 @@ fn exact_explanations_are_refused_past_their_feature_limit() {
     let (s, v) =
         srv.json("POST", "/api/ml/predict", Some(json!({"data": {"features": row}, "explain": {"method": "auto"}})));
     assert_eq!((s, v["explanation"]["method"].as_str()), (200, Some("permutation")), "{v}");
+}
+
+/// One raw HTTP/1.1 request naming `host`; the status line and the body.
+fn raw_get(srv: &Server, path: &str, host: &str) -> (String, String) {
+    let mut tcp = TcpStream::connect(srv.base.trim_start_matches("http://")).unwrap();
+    write!(tcp, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    let status = answer.lines().next().unwrap_or_default().to_owned();
+    (status, answer.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
+}
+
+#[test]
+fn a_loopback_server_answers_only_its_own_host_names() {
+    let srv = Server::start(&["--allowed-host", "models.example.com"]);
+    // A DNS-rebinding page's requests name the attacker's host.
+    let (status, body) = raw_get(&srv, "/api/ml/models", "attacker.example:9003");
+    assert!(status.starts_with("HTTP/1.1 403"), "{status}");
+    let e: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(e["error"], "host_not_allowed", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("--allowed-host"), "{e}");
+    // In each protocol's own error shape.
+    let (status, body) = raw_get(&srv, "/v2/health/ready", "attacker.example");
+    assert!(status.starts_with("HTTP/1.1 403") && body.contains("\"error\""), "{status} {body}");
+    for host in ["127.0.0.1", "localhost:9003", "[::1]:80", "models.example.com"] {
+        let (status, _) = raw_get(&srv, "/health", host);
+        assert!(status.starts_with("HTTP/1.1 200"), "{host}: {status}");
+    }
+}
+
+#[test]
+fn client_request_ids_are_kept_only_when_short_tokens() {
+    let srv = Server::start(&[]);
+    let id_of = |sent: &str| {
+        let res = srv.agent.get(format!("{}/health", srv.base)).header("x-request-id", sent).call().unwrap();
+        res.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned()
+    };
+    assert_eq!(id_of("trace-42.a:b"), "trace-42.a:b");
+    for bad in ["<script>alert(1)</script>", &"a".repeat(6000)] {
+        let id = id_of(bad);
+        assert!(id.len() == 36 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'), "{id}");
+    }
 }

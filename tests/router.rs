@@ -21,6 +21,11 @@ const ID: &str = "model_2026_01_01_001";
 
 /// A router over a models dir holding the ESG parity fixture as model `ID`.
 fn router_over_fixture(api_key: Option<&str>) -> (axum::Router, tempfile::TempDir) {
+    router_with(api_key, None)
+}
+
+/// The same, with MLflow's `/invocations` bound to model `mlflow_model`.
+fn router_with(api_key: Option<&str>, mlflow_model: Option<&str>) -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let fixture = common::root().join("tests/fixtures/parity/esg_relu/model.safetensors");
     let mut b = inference::Bundle::from_bytes(&std::fs::read(fixture).unwrap()).unwrap();
@@ -32,8 +37,9 @@ fn router_over_fixture(api_key: Option<&str>) -> (axum::Router, tempfile::TempDi
         port: 0,
         api_key: api_key.map(str::to_owned),
         insecure_no_auth: false,
+        allowed_hosts: vec![],
         web_dir: None,
-        mlflow_model: None,
+        mlflow_model: mlflow_model.map(str::to_owned),
         run: RunOptions {
             data: DataContext { data_dir: Some(dir.path().to_owned()), ..DataContext::default() },
             ..RunOptions::default()
@@ -383,4 +389,14 @@ async fn rejections_from_extractors_are_json_too() {
         assert!(ct.starts_with("application/json"), "{uri}: {ct}");
         assert!(v["error"].is_string() && v["message"].as_str().is_some_and(|m| !m.is_empty()), "{uri}: {v}");
     }
+}
+
+#[tokio::test]
+async fn mlflow_ping_is_ready_only_when_its_model_loads() {
+    let (app, _dir) = router_over_fixture(None);
+    assert_eq!(call(&app, "GET", "/ping", None, None).await.0, StatusCode::OK);
+    let (app, _dir) = router_with(None, Some("model_2099_01_01_001"));
+    let (s, v) = call(&app, "GET", "/ping", None, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(v["error_code"], "RESOURCE_DOES_NOT_EXIST", "MLflow's error shape: {v}");
 }

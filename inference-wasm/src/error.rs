@@ -244,6 +244,17 @@ pub enum RequestError {
         /// The limit.
         limit: usize,
     },
+    /// Explanations that would evaluate more network rows than the server allows.
+    #[error(
+        "these explanations would evaluate {cost} network rows, over the per-request limit of {limit}: \
+         explain fewer rows, or ask for fewer permutations (or \"method\": \"permutation\" over \"exact\")"
+    )]
+    TooCostly {
+        /// The request's cost ([`crate::Model::explain_cost`] × rows).
+        cost: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// A content type or charset the protocol does not accept.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -270,6 +281,7 @@ impl RequestError {
             Self::Invalid(_) => "validation_error",
             Self::Value { source, .. } => source.kind(),
             Self::TooManyRows { .. } => "too_many_rows",
+            Self::TooCostly { .. } => "explain_too_costly",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::NotImplemented(_) => "not_implemented",
         }

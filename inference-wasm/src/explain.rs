@@ -193,18 +193,12 @@ impl Model {
             (_, Target::Class(c)) => vec![c.min(k - 1)],
             (_, Target::All) => (0..k).collect(),
         };
-        let exact = match opts.method {
-            // Entry points refuse `exact` past the limit (`check_method`); this guard means no
-            // caller can ever ask for 2^n coalitions.
-            Method::Exact => n <= EXACT_LIMIT,
-            Method::Permutation => false,
-            Method::Auto => n <= EXACT_MAX_FEATURES,
-        };
+        let exact = runs_exact(opts.method, n);
         let (phi, se, base, permutations) = if exact {
             let (phi, base) = exact_values(self, x, &bg);
             (phi, vec![0.0; n * k], base, 0)
         } else {
-            let p = opts.permutations.clamp(2, MAX_PERMUTATIONS).next_multiple_of(2);
+            let p = permutations_of(opts);
             let (phi, se, base) = permutation_values(self, x, &bg, p, opts.seed);
             (phi, se, base, p)
         };
@@ -224,6 +218,37 @@ impl Model {
             background,
             permutations,
             outputs,
+        }
+    }
+}
+
+/// Whether `method` computes every coalition for a model of `n` features. Entry points refuse
+/// `exact` past the limit (`check_method`); the guard here means no caller can ever ask for
+/// 2^n coalitions.
+fn runs_exact(method: Method, n: usize) -> bool {
+    match method {
+        Method::Exact => n <= EXACT_LIMIT,
+        Method::Permutation => false,
+        Method::Auto => n <= EXACT_MAX_FEATURES,
+    }
+}
+
+/// The permutations per background row that `opts` runs: even (antithetic pairs), in 2..=64.
+fn permutations_of(opts: &Options) -> usize {
+    opts.permutations.clamp(2, MAX_PERMUTATIONS).next_multiple_of(2)
+}
+
+impl Model {
+    /// The rows the network evaluates to explain one row with `opts`: 2^n coalitions over the
+    /// background rows for exact values, (n + 1) per permutation and background row for
+    /// sampled ones. What a server bounds a request's explanations by.
+    pub fn explain_cost(&self, opts: &Options) -> u64 {
+        let n = self.num_features() as u64;
+        let bg = self.background().map_or(1, |b| b.len() / self.num_features().max(1)).max(1) as u64;
+        if runs_exact(opts.method, self.num_features()) {
+            (1u64 << n).saturating_mul(bg)
+        } else {
+            (permutations_of(opts) as u64).saturating_mul(bg).saturating_mul(n + 1).saturating_add(bg + 1)
         }
     }
 }

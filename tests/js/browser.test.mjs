@@ -171,6 +171,30 @@ describe('prediction page in Chromium', () => {
     const names = await page.$$eval('#predict-form [name]', (es) => es.map((e) => e.name));
     assert.equal(names.length, 15);
 
+    // WCAG 2.2 contrast: placeholder text 4.5:1 on its field, the focus ring 3:1 on the page.
+    const contrast = await page.evaluate(() => {
+      const rgb = (c) => c.match(/\d+(\.\d+)?/g).slice(0, 3).map(Number);
+      const lum = (c) => {
+        const [r, g, b] = rgb(c).map((v) => v / 255).map((v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4));
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+      };
+      const ratio = (a, b) => (Math.max(lum(a), lum(b)) + 0.05) / (Math.min(lum(a), lum(b)) + 0.05);
+      const input = document.querySelector('#predict-form input');
+      // The stylesheet's focus ring (a synthetic focus need not count as visible focus).
+      const rule = [...document.styleSheets].flatMap((sh) => [...sh.cssRules]).find((r) => r.selectorText === ':focus-visible');
+      const probe = document.createElement('i');
+      probe.style.color = rule.style.outlineColor;
+      document.body.append(probe);
+      const ring = getComputedStyle(probe).color;
+      probe.remove();
+      return {
+        placeholder: ratio(getComputedStyle(input, '::placeholder').color, getComputedStyle(input).backgroundColor),
+        ring: ratio(ring, getComputedStyle(document.body).backgroundColor),
+      };
+    });
+    assert.ok(contrast.placeholder >= 4.5, `placeholder contrast ${contrast.placeholder}`);
+    assert.ok(contrast.ring >= 3, `focus ring contrast ${contrast.ring}`);
+
     // Placeholders are the training means; categorical fields offer the vocabulary plus "missing".
     const meta = JSON.parse(readFileSync(join(esg.model_dir, 'metadata.json'), 'utf8'));
     const ph = await page.getAttribute('[data-testid="feature-carbon_intensity"]', 'placeholder');
@@ -609,9 +633,16 @@ describe('prediction page in Chromium', () => {
     const wrapped = await phone.$$eval('#tuning-table th, #tuning-table td:not(.state)', (cells) =>
       cells
         .filter((c) => {
-          const r = document.createRange();
-          r.selectNodeContents(c);
-          return new Set([...r.getClientRects()].map((x) => Math.round(x.top))).size > 1;
+          // The lines its visible text takes (screen-reader-only text is positioned apart).
+          const tops = new Set();
+          const walk = document.createTreeWalker(c, NodeFilter.SHOW_TEXT);
+          for (let t = walk.nextNode(); t; t = walk.nextNode()) {
+            if (t.parentElement.closest('.sr-only')) continue;
+            const r = document.createRange();
+            r.selectNodeContents(t);
+            for (const x of r.getClientRects()) tops.add(Math.round(x.top));
+          }
+          return tops.size > 1;
         })
         .map((c) => c.textContent),
     );

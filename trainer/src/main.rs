@@ -421,6 +421,11 @@ struct ServeArgs {
     /// Allow binding beyond loopback without --api-key.
     #[arg(long)]
     insecure_no_auth: bool,
+    /// Also answer requests whose Host is NAME (repeatable; `*`: any). Bound to loopback, only
+    /// loopback names are answered otherwise (against DNS rebinding); give the name a reverse
+    /// proxy forwards. Bound beyond loopback, any Host unless this is given.
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    allowed_hosts: Vec<String>,
     /// Serve the page's files from this directory instead of those built into the binary.
     #[arg(long, value_name = "DIR")]
     web_dir: Option<PathBuf>,
@@ -439,6 +444,10 @@ struct ServeArgs {
     /// Most features a predict request may ask exact explanations for (2^n coalitions each; more: 422).
     #[arg(long, default_value_t = inference::explain::EXACT_MAX_FEATURES)]
     max_exact_features: usize,
+    /// Most network rows one predict request's explanations may evaluate (rows × coalitions or
+    /// permutations × background rows; more: 413 explain_too_costly).
+    #[arg(long, default_value_t = inference::request::DEFAULT_MAX_EXPLAIN_EVALS)]
+    max_explain_evals: u64,
     /// Connections served at once (more wait in the listen backlog).
     #[arg(long, default_value_t = Limits::default().max_connections)]
     max_connections: usize,
@@ -1118,6 +1127,7 @@ fn run_serve(a: &ServeArgs) -> Result<(), ServeError> {
         port: a.port,
         api_key: a.api_key.clone(),
         insecure_no_auth: a.insecure_no_auth,
+        allowed_hosts: a.allowed_hosts.clone(),
         web_dir: a.web_dir.clone(),
         mlflow_model: a.mlflow_model.clone(),
         run: a.process.data.run_options(&a.process.shared)?,
@@ -1128,6 +1138,7 @@ fn run_serve(a: &ServeArgs) -> Result<(), ServeError> {
                 max_rows: a.max_batch_rows.max(1),
                 max_explain_rows: a.max_explain_rows,
                 max_exact_features: a.max_exact_features,
+                max_explain_evals: a.max_explain_evals,
             },
             max_connections: a.max_connections.max(1),
             header_timeout: secs("header-timeout", a.header_timeout)?,

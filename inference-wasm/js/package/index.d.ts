@@ -280,6 +280,7 @@ export type RequestErrorKind =
   | 'malformed_csv'
   | 'validation_error'
   | 'too_many_rows'
+  | 'explain_too_costly'
   | 'unsupported_media_type'
   | 'not_implemented'
   /** An unknown protocol name. */

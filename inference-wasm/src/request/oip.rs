@@ -368,10 +368,15 @@ impl<'de> Visitor<'de> for Flat<'_, '_> {
         }
     }
     fn visit_str<E: de::Error>(mut self, v: &str) -> Result<(), E> {
-        if self.datatype.element() != Element::Text {
-            return Err(self.mismatch("a string"));
+        match (self.datatype.element(), v) {
+            (Element::Text, _) => self.put(Cell::Text(Cow::Borrowed(v))),
+            // Python's NaN / ±Infinity tokens, as `json_compat` rewrites them: missing, and
+            // non-finite numbers the value layer refuses by column.
+            (Element::Number, "NaN") => self.put(Cell::Missing),
+            (Element::Number, "inf") => self.put(Cell::Number(f64::INFINITY)),
+            (Element::Number, "-inf") => self.put(Cell::Number(f64::NEG_INFINITY)),
+            _ => Err(self.mismatch("a string")),
         }
-        self.put(Cell::Text(Cow::Borrowed(v)))
     }
     fn visit_unit<E: de::Error>(mut self) -> Result<(), E> {
         self.put(Cell::Missing)

@@ -87,7 +87,24 @@ pub fn reply_response(reply: Reply) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status.as_u16();
-        reply_response(error_reply(self.protocol, status, self.kind, &self.message, self.row, self.column.as_deref()))
+        let mut res = reply_response(error_reply(
+            self.protocol,
+            status,
+            self.kind,
+            &self.message,
+            self.row,
+            self.column.as_deref(),
+        ));
+        // A full queue or an unreachable store passes: tell clients when to try again (RFC 9110 §10.2.3).
+        let retry = match self.status {
+            StatusCode::TOO_MANY_REQUESTS => Some("10"),
+            StatusCode::SERVICE_UNAVAILABLE => Some("5"),
+            _ => None,
+        };
+        if let Some(seconds) = retry {
+            res.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static(seconds));
+        }
+        res
     }
 }
 
@@ -190,4 +207,19 @@ pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Ne
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passing_refusals_say_when_to_retry() {
+        let full = ApiError::from(QueueError::Full { limit: 3 }).into_response();
+        assert_eq!(full.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(full.headers().get("retry-after").unwrap(), "10");
+        let down = ApiError::from(QueueError::Backend("redis".into())).into_response();
+        assert_eq!(down.headers().get("retry-after").unwrap(), "5");
+        assert!(ApiError::invalid("x", "y").into_response().headers().get("retry-after").is_none());
+    }
 }

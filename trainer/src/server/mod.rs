@@ -10,6 +10,7 @@
 mod auth;
 mod body;
 mod error;
+mod host;
 mod models;
 mod openapi;
 mod ops;
@@ -86,6 +87,8 @@ pub struct ServerConfig {
     pub api_key: Option<String>,
     /// Allow binding beyond loopback without a key.
     pub insecure_no_auth: bool,
+    /// `Host` names answered besides loopback ones (`*`: any); see [`host`].
+    pub allowed_hosts: Vec<String>,
     /// The page's files from this directory instead of the embedded ones.
     pub web_dir: Option<PathBuf>,
     /// The model `POST /invocations` (MLflow) answers with; the newest loadable when absent.
@@ -110,6 +113,7 @@ pub struct AppState {
     redis: Option<crate::redis_pool::Pool>,
     telemetry: telemetry::Telemetry,
     heavy_predicts: Arc<Semaphore>,
+    hosts: host::HostPolicy,
 }
 
 impl AppState {
@@ -121,7 +125,9 @@ impl AppState {
     /// State over a process's backend (local, or shared through Redis).
     pub fn from_backend(config: ServerConfig, b: crate::backend::Backend) -> Arc<Self> {
         let heavy_predicts = Arc::new(Semaphore::new(config.limits.max_heavy_predicts.max(1)));
+        let hosts = host::HostPolicy::new(&config.host, &config.allowed_hosts);
         Arc::new(Self {
+            hosts,
             config,
             store: b.store,
             queue: b.queue,
@@ -193,6 +199,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     app.layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(RequestBodyTimeoutLayer::new(limits.request_timeout))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
+        .layer(middleware::from_fn_with_state(state.clone(), host::check))
         .layer(middleware::from_fn(error::json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), telemetry::track))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
@@ -201,6 +208,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(middleware::map_request(telemetry::sanitize_request_id))
         .with_state(state)
 }
 
@@ -313,12 +321,21 @@ pub async fn serve_until(
         let _ = stream.set_nodelay(true);
         let slot = waiting.register();
         let svc = slot.tracking(app.clone());
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc));
-        let conn = graceful.watch(conn.into_owned());
+        let (builder, watcher, header_timeout) = (builder.clone(), graceful.watcher(), limits.header_timeout);
         tokio::spawn(async move {
-            tokio::select! {
-                _ = conn => {}
-                _ = slot.evict.notified() => tracing::debug!("closed an idle connection to free its slot"),
+            // hyper's header timer starts at the first byte: a connection that sends nothing
+            // is closed at the same timeout here.
+            let mut byte = [0u8; 1];
+            let first = tokio::select! {
+                r = tokio::time::timeout(header_timeout, stream.peek(&mut byte)) => matches!(r, Ok(Ok(n)) if n > 0),
+                _ = slot.evict.notified() => false,
+            };
+            if first {
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc));
+                tokio::select! {
+                    _ = watcher.watch(conn.into_owned()) => {}
+                    _ = slot.evict.notified() => tracing::debug!("closed an idle connection to free its slot"),
+                }
             }
             drop(permit);
         });

@@ -31,7 +31,17 @@ pub struct ListQuery {
 /// Saved models, newest first; unloadable ones are listed with `status: "unloadable"` and
 /// the reason. Further pages: the `x-next-cursor` header (also a `Link: rel="next"`).
 #[utoipa::path(get, path = "/api/ml/models", params(ListQuery), responses((status = 200, body = Vec<ModelSummary>)))]
-pub async fn list(State(state): State<Arc<AppState>>, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    // Every bad query value is one error: 422 in the API's shape, not the framework's text.
+    let Query(q) = q.map_err(|_| {
+        ApiError::invalid(
+            "validation_error",
+            format!("limit must be one whole number in 1..={MAX_PAGE}, cursor one id"),
+        )
+    })?;
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::invalid("validation_error", format!("limit must be in 1..={MAX_PAGE}")));

@@ -183,9 +183,20 @@ pub async fn invocations(State(state): State<Arc<AppState>>, body: Result<RawBod
     predict::serve(state, Protocol::Mlflow, model, body).await
 }
 
-/// MLflow's health check: 200 with a newline, as its scoring server answers.
-pub async fn ping() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], "\n").into_response()
+/// MLflow's health check: 200 with a newline, as its scoring server answers, when the model
+/// `/invocations` uses (`--mlflow-model`, or the newest) loads; else its error, so a load
+/// balancer does not route scoring to a server that can only fail it.
+pub async fn ping(State(state): State<Arc<AppState>>) -> Response {
+    let mlflow = |e: ApiError| e.in_protocol(Protocol::Mlflow).into_response();
+    let name = state.config.mlflow_model.clone().unwrap_or_else(|| LATEST.to_owned());
+    let id = match resolve(&state, &name).await {
+        Ok(id) => id,
+        Err(e) => return mlflow(e),
+    };
+    match state.store.open(&id).await {
+        Ok(_) => ([(header::CONTENT_TYPE, "application/json")], "\n").into_response(),
+        Err(e) => mlflow(e.into()),
+    }
 }
 
 /// MLflow's version endpoint: the bare version string.

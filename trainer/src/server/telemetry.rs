@@ -105,3 +105,21 @@ pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next)
     state.telemetry.observe(route, method, res.status().as_u16(), start.elapsed().as_secs_f64());
     res
 }
+
+/// Longest client `X-Request-Id` kept.
+const MAX_REQUEST_ID: usize = 128;
+
+/// A client's `X-Request-Id` is echoed and logged, so only a short token of `[A-Za-z0-9._:-]`
+/// is kept; anything else is dropped and the server makes its own (a UUID).
+pub async fn sanitize_request_id(mut req: axum::extract::Request) -> axum::extract::Request {
+    let ok = |v: &axum::http::HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(|c| c.is_ascii_alphanumeric() || b"._:-".contains(c))
+    };
+    if req.headers().get_all("x-request-id").iter().count() > 1
+        || req.headers().get("x-request-id").is_some_and(|v| !ok(v))
+    {
+        req.headers_mut().remove("x-request-id");
+    }
+    req
+}
