@@ -313,8 +313,39 @@ fn documented_client_examples_work_unchanged() {
     let (s, spec) = srv.json("GET", "/api/ml/openapi.json", None);
     assert_eq!(s, 200);
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/api/ml/train", "/api/ml/train/status/{task_id}", "/api/ml/predict", "/api/ml/models"] {
-        assert!(spec["paths"].get(path).is_some(), "openapi lacks {path}");
+    // Every route the router serves (trainer/src/server/mod.rs), with its methods.
+    for (path, method) in [
+        ("/api/ml/train", "post"),
+        ("/api/ml/tune", "post"),
+        ("/api/ml/train/status/{task_id}", "get"),
+        ("/api/ml/train/{task_id}", "delete"),
+        ("/api/ml/train/{task_id}/cancel", "post"),
+        ("/api/ml/predict", "post"),
+        ("/api/ml/models", "get"),
+        ("/api/ml/models/{model_id}", "get"),
+        ("/api/ml/models/{model_id}", "delete"),
+        ("/api/ml/models/{model_id}/bundle", "get"),
+        ("/health", "get"),
+        ("/ready", "get"),
+        ("/metrics", "get"),
+        ("/v2", "get"),
+        ("/v2/health/live", "get"),
+        ("/v2/health/ready", "get"),
+        ("/v2/models/{model}", "get"),
+        ("/v2/models/{model}/ready", "get"),
+        ("/v2/models/{model}/infer", "post"),
+        ("/v2/models/{model}/versions/{version}", "get"),
+        ("/v2/models/{model}/versions/{version}/ready", "get"),
+        ("/v2/models/{model}/versions/{version}/infer", "post"),
+        ("/v1/models", "get"),
+        ("/v1/models/{model}", "get"),
+        ("/v1/models/{model}:predict", "post"),
+        ("/v1/models/{model}:explain", "post"),
+        ("/invocations", "post"),
+        ("/ping", "get"),
+        ("/version", "get"),
+    ] {
+        assert!(spec["paths"][path].get(method).is_some(), "openapi lacks {method} {path}");
     }
     assert!(spec["components"]["schemas"].get("TrainConfig").is_some());
 }

@@ -39,17 +39,34 @@ const CLAIM_WAIT: Duration = Duration::from_millis(500);
 
 /// Claim and run tasks until `stop` is set.
 pub async fn run(ctx: WorkerContext, name: String, stop: Arc<AtomicBool>) {
+    // While the queue is unreachable: retry at doubling waits up to MAX_CLAIM_BACKOFF, and
+    // warn when it fails and when it answers again, not at every try.
+    let mut backoff = CLAIM_WAIT;
+    let mut failing = false;
     while !stop.load(Ordering::SeqCst) {
         match ctx.queue.claim(&name, CLAIM_WAIT).await {
-            Ok(Some(claim)) => run_task(&ctx, claim).await,
-            Ok(None) => {}
+            Ok(claim) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!(worker = %name, "the task queue answers again");
+                }
+                backoff = CLAIM_WAIT;
+                if let Some(claim) = claim {
+                    run_task(&ctx, claim).await;
+                }
+            }
             Err(e) => {
-                tracing::warn!(worker = %name, error = %e, "cannot claim a task; retrying");
-                tokio::time::sleep(CLAIM_WAIT).await;
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(worker = %name, error = %e, "cannot claim a task; retrying until the queue answers");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_CLAIM_BACKOFF);
             }
         }
     }
 }
+
+/// The longest wait between claims while the queue is unreachable.
+const MAX_CLAIM_BACKOFF: Duration = Duration::from_secs(5);
 
 /// A name for this process's workers that no other process shares (a consumer name).
 pub fn process_name() -> String {

@@ -142,8 +142,19 @@ impl From<StoreError> for ApiError {
             StoreError::Corrupt { .. } | StoreError::TooLarge { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             StoreError::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
-        ApiError::new(status, e.kind(), e.to_string())
+        let message = match &e {
+            StoreError::Backend(_) => backend_hidden(&e, "the model store"),
+            e => e.to_string(),
+        };
+        ApiError::new(status, e.kind(), message)
     }
+}
+
+/// The message of a backend failure for a client: what is unavailable, not where it lives
+/// (a Redis address, a file system path) nor why in detail, which the server's log records.
+fn backend_hidden(e: &dyn std::fmt::Display, what: &str) -> String {
+    tracing::warn!(error = %e, "{what} is unavailable");
+    format!("{what} is unavailable just now; retry later")
 }
 
 impl From<QueueError> for ApiError {
@@ -155,6 +166,7 @@ impl From<QueueError> for ApiError {
         };
         let message = match &e {
             QueueError::NotFound(id) => format!("no training task `{}`", truncate_echo(id)),
+            QueueError::Backend(_) => backend_hidden(&e, "the task queue"),
             e => e.to_string(),
         };
         ApiError::new(status, e.kind(), message)

@@ -29,6 +29,52 @@ pub struct PredictRequest {
     pub instances: Option<serde_json::Value>,
 }
 
+/// Routes served by a handler whose annotation names another path (utoipa takes one path
+/// per function): documentation only, so the document lists every route the router serves.
+#[allow(dead_code)]
+mod more_routes {
+    use super::super::error::ErrorBody;
+    use crate::queue::TaskStatus;
+
+    /// Cancel a task (the same as `DELETE /api/ml/train/{task_id}`).
+    #[utoipa::path(post, path = "/api/ml/train/{task_id}/cancel", params(("task_id" = String, Path)),
+        responses((status = 200, body = TaskStatus), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    pub fn cancel_post() {}
+
+    /// Prometheus metrics (text exposition format).
+    #[utoipa::path(get, path = "/metrics", responses((status = 200, content_type = "text/plain", description = "metrics")))]
+    pub fn metrics() {}
+
+    /// MLflow health check: 200 while the `/invocations` model loads.
+    #[utoipa::path(get, path = "/ping", responses((status = 200), (status = 404), (status = 503)))]
+    pub fn ping() {}
+
+    /// MLflow version.
+    #[utoipa::path(get, path = "/version", responses((status = 200, description = "the version string")))]
+    pub fn version() {}
+
+    /// KServe V1 explanations: `{"instances"}` → `{"explanations": [...]}`.
+    #[utoipa::path(post, path = "/v1/models/{model}:explain", params(("model" = String, Path)),
+        responses((status = 200, description = "`{\"explanations\": [...]}`"), (status = 400), (status = 404), (status = 413)))]
+    pub fn v1_explain() {}
+
+    /// Open Inference Protocol model metadata of a version (this server keeps one per model).
+    #[utoipa::path(get, path = "/v2/models/{model}/versions/{version}",
+        params(("model" = String, Path), ("version" = String, Path)), responses((status = 200), (status = 404)))]
+    pub fn v2_metadata_version() {}
+
+    /// Open Inference Protocol readiness of a version.
+    #[utoipa::path(get, path = "/v2/models/{model}/versions/{version}/ready",
+        params(("model" = String, Path), ("version" = String, Path)), responses((status = 200), (status = 404)))]
+    pub fn v2_ready_version() {}
+
+    /// Open Inference Protocol inference on a version.
+    #[utoipa::path(post, path = "/v2/models/{model}/versions/{version}/infer",
+        params(("model" = String, Path), ("version" = String, Path)),
+        responses((status = 200), (status = 400), (status = 404), (status = 413)))]
+    pub fn v2_infer_version() {}
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "trainer", description = "Tabular MLP training and prediction service."),
@@ -53,7 +99,15 @@ pub struct PredictRequest {
         super::protocols::v1_models,
         super::protocols::v1_model,
         super::protocols::v1_action,
-        super::protocols::invocations
+        super::protocols::invocations,
+        more_routes::cancel_post,
+        more_routes::metrics,
+        more_routes::ping,
+        more_routes::version,
+        more_routes::v1_explain,
+        more_routes::v2_metadata_version,
+        more_routes::v2_ready_version,
+        more_routes::v2_infer_version
     ),
     components(schemas(
         inference::config::TrainConfig,
