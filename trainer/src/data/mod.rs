@@ -127,12 +127,11 @@ impl Spread {
         let step = f64::from(top.next_up() - top);
         (range / step < MIN_F32_STEPS).then(|| {
             format!(
-                "column `{}` varies by only {range:.4e} around {:.4e}, where 32-bit floats (what training computes \
+                "column `{}` varies by only {range:.4e} around {lo:.4e}, where 32-bit floats (what training computes \
                  in) step by {step}: its values are blurred and rows that differ may read as equal; subtract an \
-                 offset (e.g. {}) before training",
+                 offset (e.g. {lo}) before training",
                 truncate_echo(name),
-                self.lo,
-                self.lo
+                lo = self.lo
             )
         })
     }

@@ -35,16 +35,13 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    // Every bad query value is one error: 422 in the API's shape, not the framework's text.
-    let Query(q) = q.map_err(|_| {
-        ApiError::invalid(
-            "validation_error",
-            format!("limit must be one whole number in 1..={MAX_PAGE}, cursor one id"),
-        )
-    })?;
+    // Every bad limit is one error, 422 in the API's shape (not the framework's text).
+    let bad_limit =
+        || ApiError::invalid("validation_error", format!("limit must be one whole number in 1..={MAX_PAGE}"));
+    let Query(q) = q.map_err(|_| bad_limit())?;
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid("validation_error", format!("limit must be in 1..={MAX_PAGE}")));
+        return Err(bad_limit());
     }
     let after = q
         .cursor
