@@ -18,7 +18,9 @@
 # (forward 2·Σ in·out, weight gradients 2·Σ in·out, input gradients 2·Σ in·out over every
 # layer but the first, plus the per-epoch validation forward pass spread over the training
 # rows), printed as a share of both ceilings. Memory: peak RSS ÷ (f32 size of the data, all
-# rows × features + target, plus the model's parameters).
+# rows × features + target, plus the model's parameters), and the same less the trainer's fixed
+# footprint (code, libc, the GEMM packing buffers, thread stacks): the peak RSS of the same
+# command on the first FIXED_ROWS rows, measured in the same run.
 # Prints one markdown table (also saved to bench/out/train.md).
 #
 # Run:          bench/train/run.sh
@@ -26,7 +28,7 @@
 # Environment:  TRAINER_BIN (default target/release/trainer; copied before use),
 #               ROWS (200000), EPOCHS (3), BATCHES ("32 256"), THREADS (2),
 #               CEILING_BIN (target/release/examples/gemm_ceiling), CEILING_N (1024),
-#               PYTHON (python3), KEEP_TMP=1
+#               PYTHON (python3), FIXED_ROWS (2000), KEEP_TMP=1
 # Prerequisites: release trainer build and `cargo build --release -p trainer --example
 #   gemm_ceiling`; /usr/bin/time; Python with torch, numpy, pandas,
 #   scikit-learn (pip install -r bench/reference/requirements.txt).
@@ -39,6 +41,7 @@ ROWS=${ROWS:-200000}
 EPOCHS=${EPOCHS:-3}
 BATCHES=${BATCHES:-32 256}
 THREADS=${THREADS:-2}
+FIXED_ROWS=${FIXED_ROWS:-2000}
 PYTHON=${PYTHON:-python3}
 CEILING_BIN=${CEILING_BIN:-target/release/examples/gemm_ceiling}
 CEILING_N=${CEILING_N:-1024}
@@ -59,6 +62,11 @@ log "ceiling: gemm f32 on ${CEILING_N}² matrices, 1 and $THREADS threads"
 
 results="$BENCH_TMP/results.txt"
 : >"$results"
+log "fixed footprint: the trainer on the first $FIXED_ROWS rows"
+head -n "$((FIXED_ROWS + 1))" "$data" >"$BENCH_TMP/fixed.csv"
+RAYON_NUM_THREADS=$THREADS measure rust_fixed "$TRAINER" train --data "$BENCH_TMP/fixed.csv" --target label \
+  --task classification --models-dir "$BENCH_TMP/models" --json --batch-size 256 "${common[@]}"
+echo "$PEAK_KIB" >"$BENCH_TMP/fixed_kib.txt"
 for bs in $BATCHES; do
   log "batch $bs: trainer ($EPOCHS epochs, RAYON_NUM_THREADS=$THREADS)"
   RAYON_NUM_THREADS=$THREADS measure "rust_$bs" "$TRAINER" train --data "$data" --target label \
@@ -73,7 +81,8 @@ for bs in $BATCHES; do
   echo "torch $bs $WALL_S $PEAK_KIB $(tail -n1 "$BENCH_TMP/torch_$bs.out")" >>"$results"
 done
 
-"$PYTHON" - "$results" "$ROWS" "$EPOCHS" "$THREADS" "$BENCH_TMP/ceiling.jsonl" "$BENCH_TMP/split.txt" <<'EOF' | publish train
+"$PYTHON" - "$results" "$ROWS" "$EPOCHS" "$THREADS" "$BENCH_TMP/ceiling.jsonl" "$BENCH_TMP/split.txt" \
+  "$(cat "$BENCH_TMP/fixed_kib.txt")" "$FIXED_ROWS" <<'EOF' | publish train
 import json, sys
 from importlib.metadata import version
 results, rows, epochs, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -82,6 +91,7 @@ ceiling = {c["threads"]: c["gflops"] for c in ceiling_lines}
 ceiling_n = ceiling_lines[0]["n"]
 _, n_train, _, _, n_val, _, _, n_test = open(sys.argv[6]).read().split()
 n_train, n_val = int(n_train), int(n_val)
+fixed_mib, fixed_rows = int(sys.argv[7]) / 1024, int(sys.argv[8])
 # GEMM FLOPs of one training sample of 32 -> 128, 64, 32 -> 5.
 dims = [32, 128, 64, 32, 5]
 macs = [i * o for i, o in zip(dims, dims[1:])]
@@ -104,6 +114,7 @@ for line in open(results):
     r["share"] = r["gflops"] / ceiling[threads]
     r["share1"] = r["gflops"] / ceiling[1]
     r["rss_ratio"] = r["rss"] / data_mib
+    r["rss_data_ratio"] = (r["rss"] - fixed_mib) / data_mib if impl == "rust" else None
 print("| batch | metric | trainer (Rust) | PyTorch | Rust ÷ PyTorch |")
 print("|---:|---|---:|---:|---:|")
 metrics = [
@@ -115,11 +126,15 @@ metrics = [
     ("wall", "whole command wall s", lambda v: f"{v:.2f}"),
     ("rss", "peak RSS MiB", lambda v: f"{v:.1f}"),
     ("rss_ratio", "peak RSS ÷ (f32 data + model)", lambda v: f"{v:.2f}×"),
+    ("rss_data_ratio", "(peak RSS − fixed footprint) ÷ (f32 data + model)", lambda v: f"{v:.2f}×"),
     ("acc", "test accuracy", lambda v: f"{v:.4f}"),
 ]
 for bs in sorted({b for _, b in runs}):
     r, t = runs[("rust", bs)], runs[("torch", bs)]
     for key, label, fmt in metrics:
+        if t[key] is None:
+            print(f"| {bs} | {label} | {fmt(r[key])} | | |")
+            continue
         ratio = f"{r[key] / t[key]:.2f}×" if t[key] else "n/a"
         print(f"| {bs} | {label} | {fmt(r[key])} | {fmt(t[key])} | {ratio} |")
 print()
@@ -131,5 +146,6 @@ print(f"Ceiling (same run): gemm f32 {ceiling_n}² sustained: {ceiling[1]:.1f} G
       f"{ceiling[threads]:.1f} on {threads}. One training sample = {per_sample:,.0f} GEMM FLOPs "
       f"({forward:,} forward, {2 * sum(macs) + 2 * sum(macs[1:]):,} backward, "
       f"{forward * n_val / n_train:,.0f} validation pass per training row; train {n_train:,} / val {n_val:,} rows). "
-      f"f32 data + model = {data_mib:.1f} MiB.")
+      f"f32 data + model = {data_mib:.1f} MiB. Fixed footprint: the trainer's peak RSS on the first "
+      f"{fixed_rows:,} rows, {fixed_mib:.1f} MiB.")
 EOF

@@ -60,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Inputs: rows of the data (features only), cycled to ROWS, with cells blanked at random.
         let table = data::load(checked.source(), &DataContext::default())?;
         let inputs = blanked_inputs(&table, &bundle.metadata.preprocessing.feature_names, case.name)?;
-        let csv = rows_csv(&inputs, &(0..inputs.n_rows()).collect::<Vec<_>>())?;
+        let csv = rows_csv(&inputs, &(0..inputs.n_rows()).collect::<Vec<_>>(), &|_, _| false)?;
 
         // Expected: candle eval-mode outputs on the core-preprocessed rows.
         let pre = inference::Preprocessor::new(&bundle.metadata.preprocessing);
@@ -102,11 +102,10 @@ fn blanked_inputs(table: &Table, features: &[String], seed: &str) -> Result<Tabl
     for f in features {
         let mut c = table.column(f).ok_or("feature column missing")?.take(&rows);
         match &mut c.data {
-            data::ColumnData::Numeric(v) => v.iter_mut().for_each(|x| {
-                if rng.random_bool(BLANK) {
-                    *x = f32::NAN;
-                }
-            }),
+            data::ColumnData::Numeric(v) => {
+                let blanked = v.iter().map(|x| if rng.random_bool(BLANK) { f32::NAN } else { x }).collect::<Vec<_>>();
+                *v = blanked.into();
+            }
             data::ColumnData::Text(v) => v.iter_mut().for_each(|x| {
                 if rng.random_bool(BLANK) {
                     *x = None;

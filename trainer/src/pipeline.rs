@@ -90,9 +90,9 @@ pub fn prepare(cfg: &CheckedConfig, opts: &RunOptions) -> Result<PreparedRun, Tr
     let source = config.dataset_path.clone().unwrap_or_else(|| EMBEDDED_SOURCE.to_owned());
     let target = cfg.target_column().unwrap_or(EMBEDDED_TARGET).to_owned();
     let table = data::load(cfg.source(), &opts.data)?;
-    let prepared = prep::prepare(&table, config, &target, &source)?;
-    let test_rows_csv = opts.save_test_rows.then(|| rows_csv(&table, &prepared.test.table_rows)).transpose()?;
-    drop(table);
+    let plan = prep::plan(&table, config, &target, &source)?;
+    let test_rows_csv = opts.save_test_rows.then(|| plan.test_rows_csv(&table)).transpose()?;
+    let prepared = prep::encode(table, plan)?;
     let (device, device_name) = device::select(config.train_config.device)?;
     Ok(PreparedRun { test_rows_csv, prepared, source, target, device, device_name })
 }
@@ -202,13 +202,14 @@ fn test_metrics(m: &dyn crate::engine::Trainable, p: &Prepared) -> Result<TestMe
     })
 }
 
-/// The given table rows as CSV text (missing cells empty).
-pub fn rows_csv(table: &Table, rows: &[usize]) -> Result<Vec<u8>, TrainingError> {
+/// The given table rows as CSV text (missing cells, and those `blank(column, row)` names, empty).
+pub fn rows_csv(table: &Table, rows: &[usize], blank: &dyn Fn(usize, usize) -> bool) -> Result<Vec<u8>, TrainingError> {
     let err = |e: &dyn std::fmt::Display| TrainingError::Unusable(format!("cannot write {TEST_ROWS_FILE}: {e}"));
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(table.columns.iter().map(|c| c.name.as_str())).map_err(|e| err(&e))?;
     for &r in rows {
-        w.write_record(table.columns.iter().map(|c| match &c.data {
+        w.write_record(table.columns.iter().enumerate().map(|(j, c)| match &c.data {
+            _ if blank(j, r) => String::new(),
             ColumnData::Numeric(v) if v[r].is_nan() => String::new(),
             ColumnData::Numeric(v) => v[r].to_string(),
             ColumnData::Text(v) => v[r].clone().unwrap_or_default(),

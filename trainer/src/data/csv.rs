@@ -10,7 +10,7 @@ use csv::{ByteRecord, ReaderBuilder};
 
 use inference::value::{category_of, to_f32};
 
-use super::{check_header, classify, Cell, Column, ColumnData, Table};
+use super::{check_header, classify, Cell, Column, ColumnData, Numbers, Table};
 use crate::error::DataLoadError;
 
 fn csv_error(source_name: &str, e: &csv::Error) -> DataLoadError {
@@ -92,9 +92,12 @@ pub(super) fn read<R: Read>(
     }
     check_header(&names, source_name)?;
 
-    // Pass 1: type every column; numeric columns are filled as we go.
-    let mut numeric: Vec<Option<Vec<f32>>> = vec![Some(Vec::new()); names.len()];
-    let mut spreads = vec![super::Spread::default(); names.len()];
+    // Pass 1: type every column; numbers go into one row-major block (see `Numbers`), a
+    // column found to be text keeps NaN in its slot.
+    let width = names.len();
+    let mut numeric = vec![true; width];
+    let mut cells: Vec<f32> = Vec::new();
+    let mut spreads = vec![super::Spread::default(); width];
     let mut record = ByteRecord::new();
     let mut rows = 0usize;
     while rdr.read_byte_record(&mut record).map_err(|e| csv_error(source_name, &e))? {
@@ -105,13 +108,14 @@ pub(super) fn read<R: Read>(
                 line,
                 column: names[j].clone(),
             })?;
-            let Some(col) = numeric[j].as_mut() else {
+            if !numeric[j] {
+                cells.push(f32::NAN);
                 continue;
-            };
+            }
             match classify(text) {
-                Cell::Missing => col.push(f32::NAN),
+                Cell::Missing => cells.push(f32::NAN),
                 Cell::Number(x) if to_f32(x).is_some() => {
-                    col.push(x as f32);
+                    cells.push(x as f32);
                     spreads[j].add(x);
                 }
                 Cell::Number(_) => {
@@ -121,7 +125,10 @@ pub(super) fn read<R: Read>(
                         column: names[j].clone(),
                     })
                 }
-                Cell::Text => numeric[j] = None,
+                Cell::Text => {
+                    numeric[j] = false;
+                    cells.push(f32::NAN);
+                }
             }
         }
         rows += 1;
@@ -138,7 +145,7 @@ pub(super) fn read<R: Read>(
     }
 
     // Pass 2: text columns only.
-    let text_cols: Vec<usize> = (0..names.len()).filter(|&j| numeric[j].is_none()).collect();
+    let text_cols: Vec<usize> = (0..width).filter(|&j| !numeric[j]).collect();
     let mut text: Vec<Vec<Option<String>>> = text_cols.iter().map(|_| Vec::with_capacity(rows)).collect();
     if !text_cols.is_empty() {
         let mut rdr = reader(open()?, delimiter);
@@ -161,17 +168,21 @@ pub(super) fn read<R: Read>(
         .iter()
         .zip(&numeric)
         .zip(&spreads)
-        .filter(|((_, num), _)| num.is_some())
+        .filter(|((_, &num), _)| num)
         .filter_map(|((name, _), spread)| spread.warning(name))
         .collect();
+    cells.shrink_to_fit();
+    let block = std::sync::Arc::new(cells);
     let mut text = text.into_iter();
     let columns = names
         .into_iter()
         .zip(numeric)
-        .map(|(name, num)| {
-            let data = match num {
-                Some(v) => ColumnData::Numeric(v),
-                None => ColumnData::Text(text.next().unwrap_or_default()),
+        .enumerate()
+        .map(|(j, (name, num))| {
+            let data = if num {
+                ColumnData::Numeric(Numbers::in_block(std::sync::Arc::clone(&block), j, width))
+            } else {
+                ColumnData::Text(text.next().unwrap_or_default())
             };
             Column { name, data }
         })
@@ -205,7 +216,7 @@ mod tests {
     fn types_columns_and_marks_missing() {
         let t = read_str("a,b,c\n1,x,\n2.5,,NA\n-3,y,7\n").unwrap();
         assert_eq!(t.n_rows(), 3);
-        assert_eq!(t.columns[0].data, ColumnData::Numeric(vec![1.0, 2.5, -3.0]));
+        assert_eq!(t.columns[0].data, ColumnData::Numeric(vec![1.0, 2.5, -3.0].into()));
         assert_eq!(t.columns[1].data, ColumnData::Text(vec![Some("x".into()), None, Some("y".into())]));
         match &t.columns[2].data {
             ColumnData::Numeric(v) => assert!(v[0].is_nan() && v[1].is_nan() && v[2] == 7.0),
@@ -217,7 +228,7 @@ mod tests {
     fn bom_quotes_and_number_spellings() {
         let t = read_str("\u{feff}n,s\n\" 42 \",\"a, b\"\n1e3,\"line\nbreak\"\n+5,c\n-0,d\n").unwrap();
         assert_eq!(t.columns[0].name, "n");
-        assert_eq!(t.columns[0].data, ColumnData::Numeric(vec![42.0, 1000.0, 5.0, 0.0]));
+        assert_eq!(t.columns[0].data, ColumnData::Numeric(vec![42.0, 1000.0, 5.0, 0.0].into()));
         assert_eq!(
             t.columns[1].data,
             ColumnData::Text(vec![Some("a, b".into()), Some("line\nbreak".into()), Some("c".into()), Some("d".into())])
@@ -263,7 +274,7 @@ mod tests {
         for sep in ["\t", ";"] {
             let t = read_str(&format!("a{sep}b\n1{sep}x\n2{sep}y\n")).unwrap();
             assert_eq!(t.columns.len(), 2, "{sep:?}");
-            assert_eq!(t.columns[0].data, ColumnData::Numeric(vec![1.0, 2.0]));
+            assert_eq!(t.columns[0].data, ColumnData::Numeric(vec![1.0, 2.0].into()));
         }
         // A comma in the header wins, and separators inside quotes do not count.
         let t = read_str("\"a;b\",c\n1,2\n").unwrap();

@@ -110,7 +110,7 @@ fn column(
         )
     } else {
         let mut spread = super::Spread::default();
-        let values = kinds
+        let values: Vec<f32> = kinds
             .iter()
             .map(|k| match k {
                 Cell::Number(x) => {
@@ -121,7 +121,7 @@ fn column(
             })
             .collect();
         warnings.extend(spread.warning(&name));
-        ColumnData::Numeric(values)
+        ColumnData::Numeric(values.into())
     };
     Ok(Column { name, data })
 }

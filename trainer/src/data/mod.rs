@@ -10,6 +10,7 @@ mod json;
 pub mod redis;
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use inference::config::DataSource;
 use inference::error::truncate_echo;
@@ -19,11 +20,82 @@ use crate::error::DataLoadError;
 
 pub use self::embedded::{EMBEDDED_SOURCE, EMBEDDED_TARGET};
 
+/// The numbers of one column: a strided view into a row-major block of f32 cells
+/// (`stride` per row, this column's at `slot`). The CSV loader puts every column of a table
+/// in one block, so preparation can reorder and encode the rows in place ([`Table::into_rows`]):
+/// a Vec per column would need a second full copy to become the row-major matrix training
+/// reads, doubling peak memory.
+#[derive(Clone)]
+pub struct Numbers {
+    block: Arc<Vec<f32>>,
+    slot: usize,
+    stride: usize,
+}
+
+impl Numbers {
+    /// A column of its own (a block of stride 1).
+    pub fn from_vec(values: Vec<f32>) -> Self {
+        Self { block: Arc::new(values), slot: 0, stride: 1 }
+    }
+
+    /// Column `slot` of a row-major `block` with `stride` cells per row.
+    pub(crate) fn in_block(block: Arc<Vec<f32>>, slot: usize, stride: usize) -> Self {
+        debug_assert!(slot < stride && block.len().is_multiple_of(stride));
+        Self { block, slot, stride }
+    }
+
+    /// Number of cells.
+    pub fn len(&self) -> usize {
+        self.block.len() / self.stride
+    }
+
+    /// Whether the column has no cells.
+    pub fn is_empty(&self) -> bool {
+        self.block.is_empty()
+    }
+
+    /// The cells in row order.
+    pub fn iter(&self) -> impl Iterator<Item = f32> + Clone + '_ {
+        self.block.get(self.slot..).unwrap_or_default().iter().step_by(self.stride).copied()
+    }
+
+    /// The cells as a Vec of their own.
+    pub fn to_vec(&self) -> Vec<f32> {
+        self.iter().collect()
+    }
+}
+
+impl std::ops::Index<usize> for Numbers {
+    type Output = f32;
+    fn index(&self, row: usize) -> &f32 {
+        &self.block[row * self.stride + self.slot]
+    }
+}
+
+impl From<Vec<f32>> for Numbers {
+    fn from(values: Vec<f32>) -> Self {
+        Self::from_vec(values)
+    }
+}
+
+/// Cell by cell, as a `Vec<f32>` compares (NaN is unequal to itself).
+impl PartialEq for Numbers {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl std::fmt::Debug for Numbers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 /// Values of one column.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ColumnData {
     /// Numbers; NaN marks a missing cell.
-    Numeric(Vec<f32>),
+    Numeric(Numbers),
     /// Text; None marks a missing cell.
     Text(Vec<Option<String>>),
 }
@@ -72,7 +144,7 @@ impl Column {
     /// Keep only the rows at `idx`, in that order.
     pub fn take(&self, idx: &[usize]) -> Column {
         let data = match &self.data {
-            ColumnData::Numeric(v) => ColumnData::Numeric(idx.iter().map(|&i| v[i]).collect()),
+            ColumnData::Numeric(v) => ColumnData::Numeric(Numbers::from_vec(idx.iter().map(|&i| v[i]).collect())),
             ColumnData::Text(v) => ColumnData::Text(idx.iter().map(|&i| v[i].clone()).collect()),
         };
         Column { name: self.name.clone(), data }
@@ -137,7 +209,52 @@ impl Spread {
     }
 }
 
+/// A table's cells for in-place encoding: every numeric cell in one row-major block, one
+/// slot per column (a text column's slot is NaN), and the text columns beside it.
+pub struct RowBlock {
+    /// `rows × columns` cells, row-major.
+    pub cells: Vec<f32>,
+    /// Cells per row: the table's column count.
+    pub stride: usize,
+    /// Each column's text cells, for text columns.
+    pub texts: Vec<Option<Vec<Option<String>>>>,
+}
+
 impl Table {
+    /// The cells as one row block, without a copy when the numeric columns already share one
+    /// (as the CSV loader makes them) and nothing else holds it; otherwise packed into a new one.
+    pub fn into_rows(self) -> RowBlock {
+        let (rows, stride) = (self.n_rows(), self.columns.len());
+        let mut numbers = Vec::new();
+        let mut texts = Vec::with_capacity(stride);
+        for (j, c) in self.columns.into_iter().enumerate() {
+            match c.data {
+                ColumnData::Numeric(v) => {
+                    numbers.push((j, v));
+                    texts.push(None);
+                }
+                ColumnData::Text(t) => texts.push(Some(t)),
+            }
+        }
+        let shared = numbers.first().map(|(_, v)| Arc::clone(&v.block));
+        let in_place = shared.as_ref().is_some_and(|b| {
+            numbers.iter().all(|(j, v)| v.stride == stride && v.slot == *j && Arc::ptr_eq(&v.block, b))
+        });
+        if in_place {
+            let block = shared.unwrap_or_default();
+            drop(numbers);
+            let cells = Arc::try_unwrap(block).unwrap_or_else(|shared| shared.as_ref().clone());
+            return RowBlock { cells, stride, texts };
+        }
+        let mut cells = vec![f32::NAN; rows * stride];
+        for (j, v) in &numbers {
+            for (r, x) in v.iter().enumerate() {
+                cells[r * stride + j] = x;
+            }
+        }
+        RowBlock { cells, stride, texts }
+    }
+
     /// Number of rows.
     pub fn n_rows(&self) -> usize {
         self.columns.first().map_or(0, Column::len)

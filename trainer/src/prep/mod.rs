@@ -17,7 +17,7 @@ use inference::record::DatasetInfo;
 use inference::spec::{DroppedColumn, FeatureKind, FeatureSpec, Preprocessing, Scaler, TargetScaler};
 use inference::{PredictError, Preprocessor, ValueRef};
 
-use crate::data::{Column, ColumnData, Table};
+use crate::data::{Column, ColumnData, RowBlock, Table};
 use crate::error::{DataLoadError, TrainingError};
 
 /// Fewer usable rows than this is an error.
@@ -71,8 +71,38 @@ impl Prepared {
     }
 }
 
-/// Prepare `table` for training on `target_name`.
-pub fn prepare(table: &Table, cfg: &TrainConfig, target_name: &str, source: &str) -> Result<Prepared, TrainingError> {
+/// Everything fitted and decided from a table before its rows are encoded: the task, the
+/// target, the feature columns and their fill values and vocabularies (unscaled), and which
+/// rows go to each split. [`encode`] then turns the table into the [`Prepared`] matrices.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    task: TaskType,
+    target: target::Target,
+    /// Table column of each feature, in `preprocessing.features` order.
+    features: Vec<usize>,
+    /// Table rows of each split, before encoding drops any.
+    train_rows: Vec<usize>,
+    val_rows: Vec<usize>,
+    test_rows: Vec<usize>,
+    /// Fitted preprocessing with an identity scaler (fitted by `encode`).
+    preprocessing: Preprocessing,
+    table_rows: usize,
+    warnings: Vec<String>,
+    missing_strategy: MissingStrategy,
+    val_size: f64,
+    patience: usize,
+    source: String,
+    target_name: String,
+}
+
+/// Prepare `table` for training on `target_name`: [`plan`], then [`encode`].
+pub fn prepare(table: Table, cfg: &TrainConfig, target_name: &str, source: &str) -> Result<Prepared, TrainingError> {
+    let plan = plan(&table, cfg, target_name, source)?;
+    encode(table, plan)
+}
+
+/// Decide and fit everything but the scaler from `table`, on the train rows only.
+pub fn plan(table: &Table, cfg: &TrainConfig, target_name: &str, source: &str) -> Result<Plan, TrainingError> {
     let target_col = table.column(target_name).ok_or_else(|| DataLoadError::TargetNotFound {
         target: truncate_echo(target_name),
         columns: table.names_hint(),
@@ -113,8 +143,8 @@ pub fn prepare(table: &Table, cfg: &TrainConfig, target_name: &str, source: &str
     let mut dropped_columns = Vec::new();
 
     // Columns: drop all-missing and too-many-category ones (with reasons).
-    let mut features: Vec<&Column> = Vec::new();
-    for col in table.columns.iter().filter(|c| c.name != target_name) {
+    let mut features: Vec<(usize, &Column)> = Vec::new();
+    for (j, col) in table.columns.iter().enumerate().filter(|(_, c)| c.name != target_name) {
         let reason = if target.rows.iter().all(|&r| col.is_missing(r)) {
             Some("every value is missing".to_owned())
         } else if let ColumnData::Text(v) = &col.data {
@@ -134,7 +164,7 @@ pub fn prepare(table: &Table, cfg: &TrainConfig, target_name: &str, source: &str
                 if let Some(w) = mostly_numbers(col) {
                     warnings.push(w);
                 }
-                features.push(col)
+                features.push((j, col))
             }
         }
     }
@@ -142,7 +172,7 @@ pub fn prepare(table: &Table, cfg: &TrainConfig, target_name: &str, source: &str
     // Rows: target present; under `drop`, every feature present too.
     let keep: Vec<usize> = (0..target.rows.len())
         .filter(|&i| {
-            cfg.missing_strategy != MissingStrategy::Drop || features.iter().all(|c| !c.is_missing(target.rows[i]))
+            cfg.missing_strategy != MissingStrategy::Drop || features.iter().all(|(_, c)| !c.is_missing(target.rows[i]))
         })
         .collect();
     let dropped_rows = table.n_rows() - keep.len();
@@ -169,13 +199,15 @@ pub fn prepare(table: &Table, cfg: &TrainConfig, target_name: &str, source: &str
         }
     }
     let idx = split::split(keep.len(), strata.as_deref(), cfg.test_size, cfg.val_size, cfg.seed);
-    let to_table = |v: &[usize]| -> Vec<usize> { v.iter().map(|&i| target.rows[keep[i]]).collect() };
-    let (train_rows, val_rows, test_rows) = (to_table(&idx.train), to_table(&idx.val), to_table(&idx.test));
+    drop(strata);
+    let to_table = |v: Vec<usize>| -> Vec<usize> { v.into_iter().map(|i| target.rows[keep[i]]).collect() };
+    let (train_rows, val_rows, test_rows) = (to_table(idx.train), to_table(idx.val), to_table(idx.test));
+    drop(keep);
 
     // Fit fill values and vocabularies on the train rows only.
     let mut specs = Vec::with_capacity(features.len());
-    let mut used: Vec<&Column> = Vec::with_capacity(features.len());
-    for col in features {
+    let mut used = Vec::with_capacity(features.len());
+    for (j, col) in features {
         let fill_strategy = cfg.missing_strategy;
         let kind = match &col.data {
             ColumnData::Numeric(v) => {
@@ -193,7 +225,7 @@ pub fn prepare(table: &Table, cfg: &TrainConfig, target_name: &str, source: &str
         match kind {
             Some(kind) => {
                 specs.push(FeatureSpec { name: col.name.clone(), kind });
-                used.push(col);
+                used.push(j);
             }
             None => {
                 let reason = "no values in the train split".to_owned();
@@ -210,7 +242,7 @@ pub fn prepare(table: &Table, cfg: &TrainConfig, target_name: &str, source: &str
         )));
     }
     let n = used.len();
-    let mut preprocessing = Preprocessing {
+    let preprocessing = Preprocessing {
         feature_names: specs.iter().map(|s| s.name.clone()).collect(),
         features: specs,
         missing_strategy: cfg.missing_strategy,
@@ -218,31 +250,129 @@ pub fn prepare(table: &Table, cfg: &TrainConfig, target_name: &str, source: &str
         target_scaler: None,
         dropped_columns,
     };
+    Ok(Plan {
+        task,
+        target,
+        features: used,
+        train_rows,
+        val_rows,
+        test_rows,
+        preprocessing,
+        table_rows: table.n_rows(),
+        warnings,
+        missing_strategy: cfg.missing_strategy,
+        val_size: cfg.val_size,
+        patience: cfg.train_config.patience,
+        source: source.to_owned(),
+        target_name: target_name.to_owned(),
+    })
+}
 
-    // Encode train (unscaled) to fit the scaler, then scale everything with the core.
-    let unscaled = Preprocessor::new(&preprocessing);
-    let (mut train_x, train_rows, unseen) = encode_rows(&unscaled, &used, &train_rows, false)?;
-    debug_assert_eq!(unseen, 0, "the vocabulary comes from the train rows");
-    preprocessing.scaler = scaler::fit(&train_x, n);
-    let pre = Preprocessor::new(&preprocessing);
-    for row in train_x.chunks_exact_mut(n) {
-        for (i, v) in row.iter_mut().enumerate() {
-            *v = pre.scale_value(i, *v);
+impl Plan {
+    /// The test split's rows of `table` (the one the plan was made from) as CSV, as the model
+    /// was scored on them: rows that encoding leaves out are left out, and a category absent
+    /// from the train split is an empty cell (training read it as missing, and prediction
+    /// refuses an unknown category).
+    pub fn test_rows_csv(&self, table: &Table) -> Result<Vec<u8>, TrainingError> {
+        let pre = Preprocessor::new(&self.preprocessing);
+        let cols: Vec<&Column> = self.features.iter().map(|&j| &table.columns[j]).collect();
+        let mut buf = vec![ValueRef::Missing; cols.len()];
+        let mut out = vec![0f32; cols.len()];
+        let mut blank = HashSet::new();
+        let mut rows = Vec::with_capacity(self.test_rows.len());
+        for &r in &self.test_rows {
+            for (b, c) in buf.iter_mut().zip(&cols) {
+                *b = c.value(r);
+            }
+            if encode_row(&pre, &mut buf, &mut out, true, r)?.is_some() {
+                rows.push(r);
+                for (i, b) in buf.iter().enumerate() {
+                    if *b == ValueRef::Missing && !cols[i].is_missing(r) {
+                        blank.insert((self.features[i], r));
+                    }
+                }
+            }
         }
+        crate::pipeline::rows_csv(table, &rows, &|col, row| blank.contains(&(col, row)))
     }
-    let (val_x, val_rows, unseen_val) = encode_rows(&pre, &used, &val_rows, true)?;
-    let (test_x, test_rows, unseen_test) = encode_rows(&pre, &used, &test_rows, true)?;
-    if unseen_val + unseen_test > 0 {
+}
+
+/// Encode `table` by `plan` into the split matrices, in place: the table's row block is
+/// permuted into train, validation, test order and each row is encoded by the core's
+/// [`Preprocessor`] over the front of its own place, so no second copy of the data exists (a
+/// feature row is never longer than a table row). The scaler is fitted on the encoded train
+/// rows, which are then scaled.
+pub fn encode(table: Table, plan: Plan) -> Result<Prepared, TrainingError> {
+    let Plan { task, target, features, train_rows, val_rows, test_rows, mut preprocessing, .. } = plan;
+    let mut warnings = plan.warnings;
+    let RowBlock { mut cells, stride, texts } = table.into_rows();
+    let n = features.len();
+    // The target is a column and not a feature, so a feature row is shorter than a table row.
+    debug_assert!(n < stride);
+    let lens = [train_rows.len(), val_rows.len(), test_rows.len()];
+    let mut order = train_rows;
+    order.extend(val_rows);
+    order.extend(test_rows);
+    permute_rows(&mut cells, stride, &mut order, plan.table_rows);
+
+    let mut buf = vec![ValueRef::Missing; n];
+    let mut row = vec![0f32; stride];
+    let mut written = 0usize;
+    let mut kept = lens.map(Vec::with_capacity);
+    let mut unseen = 0usize;
+    let mut at = 0usize;
+    for (split, &len) in lens.iter().enumerate() {
+        // Train rows are encoded unscaled, to fit the scaler; the others with it.
+        if split == 1 {
+            preprocessing.scaler = scaler::fit(&cells[..written * n], n);
+            let pre = Preprocessor::new(&preprocessing);
+            for x in cells[..written * n].chunks_exact_mut(n) {
+                for (i, v) in x.iter_mut().enumerate() {
+                    *v = pre.scale_value(i, *v);
+                }
+            }
+        }
+        let pre = Preprocessor::new(&preprocessing);
+        let tolerate = split > 0;
+        for k in at..at + len {
+            let r = order[k];
+            row.copy_from_slice(&cells[k * stride..(k + 1) * stride]);
+            for (b, &j) in buf.iter_mut().zip(&features) {
+                *b = match &texts[j] {
+                    Some(t) => t[r].as_deref().map_or(ValueRef::Missing, ValueRef::Text),
+                    None if row[j].is_nan() => ValueRef::Missing,
+                    None => ValueRef::Number(f64::from(row[j])),
+                };
+            }
+            // `written ≤ k` and `n < stride`: this overwrites only row k's own, copied cells.
+            let out = &mut cells[written * n..(written + 1) * n];
+            if let Some(blanked) = encode_row(&pre, &mut buf, out, tolerate, r)? {
+                unseen += blanked;
+                kept[split].push(r);
+                written += 1;
+            }
+        }
+        at += len;
+    }
+    drop((texts, order));
+    if unseen > 0 {
         warnings.push(format!(
-            "{} validation/test cells hold categories absent from the train split; {}",
-            unseen_val + unseen_test,
-            if cfg.missing_strategy == MissingStrategy::Drop {
+            "{unseen} validation/test cells hold categories absent from the train split; {}",
+            if plan.missing_strategy == MissingStrategy::Drop {
                 "their rows were dropped"
             } else {
                 "they were filled like missing values"
             }
         ));
     }
+    // Split the block; each tail is copied out and the block shrunk at once, so at most the
+    // test split exists twice.
+    let [train_kept, val_kept, test_kept] = kept;
+    cells.truncate(written * n);
+    let test_x = cells.split_off((train_kept.len() + val_kept.len()) * n);
+    cells.shrink_to_fit();
+    let val_x = cells.split_off(train_kept.len() * n);
+    cells.shrink_to_fit();
 
     let make = |x: Vec<f32>, rows: Vec<usize>| -> Split {
         let pos = |r: usize| target.rows.binary_search(&r).unwrap_or(0);
@@ -262,14 +392,14 @@ pub fn prepare(table: &Table, cfg: &TrainConfig, target_name: &str, source: &str
             table_rows: rows,
         }
     };
-    let train = make(train_x, train_rows);
-    let val = make(val_x, val_rows);
-    let test = make(test_x, test_rows);
-    if val.rows == 0 && cfg.train_config.patience > 0 {
+    let train = make(cells, train_kept);
+    let val = make(val_x, val_kept);
+    let test = make(test_x, test_kept);
+    if val.rows == 0 && plan.patience > 0 {
         warnings.push(format!(
             "there are no validation rows (val_size {}): early stopping (patience {}) watches the training loss, \
              which rarely stops it",
-            cfg.val_size, cfg.train_config.patience
+            plan.val_size, plan.patience
         ));
     }
     if train.rows < 2 {
@@ -279,62 +409,79 @@ pub fn prepare(table: &Table, cfg: &TrainConfig, target_name: &str, source: &str
         preprocessing.target_scaler = Some(scaler::fit_target(&train.values));
     }
     let dataset = DatasetInfo {
-        source: source.to_owned(),
-        target_column: target_name.to_owned(),
+        source: plan.source,
+        target_column: plan.target_name,
         rows: train.rows + val.rows + test.rows,
-        dropped_rows: table.n_rows() - (train.rows + val.rows + test.rows),
+        dropped_rows: plan.table_rows - (train.rows + val.rows + test.rows),
         train_rows: train.rows,
         val_rows: val.rows,
         test_rows: test.rows,
     };
-    Ok(Prepared { task, classes: target.classes.clone(), preprocessing, train, val, test, dataset, warnings })
+    Ok(Prepared { task, classes: target.classes, preprocessing, train, val, test, dataset, warnings })
 }
 
-/// Encode table rows through `pre`. With `tolerate_unseen`, a category absent from the
-/// vocabulary is treated as missing (or its row dropped when there is no fill value).
-/// Returns the matrix, the rows kept, and how many unseen cells were met.
-fn encode_rows(
-    pre: &Preprocessor,
-    cols: &[&Column],
-    rows: &[usize],
-    tolerate_unseen: bool,
-) -> Result<(Vec<f32>, Vec<usize>, usize), TrainingError> {
-    let n = cols.len();
-    let mut x = vec![0f32; rows.len() * n];
-    let mut kept = Vec::with_capacity(rows.len());
-    let mut unseen = 0;
-    let mut buf = vec![ValueRef::Missing; n];
-    'rows: for &r in rows {
-        for (b, c) in buf.iter_mut().zip(cols) {
-            *b = c.value(r);
-        }
-        let out = &mut x[kept.len() * n..(kept.len() + 1) * n];
-        match pre.transform_row(buf.iter().copied(), out) {
-            Ok(()) => {}
-            Err(PredictError::UnknownCategory { .. }) if tolerate_unseen => {
-                for (i, b) in buf.iter_mut().enumerate() {
-                    if let Err(PredictError::UnknownCategory { .. }) = pre.encode_value(i, *b) {
-                        *b = ValueRef::Missing;
-                        unseen += 1;
-                    }
-                }
-                if pre.transform_row(buf.iter().copied(), out).is_err() {
-                    continue 'rows; // no fill value under `drop`: leave the row out
-                }
-            }
-            // Name the row, column and kind only: the message must not echo cell contents.
-            Err(e) => {
-                return Err(TrainingError::Unusable(format!(
-                    "cannot encode table row {r}{}: {}",
-                    e.column().map(|c| format!(", column `{c}`")).unwrap_or_default(),
-                    e.kind()
-                )))
-            }
-        }
-        kept.push(r);
+/// Reorder the `stride`-cell rows of `cells` in place so that row k holds what row `order[k]`
+/// held (`order`: distinct rows of `0..rows`); the other rows end up after them. Follows each
+/// cycle of the permutation with one spare row, so it needs no second copy of the cells.
+fn permute_rows(cells: &mut [f32], stride: usize, order: &mut Vec<usize>, rows: usize) {
+    let selected = order.len();
+    let mut taken = vec![false; rows];
+    for &r in order.iter() {
+        taken[r] = true;
     }
-    x.truncate(kept.len() * n);
-    Ok((x, kept, unseen))
+    order.extend((0..rows).filter(|&r| !taken[r]));
+    let mut done = taken;
+    done.iter_mut().for_each(|d| *d = false);
+    let mut spare = vec![0f32; stride];
+    for start in 0..rows {
+        if done[start] {
+            continue;
+        }
+        spare.copy_from_slice(&cells[start * stride..(start + 1) * stride]);
+        let mut k = start;
+        loop {
+            done[k] = true;
+            let from = order[k];
+            if from == start {
+                cells[k * stride..(k + 1) * stride].copy_from_slice(&spare);
+                break;
+            }
+            cells.copy_within(from * stride..(from + 1) * stride, k * stride);
+            k = from;
+        }
+    }
+    order.truncate(selected);
+}
+
+/// Encode one row through `pre` into `out`. With `tolerate_unseen`, a category absent from
+/// the vocabulary is blanked in `buf` (treated as missing) and the row retried. Returns how
+/// many cells were blanked, or `None` when the row is left out (a blanked cell with no fill
+/// value under `drop`). Errors name the table row, column and kind only: never cell contents.
+fn encode_row(
+    pre: &Preprocessor,
+    buf: &mut [ValueRef<'_>],
+    out: &mut [f32],
+    tolerate_unseen: bool,
+    table_row: usize,
+) -> Result<Option<usize>, TrainingError> {
+    match pre.transform_row(buf.iter().copied(), out) {
+        Ok(()) => Ok(Some(0)),
+        Err(PredictError::UnknownCategory { .. }) if tolerate_unseen => {
+            let mut blanked = 0;
+            for (i, b) in buf.iter_mut().enumerate() {
+                if let Err(PredictError::UnknownCategory { .. }) = pre.encode_value(i, *b) {
+                    *b = ValueRef::Missing;
+                    blanked += 1;
+                }
+            }
+            Ok(pre.transform_row(buf.iter().copied(), out).is_ok().then_some(blanked))
+        }
+        Err(e) => Err(TrainingError::Unusable(format!(
+            "cannot encode table row {table_row}{}: {}",
+            e.column().map(|c| format!(", column `{c}`")).unwrap_or_default(),
+            e.kind()
+        ))),
+    }
 }
 
 /// Standardise regression targets for training with the fitted target scaler.
@@ -390,7 +537,7 @@ mod tests {
     fn fits_on_train_only_and_drops_empty_columns() {
         let t = table();
         let cfg = TrainConfig::default();
-        let p = prepare(&t, &cfg, "y", "t.csv").unwrap();
+        let p = prepare(t.clone(), &cfg, "y", "t.csv").unwrap();
         assert_eq!(p.task, TaskType::Classification);
         assert_eq!(p.classes, Some(vec!["a".into(), "b".into()]));
         assert_eq!(p.preprocessing.feature_names, vec!["x", "color"]);
@@ -418,21 +565,21 @@ mod tests {
             csv.push_str(&format!("{i},{}\n", if i == 7 { "abc".to_owned() } else { format!("{}.5", i * 3) }));
         }
         let t = read_csv_bytes("t.csv", csv.as_bytes()).unwrap();
-        let e = prepare(&t, &TrainConfig::default(), "y", "t.csv").unwrap_err().to_string();
+        let e = prepare(t.clone(), &TrainConfig::default(), "y", "t.csv").unwrap_err().to_string();
         assert!(e.contains("has 60 distinct values in 60 rows"), "{e}");
         assert!(e.contains("(e.g. \"abc\")") && e.contains("the task was guessed as classification"), "{e}");
         // Chosen explicitly, it is taken as given.
         let cfg = TrainConfig { task_type: Some(TaskType::Classification), ..TrainConfig::default() };
-        assert!(prepare(&t, &cfg, "y", "t.csv").is_ok());
+        assert!(prepare(t.clone(), &cfg, "y", "t.csv").is_ok());
     }
 
     #[test]
     fn missing_target_is_listed_and_too_few_rows_rejected() {
         let t = table();
-        let e = prepare(&t, &TrainConfig::default(), "nope", "t.csv").unwrap_err();
+        let e = prepare(t.clone(), &TrainConfig::default(), "nope", "t.csv").unwrap_err();
         assert!(e.to_string().contains("x, color, junk, y"), "{e}");
         let small = read_csv_bytes("s.csv", b"x,y\n1,a\n2,b\n3,a\n").unwrap();
-        let e = prepare(&small, &TrainConfig::default(), "y", "s.csv").unwrap_err();
+        let e = prepare(small, &TrainConfig::default(), "y", "s.csv").unwrap_err();
         assert!(e.to_string().contains("at least 10"), "{e}");
     }
 
@@ -440,8 +587,92 @@ mod tests {
     fn drop_strategy_drops_rows_and_keeps_no_fill() {
         let t = table();
         let cfg = TrainConfig { missing_strategy: MissingStrategy::Drop, ..TrainConfig::default() };
-        let p = prepare(&t, &cfg, "y", "t.csv").unwrap();
+        let p = prepare(t.clone(), &cfg, "y", "t.csv").unwrap();
         assert!(p.dataset.dropped_rows > 0);
         assert!(matches!(p.preprocessing.features[0].kind, FeatureKind::Numeric { fill_value: None }));
+    }
+
+    #[test]
+    fn permuting_rows_in_place_gathers_them_and_parks_the_rest() {
+        let (rows, stride) = (9, 3);
+        let cells: Vec<f32> = (0..rows * stride).map(|v| v as f32).collect();
+        for order in [vec![4, 0, 8, 2], vec![0, 1, 2], vec![8, 7, 6, 5, 4, 3, 2, 1, 0], vec![]] {
+            let mut got = cells.clone();
+            let mut o = order.clone();
+            permute_rows(&mut got, stride, &mut o, rows);
+            assert_eq!(o, order);
+            for (k, &r) in order.iter().enumerate() {
+                assert_eq!(got[k * stride..(k + 1) * stride], cells[r * stride..(r + 1) * stride], "{order:?}");
+            }
+            // Every row is still there exactly once.
+            let mut firsts: Vec<f32> = got.chunks(stride).map(|c| c[0]).collect();
+            firsts.sort_by(f32::total_cmp);
+            assert_eq!(firsts, (0..rows).map(|r| (r * stride) as f32).collect::<Vec<_>>());
+        }
+    }
+
+    /// The in-place encoding gives each split row exactly the core's transform of its table row.
+    #[test]
+    fn in_place_encoding_equals_the_core_transform_of_each_row() {
+        let t = table();
+        let separate = Table {
+            columns: t
+                .columns
+                .iter()
+                .map(|c| match &c.data {
+                    ColumnData::Numeric(v) => {
+                        Column { name: c.name.clone(), data: ColumnData::Numeric(v.to_vec().into()) }
+                    }
+                    _ => c.clone(),
+                })
+                .collect(),
+            warnings: Vec::new(),
+        };
+        let cfg = TrainConfig::default();
+        let p = prepare(t.clone(), &cfg, "y", "t.csv").unwrap();
+        let q = prepare(separate, &cfg, "y", "t.csv").unwrap();
+        assert_eq!((&p.train.x, &p.val.x, &p.test.x), (&q.train.x, &q.val.x, &q.test.x));
+        let pre = Preprocessor::new(&p.preprocessing);
+        let cols: Vec<&Column> = p.preprocessing.feature_names.iter().map(|n| t.column(n).unwrap()).collect();
+        let n = cols.len();
+        for split in [&p.train, &p.val, &p.test] {
+            assert_eq!(split.x.len(), split.rows * n);
+            for (k, &r) in split.table_rows.iter().enumerate() {
+                let mut want = vec![0f32; n];
+                pre.transform_row(cols.iter().map(|c| c.value(r)), &mut want).unwrap();
+                assert_eq!(split.x[k * n..(k + 1) * n], want[..], "table row {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn test_rows_csv_holds_what_the_model_was_scored_on() {
+        // Category "z" is in one row only; with it in the test split, the CSV must blank it
+        // (or, under `drop`, leave the row out), as encoding did.
+        let mut csv = String::from("x,c,y\n");
+        for i in 0..60 {
+            let c = if i == 17 { "z" } else { ["p", "q"][i % 2] };
+            csv.push_str(&format!("{i},{c},{}\n", i % 2));
+        }
+        let t = read_csv_bytes("t.csv", csv.as_bytes()).unwrap();
+        for strategy in [MissingStrategy::Mean, MissingStrategy::Drop] {
+            let plan = (0..)
+                .map(|seed| {
+                    let cfg = TrainConfig { missing_strategy: strategy, seed, ..TrainConfig::default() };
+                    plan(&t, &cfg, "y", "t.csv").unwrap()
+                })
+                .find(|p| p.test_rows.contains(&17))
+                .unwrap();
+            let out = String::from_utf8(plan.test_rows_csv(&t).unwrap()).unwrap();
+            let p = encode(t.clone(), plan).unwrap();
+            let lines: Vec<&str> = out.lines().skip(1).collect();
+            assert_eq!(lines.len(), p.test.rows, "{strategy:?}: {out}");
+            for (line, &r) in lines.iter().zip(&p.test.table_rows) {
+                assert!(line.starts_with(&format!("{r},")), "{line} vs row {r}");
+            }
+            assert!(!out.contains(",z,"), "{strategy:?}: {out}");
+            assert_eq!(out.contains("\n17,,1"), strategy == MissingStrategy::Mean, "{strategy:?}: {out}");
+            assert_eq!(p.test.table_rows.contains(&17), strategy == MissingStrategy::Mean);
+        }
     }
 }

@@ -32,7 +32,7 @@ pub fn guess_task(col: &Column) -> TaskType {
         ColumnData::Numeric(v) => {
             let present = v.iter().filter(|x| !x.is_nan());
             let all_int = present.clone().all(|x| x.fract() == 0.0);
-            if all_int && sorted_labels(present.map(|&x| f64::from(x))).len() <= MAX_GUESSED_CLASSES {
+            if all_int && sorted_labels(present.map(f64::from)).len() <= MAX_GUESSED_CLASSES {
                 TaskType::Classification
             } else {
                 TaskType::Regression
@@ -111,7 +111,7 @@ mod tests {
     use super::*;
 
     fn num(v: &[f32]) -> Column {
-        Column { name: "y".into(), data: ColumnData::Numeric(v.to_vec()) }
+        Column { name: "y".into(), data: ColumnData::Numeric(v.to_vec().into()) }
     }
 
     #[test]
