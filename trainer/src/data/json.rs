@@ -1,6 +1,14 @@
 //! JSON reading: an array of records, or an object of equal-length column arrays.
+//!
+//! Streamed through serde visitors straight into per-column cells, in document order: a
+//! `serde_json::Value` tree takes ~25× the text's size (a map per record, a 32-byte value
+//! plus a key string per cell); a cell here takes 24 bytes until its column is typed.
 
-use serde_json::Value;
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Read;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::{check_header, classify, Cell, Column, ColumnData, Table};
 use crate::error::DataLoadError;
@@ -10,120 +18,364 @@ use inference::value::{category_of, number_as_category, to_f32};
 pub(super) fn read(source_name: &str, bytes: &[u8]) -> Result<Table, DataLoadError> {
     // Editors on Windows write a byte-order mark; serde_json does not skip it.
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    parse(source_name, &mut serde_json::Deserializer::from_slice(bytes))
+}
+
+/// Parse JSON from a reader (a file: its bytes are never held whole).
+pub(super) fn read_from(source_name: &str, r: impl Read) -> Result<Table, DataLoadError> {
+    let mut r = std::io::BufReader::with_capacity(256 * 1024, r);
+    let bom = std::io::BufRead::fill_buf(&mut r).map(|b| b.starts_with(b"\xEF\xBB\xBF"));
+    if bom.map_err(|e| DataLoadError::Json { source_name: source_name.to_owned(), message: e.to_string() })? {
+        std::io::BufRead::consume(&mut r, 3);
+    }
+    parse(source_name, &mut serde_json::Deserializer::from_reader(r))
+}
+
+fn parse<'de, R: serde_json::de::Read<'de>>(
+    source_name: &str,
+    de: &mut serde_json::Deserializer<R>,
+) -> Result<Table, DataLoadError> {
+    let mut b = Builder::default();
+    let parsed = (&mut b).deserialize(&mut *de).and_then(|()| de.end());
     let shape = |message: String| DataLoadError::JsonShape { source_name: source_name.to_owned(), message };
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| DataLoadError::Json { source_name: source_name.to_owned(), message: e.to_string() })?;
-    let (names, cells): (Vec<String>, Vec<Vec<&Value>>) = match &value {
-        Value::Array(records) => {
-            if records.is_empty() {
-                return Err(DataLoadError::NoRows(source_name.to_owned()));
+    if let Err(e) = parsed {
+        return Err(match b.error.take() {
+            Some(Problem::Shape(m)) => shape(m),
+            Some(Problem::NonFinite { row, column }) => {
+                DataLoadError::NonFinite { source_name: source_name.to_owned(), row, column }
             }
-            let mut names: Vec<String> = Vec::new();
-            let mut index = std::collections::HashMap::new();
-            for (i, r) in records.iter().enumerate() {
-                let obj = r.as_object().ok_or_else(|| shape(format!("record {i} is not an object")))?;
-                for k in obj.keys() {
-                    if !index.contains_key(k) {
-                        index.insert(k.clone(), names.len());
-                        names.push(k.clone());
-                    }
-                }
-            }
-            let cells =
-                names.iter().map(|n| records.iter().map(|r| r.get(n).unwrap_or(&Value::Null)).collect()).collect();
-            (names, cells)
-        }
-        Value::Object(cols) => {
-            let mut len = None;
-            let mut names = Vec::with_capacity(cols.len());
-            let mut cells = Vec::with_capacity(cols.len());
-            for (k, v) in cols {
-                let arr = v.as_array().ok_or_else(|| {
-                    shape(format!("column `{k}` is not an array (expected an object of column arrays)"))
-                })?;
-                if *len.get_or_insert(arr.len()) != arr.len() {
-                    return Err(shape(format!(
-                        "column `{k}` has {} values, others have {}",
-                        arr.len(),
-                        len.unwrap_or(0)
-                    )));
-                }
-                names.push(k.clone());
-                cells.push(arr.iter().collect());
-            }
-            if len.unwrap_or(0) == 0 {
-                return Err(DataLoadError::NoRows(source_name.to_owned()));
-            }
-            (names, cells)
-        }
-        _ => return Err(shape("expected an array of records or an object of column arrays".into())),
-    };
-    check_header(&names, source_name)?;
+            None => DataLoadError::Json { source_name: source_name.to_owned(), message: e.to_string() },
+        });
+    }
+    if b.rows == 0 {
+        return Err(DataLoadError::NoRows(source_name.to_owned()));
+    }
+    if let Some((name, len)) = b.names.iter().zip(&b.cells).map(|(n, c)| (n, c.len())).find(|(_, l)| *l != b.rows) {
+        return Err(shape(format!("column `{name}` has {len} values, others have {}", b.rows)));
+    }
+    check_header(&b.names, source_name)?;
     let mut warnings = Vec::new();
-    let columns = names
-        .into_iter()
-        .zip(cells)
-        .map(|(name, cells)| column(source_name, name, &cells, &mut warnings))
-        .collect::<Result<_, _>>()?;
+    let columns = b.names.into_iter().zip(b.cells).map(|(name, cells)| column(name, cells, &mut warnings)).collect();
     Ok(Table { columns, warnings })
 }
 
-fn column(
-    source_name: &str,
-    name: String,
-    cells: &[&Value],
-    warnings: &mut Vec<String>,
-) -> Result<Column, DataLoadError> {
-    let mut kinds = Vec::with_capacity(cells.len());
-    for (row, v) in cells.iter().enumerate() {
-        kinds.push(match v {
-            Value::Null => Cell::Missing,
-            Value::Number(n) => Cell::Number(n.as_f64().unwrap_or(f64::NAN)),
-            Value::String(s) => classify(s),
-            Value::Bool(_) => Cell::Text,
-            Value::Array(_) | Value::Object(_) => {
-                return Err(DataLoadError::JsonShape {
-                    source_name: source_name.to_owned(),
-                    message: format!(
-                        "row {row}, column `{name}`: nested value (expected a number, string, bool or null)"
-                    ),
-                })
+/// One cell as read, before its column is typed.
+enum JsonCell {
+    Missing,
+    Number(f64),
+    Bool(bool),
+    Text(Box<str>),
+}
+
+/// Why the visitors stopped, typed (the serde error they return only carries a string).
+enum Problem {
+    Shape(String),
+    NonFinite { row: u64, column: String },
+}
+
+/// The columns read so far.
+#[derive(Default)]
+struct Builder {
+    names: Vec<String>,
+    index: HashMap<String, usize>,
+    cells: Vec<Vec<JsonCell>>,
+    /// Records (or, for column arrays, the first column's length).
+    rows: usize,
+    error: Option<Problem>,
+}
+
+impl Builder {
+    fn fail<E: de::Error>(&mut self, p: Problem) -> E {
+        let message = match &p {
+            Problem::Shape(m) => m.clone(),
+            Problem::NonFinite { row, column } => format!("row {row}, column `{column}`: not a finite f32"),
+        };
+        self.error = Some(p);
+        E::custom(message)
+    }
+
+    fn column(&mut self, name: String) -> usize {
+        if let Some(&j) = self.index.get(&name) {
+            return j;
+        }
+        let j = self.names.len();
+        self.index.insert(name.clone(), j);
+        self.names.push(name);
+        // A key first seen in a later record is missing from the earlier ones.
+        self.cells.push(std::iter::repeat_with(|| JsonCell::Missing).take(self.rows).collect());
+        j
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for &mut Builder {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+macro_rules! refuse_scalars {
+    ($why:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Err(self.refuse($why))
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Err(self.refuse($why))
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Err(self.refuse($why))
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Err(self.refuse($why))
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Err(self.refuse($why))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Err(self.refuse($why))
+        }
+    };
+}
+
+impl<'de> Visitor<'de> for &mut Builder {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of records or an object of column arrays")
+    }
+
+    /// An array of records.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Record(&mut *self))?.is_some() {
+            self.rows += 1;
+            let rows = self.rows;
+            for c in self.cells.iter_mut().filter(|c| c.len() < rows) {
+                c.push(JsonCell::Missing);
             }
-        });
+        }
+        Ok(())
     }
-    if let Some(row) = kinds.iter().position(|k| matches!(k, Cell::Number(x) if to_f32(*x).is_none())) {
-        return Err(DataLoadError::NonFinite { source_name: source_name.to_owned(), row: row as u64, column: name });
+
+    /// An object of column arrays.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut first = true;
+        while let Some(name) = map.next_key::<String>()? {
+            let j = self.column(name);
+            self.cells[j].clear();
+            map.next_value_seed(ColumnArray { b: &mut *self, j })?;
+            if std::mem::take(&mut first) {
+                self.rows = self.cells[j].len();
+            }
+        }
+        Ok(())
     }
-    let data = if kinds.contains(&Cell::Text) {
+
+    refuse_scalars!("expected an array of records or an object of column arrays");
+}
+
+impl Builder {
+    fn refuse<E: de::Error>(&mut self, why: &str) -> E {
+        self.fail(Problem::Shape(why.to_owned()))
+    }
+}
+
+/// One record of an array of records.
+struct Record<'b>(&'b mut Builder);
+
+impl Record<'_> {
+    fn refuse<E: de::Error>(self, _: &str) -> E {
+        let row = self.0.rows;
+        self.0.fail(Problem::Shape(format!("record {row} is not an object")))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Record<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Record<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a record (an object)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let b = self.0;
+        let row = b.rows;
+        while let Some(name) = map.next_key::<String>()? {
+            let j = b.column(name);
+            let cell = map.next_value_seed(CellSeed { b: &mut *b, j, row })?;
+            // A repeated key: the last value wins, as in a parsed object.
+            match b.cells[j].get_mut(row) {
+                Some(slot) => *slot = cell,
+                None => b.cells[j].push(cell),
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(self.refuse(""))
+    }
+
+    refuse_scalars!("");
+}
+
+/// One column's array in an object of column arrays.
+struct ColumnArray<'b> {
+    b: &'b mut Builder,
+    j: usize,
+}
+
+impl ColumnArray<'_> {
+    fn refuse<E: de::Error>(self, _: &str) -> E {
+        let name = &self.b.names[self.j];
+        let m = format!("column `{name}` is not an array (expected an object of column arrays)");
+        self.b.fail(Problem::Shape(m))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ColumnArray<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ColumnArray<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of cells")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let (b, j) = (self.b, self.j);
+        loop {
+            let row = b.cells[j].len();
+            match seq.next_element_seed(CellSeed { b: &mut *b, j, row })? {
+                Some(cell) => b.cells[j].push(cell),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(self.refuse(""))
+    }
+
+    refuse_scalars!("");
+}
+
+/// One cell: a number, string, bool or null.
+struct CellSeed<'b> {
+    b: &'b mut Builder,
+    j: usize,
+    row: usize,
+}
+
+impl CellSeed<'_> {
+    fn nested<E: de::Error>(self) -> E {
+        let m = format!(
+            "row {}, column `{}`: nested value (expected a number, string, bool or null)",
+            self.row, self.b.names[self.j]
+        );
+        self.b.fail(Problem::Shape(m))
+    }
+
+    fn number<E: de::Error>(self, x: f64) -> Result<JsonCell, E> {
+        if to_f32(x).is_none() {
+            let (row, column) = (self.row as u64, self.b.names[self.j].clone());
+            return Err(self.b.fail(Problem::NonFinite { row, column }));
+        }
+        Ok(JsonCell::Number(x))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for CellSeed<'_> {
+    type Value = JsonCell;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<JsonCell, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CellSeed<'_> {
+    type Value = JsonCell;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a number, string, bool or null")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<JsonCell, E> {
+        Ok(JsonCell::Missing)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<JsonCell, E> {
+        Ok(JsonCell::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<JsonCell, E> {
+        self.number(v as f64)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<JsonCell, E> {
+        self.number(v as f64)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<JsonCell, E> {
+        self.number(v)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<JsonCell, E> {
+        match classify(v) {
+            Cell::Missing => Ok(JsonCell::Missing),
+            Cell::Number(x) if to_f32(x).is_none() => self.number(x),
+            _ => Ok(JsonCell::Text(v.into())),
+        }
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<JsonCell, A::Error> {
+        Err(self.nested())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<JsonCell, A::Error> {
+        Err(self.nested())
+    }
+}
+
+/// Type a column: numeric when every present cell is a number (or a string that reads as
+/// one), otherwise text with numbers written as categories.
+fn column(name: String, cells: Vec<JsonCell>, warnings: &mut Vec<String>) -> Column {
+    let text = cells.iter().any(|c| match c {
+        JsonCell::Bool(_) => true,
+        JsonCell::Text(s) => !matches!(classify(s), Cell::Number(_)),
+        _ => false,
+    });
+    let data = if text {
         ColumnData::Text(
             cells
-                .iter()
-                .zip(&kinds)
-                .map(|(v, k)| match (v, k) {
-                    (_, Cell::Missing) => None,
-                    (Value::String(s), _) => Some(category_of(s).into_owned()),
-                    (Value::Bool(b), _) => Some(b.to_string()),
-                    (_, Cell::Number(x)) => Some(number_as_category(*x)),
-                    _ => None,
+                .into_iter()
+                .map(|c| match c {
+                    JsonCell::Missing => None,
+                    JsonCell::Text(s) => Some(category_of(&s).into_owned()),
+                    JsonCell::Bool(b) => Some(b.to_string()),
+                    JsonCell::Number(x) => Some(number_as_category(x)),
                 })
                 .collect(),
         )
     } else {
         let mut spread = super::Spread::default();
-        let values: Vec<f32> = kinds
-            .iter()
-            .map(|k| match k {
-                Cell::Number(x) => {
-                    spread.add(*x);
-                    *x as f32
-                }
-                _ => f32::NAN,
+        let values: Vec<f32> = cells
+            .into_iter()
+            .map(|c| {
+                let x = match c {
+                    JsonCell::Number(x) => x,
+                    JsonCell::Text(s) => match classify(&s) {
+                        Cell::Number(x) => x,
+                        _ => f64::NAN,
+                    },
+                    _ => f64::NAN,
+                };
+                spread.add(x);
+                x as f32
             })
             .collect();
         warnings.extend(spread.warning(&name));
         ColumnData::Numeric(values.into())
     };
-    Ok(Column { name, data })
+    Column { name, data }
 }
 
 #[cfg(test)]
@@ -162,5 +414,46 @@ mod tests {
         assert!(e.to_string().contains("nested value"), "{e}");
         assert!(matches!(read("j", b"[").unwrap_err(), DataLoadError::Json { .. }));
         assert!(matches!(read("j", b"[]").unwrap_err(), DataLoadError::NoRows(_)));
+    }
+
+    #[test]
+    fn columns_keep_document_order_and_a_repeated_key_keeps_its_last_value() {
+        let t = read("r", br#"[{"b": 1, "a": "x"}, {"c": 2, "b": 3, "b": 4}]"#).unwrap();
+        let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["b", "a", "c"]);
+        assert_eq!(t.columns[0].data, ColumnData::Numeric(vec![1.0, 4.0].into()));
+        assert!(t.columns[2].is_missing(0) && !t.columns[2].is_missing(1));
+        let t = read("c", br#"{"z": [1, 2], "y": [true, null]}"#).unwrap();
+        assert_eq!(t.columns[0].name, "z");
+        assert_eq!(t.columns[1].data, ColumnData::Text(vec![Some("true".into()), None]));
+    }
+
+    #[test]
+    fn errors_name_the_record_and_column_and_never_echo_cells() {
+        let e = read("j", br#"[{"a": 1}, {"a": [[["secret"]]]}]"#).unwrap_err();
+        assert!(e.to_string().contains("row 1, column `a`: nested value"), "{e}");
+        assert!(!e.to_string().contains("secret"), "{e}");
+        let e = read("j", br#"[{"a": 1}, "secret"]"#).unwrap_err();
+        assert!(
+            matches!(&e, DataLoadError::JsonShape { message, .. } if message == "record 1 is not an object"),
+            "{e}"
+        );
+        let e = read("j", br#"{"a": [1, 2], "b": "secret"}"#).unwrap_err();
+        assert!(e.to_string().contains("column `b` is not an array"), "{e}");
+        let e = read("j", br#"[{"a": 1}, {"a": 1e39}]"#).unwrap_err();
+        assert!(matches!(&e, DataLoadError::NonFinite { row: 1, column, .. } if column == "a"), "{e}");
+        let e = read("j", br#"[{"a": "1e39"}]"#).unwrap_err();
+        assert!(matches!(&e, DataLoadError::NonFinite { row: 0, .. }), "{e}");
+        assert!(matches!(read("j", br#"[{"a": 1}] x"#).unwrap_err(), DataLoadError::Json { .. }));
+        assert!(matches!(read("j", br#"{"a": []}"#).unwrap_err(), DataLoadError::NoRows(_)));
+    }
+
+    #[test]
+    fn a_reader_gives_the_table_the_bytes_give() {
+        let text = "\u{feff}[{\"x\": 1.5, \"c\": \"a\"}, {\"x\": null, \"c\": 7}]";
+        let a = read("r", text.as_bytes()).unwrap();
+        let b = read_from("r", text.as_bytes()).unwrap();
+        assert_eq!(format!("{a:?}"), format!("{b:?}"), "NaN cells compare by their printing");
+        assert_eq!(b.columns[1].data, ColumnData::Text(vec![Some("a".into()), Some("7".into())]));
     }
 }

@@ -461,8 +461,7 @@ pub fn open_regular(path: &Path, shown: &Path, max: u64) -> Result<(std::fs::Fil
 }
 
 fn load_file_as(path: &Path, shown: &Path, max: u64) -> Result<Table, DataLoadError> {
-    let io = |source| DataLoadError::Io { path: shown.to_owned(), source };
-    let (mut file, len) = open_regular(path, shown, max)?;
+    let (file, len) = open_regular(path, shown, max)?;
     let name = shown.display().to_string();
     let ext = shown.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match ext.as_deref() {
@@ -472,11 +471,7 @@ fn load_file_as(path: &Path, shown: &Path, max: u64) -> Result<Table, DataLoadEr
             }
             csv::read(&name, || open_regular(path, shown, max).map(|(f, _)| f))
         }
-        Some("json") => {
-            let mut bytes = Vec::with_capacity(len as usize);
-            std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io)?;
-            json::read(&name, &bytes)
-        }
+        Some("json") => json::read_from(&name, file),
         _ => Err(DataLoadError::UnsupportedFormat(name)),
     }
 }
