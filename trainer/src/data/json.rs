@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{check_header, classify, Cell, Column, ColumnData, Table};
 use crate::error::DataLoadError;
@@ -39,38 +39,54 @@ fn parse<'de, R: serde_json::de::Read<'de>>(
     let parsed = (&mut b).deserialize(&mut *de).and_then(|()| de.end());
     let shape = |message: String| DataLoadError::JsonShape { source_name: source_name.to_owned(), message };
     if let Err(e) = parsed {
-        return Err(match b.error.take() {
-            Some(Problem::Shape(m)) => shape(m),
-            Some(Problem::NonFinite { row, column }) => {
-                DataLoadError::NonFinite { source_name: source_name.to_owned(), row, column }
-            }
+        return Err(match b.shape_error.take() {
+            Some(m) => shape(m),
             None => DataLoadError::Json { source_name: source_name.to_owned(), message: e.to_string() },
         });
+    }
+    // What a parsed document is checked for, in the same order: the shape (column by column,
+    // each holding its last value when its key repeats), rows, names, then each column's cells.
+    if b.columnar {
+        b.rows = b.cells.first().map_or(0, Vec::len);
+        for (j, name) in b.names.iter().enumerate() {
+            if b.not_array[j] {
+                return Err(shape(format!("column `{name}` is not an array (expected an object of column arrays)")));
+            }
+            if b.cells[j].len() != b.rows {
+                return Err(shape(format!("column `{name}` has {} values, others have {}", b.cells[j].len(), b.rows)));
+            }
+        }
     }
     if b.rows == 0 {
         return Err(DataLoadError::NoRows(source_name.to_owned()));
     }
-    if let Some((name, len)) = b.names.iter().zip(&b.cells).map(|(n, c)| (n, c.len())).find(|(_, l)| *l != b.rows) {
-        return Err(shape(format!("column `{name}` has {len} values, others have {}", b.rows)));
-    }
     check_header(&b.names, source_name)?;
+    for (name, cells) in b.names.iter().zip(&b.cells) {
+        if let Some(row) = cells.iter().position(|c| matches!(c, JsonCell::Nested)) {
+            return Err(shape(format!(
+                "row {row}, column `{name}`: nested value (expected a number, string, bool or null)"
+            )));
+        }
+        if let Some(row) = cells.iter().position(|c| matches!(c, JsonCell::NonFinite)) {
+            let (source_name, column) = (source_name.to_owned(), name.clone());
+            return Err(DataLoadError::NonFinite { source_name, row: row as u64, column });
+        }
+    }
     let mut warnings = Vec::new();
     let columns = b.names.into_iter().zip(b.cells).map(|(name, cells)| column(name, cells, &mut warnings)).collect();
     Ok(Table { columns, warnings })
 }
 
-/// One cell as read, before its column is typed.
+/// One cell as read, before its column is typed. A nested or non-finite value is kept as a
+/// marker and refused once the document is read, so a repeated key's last value decides, as
+/// in a parsed object.
 enum JsonCell {
     Missing,
     Number(f64),
     Bool(bool),
     Text(Box<str>),
-}
-
-/// Why the visitors stopped, typed (the serde error they return only carries a string).
-enum Problem {
-    Shape(String),
-    NonFinite { row: u64, column: String },
+    Nested,
+    NonFinite,
 }
 
 /// The columns read so far.
@@ -79,19 +95,22 @@ struct Builder {
     names: Vec<String>,
     index: HashMap<String, usize>,
     cells: Vec<Vec<JsonCell>>,
-    /// Records (or, for column arrays, the first column's length).
+    /// Records read (for column arrays, set once the document is read).
     rows: usize,
-    error: Option<Problem>,
+    /// An object of column arrays, not an array of records.
+    columnar: bool,
+    /// Columns (of an object of column arrays) whose value is not an array.
+    not_array: Vec<bool>,
+    /// Why the visitors stopped, when it is the document's shape (serde's error only carries a
+    /// string, which would read as a syntax error).
+    shape_error: Option<String>,
 }
 
 impl Builder {
-    fn fail<E: de::Error>(&mut self, p: Problem) -> E {
-        let message = match &p {
-            Problem::Shape(m) => m.clone(),
-            Problem::NonFinite { row, column } => format!("row {row}, column `{column}`: not a finite f32"),
-        };
-        self.error = Some(p);
-        E::custom(message)
+    fn refuse<E: de::Error>(&mut self, why: String) -> E {
+        let e = E::custom(&why);
+        self.shape_error = Some(why);
+        e
     }
 
     fn column(&mut self, name: String) -> usize {
@@ -101,10 +120,23 @@ impl Builder {
         let j = self.names.len();
         self.index.insert(name.clone(), j);
         self.names.push(name);
+        self.not_array.push(false);
         // A key first seen in a later record is missing from the earlier ones.
         self.cells.push(std::iter::repeat_with(|| JsonCell::Missing).take(self.rows).collect());
         j
     }
+}
+
+/// Read past a value whose content does not matter (it is refused or replaced); serde_json's
+/// depth limit still applies.
+fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
 }
 
 impl<'de> DeserializeSeed<'de> for &mut Builder {
@@ -114,25 +146,26 @@ impl<'de> DeserializeSeed<'de> for &mut Builder {
     }
 }
 
-macro_rules! refuse_scalars {
-    ($why:expr) => {
+/// Visitor methods for the scalars a place does not take: each answers `$answer`.
+macro_rules! scalars {
+    ($answer:ident) => {
         fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Err(self.refuse($why))
+            self.$answer()
         }
         fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Err(self.refuse($why))
+            self.$answer()
         }
         fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Err(self.refuse($why))
+            self.$answer()
         }
         fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Err(self.refuse($why))
+            self.$answer()
         }
         fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Err(self.refuse($why))
+            self.$answer()
         }
         fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Err(self.refuse($why))
+            self.$answer()
         }
     };
 }
@@ -157,24 +190,23 @@ impl<'de> Visitor<'de> for &mut Builder {
 
     /// An object of column arrays.
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut first = true;
+        self.columnar = true;
         while let Some(name) = map.next_key::<String>()? {
             let j = self.column(name);
+            // A repeated key: the last value wins, as in a parsed object.
             self.cells[j].clear();
+            self.not_array[j] = false;
             map.next_value_seed(ColumnArray { b: &mut *self, j })?;
-            if std::mem::take(&mut first) {
-                self.rows = self.cells[j].len();
-            }
         }
         Ok(())
     }
 
-    refuse_scalars!("expected an array of records or an object of column arrays");
+    scalars!(not_a_table);
 }
 
 impl Builder {
-    fn refuse<E: de::Error>(&mut self, why: &str) -> E {
-        self.fail(Problem::Shape(why.to_owned()))
+    fn not_a_table<E: de::Error>(&mut self) -> Result<(), E> {
+        Err(self.refuse("expected an array of records or an object of column arrays".into()))
     }
 }
 
@@ -182,9 +214,9 @@ impl Builder {
 struct Record<'b>(&'b mut Builder);
 
 impl Record<'_> {
-    fn refuse<E: de::Error>(self, _: &str) -> E {
+    fn not_an_object<E: de::Error>(self) -> Result<(), E> {
         let row = self.0.rows;
-        self.0.fail(Problem::Shape(format!("record {row} is not an object")))
+        Err(self.0.refuse(format!("record {row} is not an object")))
     }
 }
 
@@ -206,7 +238,7 @@ impl<'de> Visitor<'de> for Record<'_> {
         let row = b.rows;
         while let Some(name) = map.next_key::<String>()? {
             let j = b.column(name);
-            let cell = map.next_value_seed(CellSeed { b: &mut *b, j, row })?;
+            let cell = map.next_value_seed(CellSeed)?;
             // A repeated key: the last value wins, as in a parsed object.
             match b.cells[j].get_mut(row) {
                 Some(slot) => *slot = cell,
@@ -216,24 +248,24 @@ impl<'de> Visitor<'de> for Record<'_> {
         Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        Err(self.refuse(""))
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        skip_seq(seq)?;
+        self.not_an_object()
     }
 
-    refuse_scalars!("");
+    scalars!(not_an_object);
 }
 
-/// One column's array in an object of column arrays.
+/// One column's value in an object of column arrays.
 struct ColumnArray<'b> {
     b: &'b mut Builder,
     j: usize,
 }
 
 impl ColumnArray<'_> {
-    fn refuse<E: de::Error>(self, _: &str) -> E {
-        let name = &self.b.names[self.j];
-        let m = format!("column `{name}` is not an array (expected an object of column arrays)");
-        self.b.fail(Problem::Shape(m))
+    fn not_an_array<E: de::Error>(self) -> Result<(), E> {
+        self.b.not_array[self.j] = true;
+        Ok(())
     }
 }
 
@@ -251,56 +283,39 @@ impl<'de> Visitor<'de> for ColumnArray<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let (b, j) = (self.b, self.j);
-        loop {
-            let row = b.cells[j].len();
-            match seq.next_element_seed(CellSeed { b: &mut *b, j, row })? {
-                Some(cell) => b.cells[j].push(cell),
-                None => return Ok(()),
-            }
+        while let Some(cell) = seq.next_element_seed(CellSeed)? {
+            self.b.cells[self.j].push(cell);
         }
+        Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        Err(self.refuse(""))
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        skip_map(map)?;
+        self.not_an_array()
     }
 
-    refuse_scalars!("");
+    scalars!(not_an_array);
 }
 
 /// One cell: a number, string, bool or null.
-struct CellSeed<'b> {
-    b: &'b mut Builder,
-    j: usize,
-    row: usize,
-}
+struct CellSeed;
 
-impl CellSeed<'_> {
-    fn nested<E: de::Error>(self) -> E {
-        let m = format!(
-            "row {}, column `{}`: nested value (expected a number, string, bool or null)",
-            self.row, self.b.names[self.j]
-        );
-        self.b.fail(Problem::Shape(m))
-    }
-
-    fn number<E: de::Error>(self, x: f64) -> Result<JsonCell, E> {
-        if to_f32(x).is_none() {
-            let (row, column) = (self.row as u64, self.b.names[self.j].clone());
-            return Err(self.b.fail(Problem::NonFinite { row, column }));
-        }
-        Ok(JsonCell::Number(x))
+fn number(x: f64) -> JsonCell {
+    if to_f32(x).is_some() {
+        JsonCell::Number(x)
+    } else {
+        JsonCell::NonFinite
     }
 }
 
-impl<'de> DeserializeSeed<'de> for CellSeed<'_> {
+impl<'de> DeserializeSeed<'de> for CellSeed {
     type Value = JsonCell;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<JsonCell, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for CellSeed<'_> {
+impl<'de> Visitor<'de> for CellSeed {
     type Value = JsonCell;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a number, string, bool or null")
@@ -312,26 +327,28 @@ impl<'de> Visitor<'de> for CellSeed<'_> {
         Ok(JsonCell::Bool(v))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<JsonCell, E> {
-        self.number(v as f64)
+        Ok(number(v as f64))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<JsonCell, E> {
-        self.number(v as f64)
+        Ok(number(v as f64))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<JsonCell, E> {
-        self.number(v)
+        Ok(number(v))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<JsonCell, E> {
-        match classify(v) {
-            Cell::Missing => Ok(JsonCell::Missing),
-            Cell::Number(x) if to_f32(x).is_none() => self.number(x),
-            _ => Ok(JsonCell::Text(v.into())),
-        }
+        Ok(match classify(v) {
+            Cell::Missing => JsonCell::Missing,
+            Cell::Number(x) if to_f32(x).is_none() => JsonCell::NonFinite,
+            _ => JsonCell::Text(v.into()),
+        })
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<JsonCell, A::Error> {
-        Err(self.nested())
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<JsonCell, A::Error> {
+        skip_seq(seq)?;
+        Ok(JsonCell::Nested)
     }
-    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<JsonCell, A::Error> {
-        Err(self.nested())
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<JsonCell, A::Error> {
+        skip_map(map)?;
+        Ok(JsonCell::Nested)
     }
 }
 
@@ -352,6 +369,8 @@ fn column(name: String, cells: Vec<JsonCell>, warnings: &mut Vec<String>) -> Col
                     JsonCell::Text(s) => Some(category_of(&s).into_owned()),
                     JsonCell::Bool(b) => Some(b.to_string()),
                     JsonCell::Number(x) => Some(number_as_category(x)),
+                    // Refused before any column is typed.
+                    JsonCell::Nested | JsonCell::NonFinite => None,
                 })
                 .collect(),
         )
@@ -455,5 +474,32 @@ mod tests {
         let b = read_from("r", text.as_bytes()).unwrap();
         assert_eq!(format!("{a:?}"), format!("{b:?}"), "NaN cells compare by their printing");
         assert_eq!(b.columns[1].data, ColumnData::Text(vec![Some("a".into()), Some("7".into())]));
+    }
+
+    #[test]
+    fn a_repeated_key_s_last_value_decides_even_over_a_bad_earlier_one() {
+        let t = read("r", br#"[{"a": {"x": 1}, "a": 2, "b": 1e39, "b": 3}]"#).unwrap();
+        assert_eq!(t.columns[0].data, ColumnData::Numeric(vec![2.0].into()));
+        assert_eq!(t.columns[1].data, ColumnData::Numeric(vec![3.0].into()));
+        let t = read("c", br#"{"a": [1, 2], "y": [1, 2, 3], "a": [4, 5, 6], "b": "x", "b": [7, 8, 9]}"#).unwrap();
+        assert_eq!(t.n_rows(), 3);
+        assert_eq!(t.columns[0].data, ColumnData::Numeric(vec![4.0, 5.0, 6.0].into()));
+        let e = read("c", br#"{"a": [1, 2], "y": [1, 2, 3]}"#).unwrap_err();
+        assert!(e.to_string().contains("column `y` has 3 values, others have 2"), "{e}");
+        // The first column (in order) with a nested value, at its first such row.
+        let e = read("r", br#"[{"a": 1, "b": [0]}, {"a": [1], "b": 2}]"#).unwrap_err();
+        assert!(e.to_string().contains("row 1, column `a`: nested value"), "{e}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_recursion() {
+        // A cell, or a record that is no object, is skipped by serde_json's iterative
+        // `ignore_value`, then refused.
+        let deep = format!("[{{\"a\": {}1{}}}]", "[".repeat(300_000), "]".repeat(300_000));
+        let e = read("j", deep.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("row 0, column `a`: nested value"), "{e}");
+        let deep = format!("[{}{}]", "[".repeat(300_000), "]".repeat(300_000));
+        let e = read("j", deep.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("record 0 is not an object"), "{e}");
     }
 }

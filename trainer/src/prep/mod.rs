@@ -284,7 +284,7 @@ impl Plan {
             for (b, c) in buf.iter_mut().zip(&cols) {
                 *b = c.value(r);
             }
-            if encode_row(&pre, &mut buf, &mut out, true, r)?.is_some() {
+            if encode_row(&pre, &mut buf, &mut out, true, r)?.kept {
                 rows.push(r);
                 for (i, b) in buf.iter().enumerate() {
                     if *b == ValueRef::Missing && !cols[i].is_missing(r) {
@@ -297,7 +297,7 @@ impl Plan {
     }
 }
 
-/// Encode `table` by `plan` into the split matrices, in place: the table's row block is
+/// Encode `table` (the one `plan` was made from) into the split matrices, in place: its row block is
 /// permuted into train, validation, test order and each row is encoded by the core's
 /// [`Preprocessor`] over the front of its own place, so no second copy of the data exists (a
 /// feature row is never longer than a table row). The scaler is fitted on the encoded train
@@ -346,8 +346,9 @@ pub fn encode(table: Table, plan: Plan) -> Result<Prepared, TrainingError> {
             }
             // `written ≤ k` and `n < stride`: this overwrites only row k's own, copied cells.
             let out = &mut cells[written * n..(written + 1) * n];
-            if let Some(blanked) = encode_row(&pre, &mut buf, out, tolerate, r)? {
-                unseen += blanked;
+            let encoded = encode_row(&pre, &mut buf, out, tolerate, r)?;
+            unseen += encoded.blanked;
+            if encoded.kept {
                 kept[split].push(r);
                 written += 1;
             }
@@ -453,19 +454,26 @@ fn permute_rows(cells: &mut [f32], stride: usize, order: &mut Vec<usize>, rows: 
     order.truncate(selected);
 }
 
+/// How one row encoded.
+struct Encoded {
+    /// Whether it is kept: `false` when a blanked cell has no fill value (`drop`).
+    kept: bool,
+    /// Cells blanked for holding a category absent from the vocabulary.
+    blanked: usize,
+}
+
 /// Encode one row through `pre` into `out`. With `tolerate_unseen`, a category absent from
-/// the vocabulary is blanked in `buf` (treated as missing) and the row retried. Returns how
-/// many cells were blanked, or `None` when the row is left out (a blanked cell with no fill
-/// value under `drop`). Errors name the table row, column and kind only: never cell contents.
+/// the vocabulary is blanked in `buf` (treated as missing) and the row retried. Errors name
+/// the table row, column and kind only: never cell contents.
 fn encode_row(
     pre: &Preprocessor,
     buf: &mut [ValueRef<'_>],
     out: &mut [f32],
     tolerate_unseen: bool,
     table_row: usize,
-) -> Result<Option<usize>, TrainingError> {
+) -> Result<Encoded, TrainingError> {
     match pre.transform_row(buf.iter().copied(), out) {
-        Ok(()) => Ok(Some(0)),
+        Ok(()) => Ok(Encoded { kept: true, blanked: 0 }),
         Err(PredictError::UnknownCategory { .. }) if tolerate_unseen => {
             let mut blanked = 0;
             for (i, b) in buf.iter_mut().enumerate() {
@@ -474,7 +482,7 @@ fn encode_row(
                     blanked += 1;
                 }
             }
-            Ok(pre.transform_row(buf.iter().copied(), out).is_ok().then_some(blanked))
+            Ok(Encoded { kept: pre.transform_row(buf.iter().copied(), out).is_ok(), blanked })
         }
         Err(e) => Err(TrainingError::Unusable(format!(
             "cannot encode table row {table_row}{}: {}",
@@ -673,6 +681,10 @@ mod tests {
             assert!(!out.contains(",z,"), "{strategy:?}: {out}");
             assert_eq!(out.contains("\n17,,1"), strategy == MissingStrategy::Mean, "{strategy:?}: {out}");
             assert_eq!(p.test.table_rows.contains(&17), strategy == MissingStrategy::Mean);
+            assert!(
+                p.warnings.iter().any(|w| w.starts_with("1 validation/test cells hold categories absent")),
+                "{p:?}"
+            );
         }
     }
 }
