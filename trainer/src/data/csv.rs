@@ -93,7 +93,7 @@ pub(super) fn read<R: Read>(
     check_header(&names, source_name)?;
 
     // Pass 1: type every column; numbers go into one row-major block (see `Numbers`), a
-    // column found to be text keeps NaN in its slot.
+    // column found to be text leaves its slot unread (NaN, or numbers from before its first text).
     let width = names.len();
     let mut numeric = vec![true; width];
     let mut cells: Vec<f32> = Vec::new();

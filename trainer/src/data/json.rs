@@ -21,13 +21,23 @@ pub(super) fn read(source_name: &str, bytes: &[u8]) -> Result<Table, DataLoadErr
     parse(source_name, &mut serde_json::Deserializer::from_slice(bytes))
 }
 
-/// Parse JSON from a reader (a file: its bytes are never held whole).
-pub(super) fn read_from(source_name: &str, r: impl Read) -> Result<Table, DataLoadError> {
-    let mut r = std::io::BufReader::with_capacity(256 * 1024, r);
-    let bom = std::io::BufRead::fill_buf(&mut r).map(|b| b.starts_with(b"\xEF\xBB\xBF"));
-    if bom.map_err(|e| DataLoadError::Json { source_name: source_name.to_owned(), message: e.to_string() })? {
-        std::io::BufRead::consume(&mut r, 3);
+/// Parse JSON from a reader (a file: its bytes are never held whole). A failed read is an
+/// [`DataLoadError::Io`] naming `source_name`, not a syntax error.
+pub(super) fn read_from(source_name: &str, mut r: impl Read) -> Result<Table, DataLoadError> {
+    let io = |e: std::io::Error| DataLoadError::Io { path: source_name.into(), source: e };
+    let mut head = [0u8; 3];
+    let mut n = 0;
+    while n < head.len() {
+        match r.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io(e)),
+        }
     }
+    // Editors on Windows write a byte-order mark; serde_json does not skip it.
+    let head = if head[..n] == *b"\xEF\xBB\xBF" { Vec::new() } else { head[..n].to_vec() };
+    let r = std::io::BufReader::with_capacity(256 * 1024, std::io::Cursor::new(head).chain(r));
     parse(source_name, &mut serde_json::Deserializer::from_reader(r))
 }
 
@@ -39,9 +49,12 @@ fn parse<'de, R: serde_json::de::Read<'de>>(
     let parsed = (&mut b).deserialize(&mut *de).and_then(|()| de.end());
     let shape = |message: String| DataLoadError::JsonShape { source_name: source_name.to_owned(), message };
     if let Err(e) = parsed {
-        return Err(match b.shape_error.take() {
-            Some(m) => shape(m),
-            None => DataLoadError::Json { source_name: source_name.to_owned(), message: e.to_string() },
+        return Err(match (b.shape_error.take(), e.io_error_kind()) {
+            (Some(m), _) => shape(m),
+            (None, Some(kind)) => {
+                DataLoadError::Io { path: source_name.into(), source: std::io::Error::new(kind, e.to_string()) }
+            }
+            (None, None) => DataLoadError::Json { source_name: source_name.to_owned(), message: e.to_string() },
         });
     }
     // What a parsed document is checked for, in the same order: the shape (column by column,
@@ -501,5 +514,39 @@ mod tests {
         let deep = format!("[{}{}]", "[".repeat(300_000), "]".repeat(300_000));
         let e = read("j", deep.as_bytes()).unwrap_err();
         assert!(e.to_string().contains("record 0 is not an object"), "{e}");
+    }
+
+    #[test]
+    fn a_failed_read_is_an_io_error_not_bad_json() {
+        /// Gives the first `.1` bytes of `.0`, then fails.
+        struct Failing(&'static [u8], usize);
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(self.1).min(self.0.len());
+                if n == 0 {
+                    return Err(std::io::Error::other("device gone"));
+                }
+                buf[..n].copy_from_slice(&self.0[..n]);
+                (self.0, self.1) = (&self.0[n..], self.1 - n);
+                Ok(n)
+            }
+        }
+        for ok_bytes in [0, 2, 8] {
+            let e = read_from("d.json", Failing(b"[{\"a\": 1}, {\"a\": 2}]", ok_bytes)).unwrap_err();
+            assert!(matches!(&e, DataLoadError::Io { path, .. } if path.ends_with("d.json")), "{ok_bytes}: {e}");
+        }
+        // One byte at a time still finds the byte-order mark.
+        struct Trickle(Vec<u8>);
+        impl Read for Trickle {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0.is_empty() || buf.is_empty() {
+                    return Ok(0);
+                }
+                buf[0] = self.0.remove(0);
+                Ok(1)
+            }
+        }
+        let t = read_from("t.json", Trickle(b"\xEF\xBB\xBF[{\"a\": 1}]".to_vec())).unwrap();
+        assert_eq!(t.columns[0].name, "a");
     }
 }

@@ -210,7 +210,7 @@ impl Spread {
 }
 
 /// A table's cells for in-place encoding: every numeric cell in one row-major block, one
-/// slot per column (a text column's slot is NaN), and the text columns beside it.
+/// slot per column (a text column's slot is never read), and the text columns beside it.
 pub struct RowBlock {
     /// `rows × columns` cells, row-major.
     pub cells: Vec<f32>,
