@@ -126,6 +126,10 @@ impl Builder {
         e
     }
 
+    fn not_a_table<E: de::Error>(&mut self) -> Result<(), E> {
+        Err(self.refuse("expected an array of records or an object of column arrays".into()))
+    }
+
     fn column(&mut self, name: String) -> usize {
         if let Some(&j) = self.index.get(&name) {
             return j;
@@ -140,8 +144,8 @@ impl Builder {
     }
 }
 
-/// Read past a value whose content does not matter (it is refused or replaced); serde_json's
-/// depth limit still applies.
+/// Read past a value whose content does not matter (it is refused or replaced), with
+/// serde_json's iterative `ignore_value`: any depth, no recursion.
 fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
     while seq.next_element::<IgnoredAny>()?.is_some() {}
     Ok(())
@@ -152,12 +156,20 @@ fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
     Ok(())
 }
 
-impl<'de> DeserializeSeed<'de> for &mut Builder {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
+/// Each visitor is also its own seed: JSON says what a value is, so it is read with
+/// `deserialize_any`.
+macro_rules! seed_is_visitor {
+    ($($ty:ty => $value:ty),* $(,)?) => {$(
+        impl<'de> DeserializeSeed<'de> for $ty {
+            type Value = $value;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<$value, D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+    )*};
 }
+
+seed_is_visitor!(&mut Builder => (), Record<'_> => (), ColumnArray<'_> => (), CellSeed => JsonCell);
 
 /// Visitor methods for the scalars a place does not take: each answers `$answer`.
 macro_rules! scalars {
@@ -217,12 +229,6 @@ impl<'de> Visitor<'de> for &mut Builder {
     scalars!(not_a_table);
 }
 
-impl Builder {
-    fn not_a_table<E: de::Error>(&mut self) -> Result<(), E> {
-        Err(self.refuse("expected an array of records or an object of column arrays".into()))
-    }
-}
-
 /// One record of an array of records.
 struct Record<'b>(&'b mut Builder);
 
@@ -230,13 +236,6 @@ impl Record<'_> {
     fn not_an_object<E: de::Error>(self) -> Result<(), E> {
         let row = self.0.rows;
         Err(self.0.refuse(format!("record {row} is not an object")))
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for Record<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
     }
 }
 
@@ -282,13 +281,6 @@ impl ColumnArray<'_> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for ColumnArray<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
 impl<'de> Visitor<'de> for ColumnArray<'_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -318,13 +310,6 @@ fn number(x: f64) -> JsonCell {
         JsonCell::Number(x)
     } else {
         JsonCell::NonFinite
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for CellSeed {
-    type Value = JsonCell;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<JsonCell, D::Error> {
-        d.deserialize_any(self)
     }
 }
 

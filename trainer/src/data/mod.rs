@@ -91,6 +91,20 @@ impl std::fmt::Debug for Numbers {
     }
 }
 
+/// A numeric cell as a raw value for the inference core (NaN: missing).
+pub(crate) fn number_value(x: f32) -> inference::ValueRef<'static> {
+    if x.is_nan() {
+        inference::ValueRef::Missing
+    } else {
+        inference::ValueRef::Number(f64::from(x))
+    }
+}
+
+/// A text cell as a raw value for the inference core (None: missing).
+pub(crate) fn text_value(cell: &Option<String>) -> inference::ValueRef<'_> {
+    cell.as_deref().map_or(inference::ValueRef::Missing, inference::ValueRef::Text)
+}
+
 /// Values of one column.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ColumnData {
@@ -133,11 +147,9 @@ impl Column {
 
     /// Cell `row` as a raw value for the inference core's preprocessing.
     pub fn value(&self, row: usize) -> inference::ValueRef<'_> {
-        use inference::ValueRef;
         match &self.data {
-            ColumnData::Numeric(v) if v[row].is_nan() => ValueRef::Missing,
-            ColumnData::Numeric(v) => ValueRef::Number(f64::from(v[row])),
-            ColumnData::Text(v) => v[row].as_deref().map_or(ValueRef::Missing, ValueRef::Text),
+            ColumnData::Numeric(v) => number_value(v[row]),
+            ColumnData::Text(v) => text_value(&v[row]),
         }
     }
 

@@ -17,7 +17,7 @@ use inference::record::DatasetInfo;
 use inference::spec::{DroppedColumn, FeatureKind, FeatureSpec, Preprocessing, Scaler, TargetScaler};
 use inference::{PredictError, Preprocessor, ValueRef};
 
-use crate::data::{Column, ColumnData, RowBlock, Table};
+use crate::data::{number_value, text_value, Column, ColumnData, RowBlock, Table};
 use crate::error::{DataLoadError, TrainingError};
 
 /// Fewer usable rows than this is an error.
@@ -88,7 +88,6 @@ pub struct Plan {
     preprocessing: Preprocessing,
     table_rows: usize,
     warnings: Vec<String>,
-    missing_strategy: MissingStrategy,
     val_size: f64,
     patience: usize,
     source: String,
@@ -260,7 +259,6 @@ pub fn plan(table: &Table, cfg: &TrainConfig, target_name: &str, source: &str) -
         preprocessing,
         table_rows: table.n_rows(),
         warnings,
-        missing_strategy: cfg.missing_strategy,
         val_size: cfg.val_size,
         patience: cfg.train_config.patience,
         source: source.to_owned(),
@@ -322,26 +320,27 @@ pub fn encode(table: Table, plan: Plan) -> Result<Prepared, TrainingError> {
     let mut unseen = 0usize;
     let mut at = 0usize;
     for (split, &len) in lens.iter().enumerate() {
-        // Train rows are encoded unscaled, to fit the scaler; the others with it.
+        // Train rows are encoded unscaled, to fit the scaler; then they are scaled, and the
+        // others encoded with it.
         if split == 1 {
             preprocessing.scaler = scaler::fit(&cells[..written * n], n);
-            let pre = Preprocessor::new(&preprocessing);
+        }
+        let pre = Preprocessor::new(&preprocessing);
+        if split == 1 {
             for x in cells[..written * n].chunks_exact_mut(n) {
                 for (i, v) in x.iter_mut().enumerate() {
                     *v = pre.scale_value(i, *v);
                 }
             }
         }
-        let pre = Preprocessor::new(&preprocessing);
         let tolerate = split > 0;
         for k in at..at + len {
             let r = order[k];
             row.copy_from_slice(&cells[k * stride..(k + 1) * stride]);
             for (b, &j) in buf.iter_mut().zip(&features) {
                 *b = match &texts[j] {
-                    Some(t) => t[r].as_deref().map_or(ValueRef::Missing, ValueRef::Text),
-                    None if row[j].is_nan() => ValueRef::Missing,
-                    None => ValueRef::Number(f64::from(row[j])),
+                    Some(t) => text_value(&t[r]),
+                    None => number_value(row[j]),
                 };
             }
             // `written ≤ k` and `n < stride`: this overwrites only row k's own, copied cells.
@@ -359,7 +358,7 @@ pub fn encode(table: Table, plan: Plan) -> Result<Prepared, TrainingError> {
     if unseen > 0 {
         warnings.push(format!(
             "{unseen} validation/test cells hold categories absent from the train split; {}",
-            if plan.missing_strategy == MissingStrategy::Drop {
+            if preprocessing.missing_strategy == MissingStrategy::Drop {
                 "their rows were dropped"
             } else {
                 "they were filled like missing values"
