@@ -69,27 +69,38 @@ fn the_winner_is_a_bundle_that_records_its_search() {
         .min_by(|a, b| loss(a).total_cmp(&loss(b)).then(a["number"].as_u64().cmp(&b["number"].as_u64())))
         .unwrap();
     let min = loss(lowest);
-    if best == lowest["number"].as_u64().unwrap() as usize {
-        assert!(t["lowest_trial"].is_null());
-        if best != 0 && trials[0]["state"] == "completed" {
-            assert!(loss(&trials[0]) > min + lowest["best_val_loss_se"].as_f64().unwrap(), "{t}");
-        }
-    } else {
+    let se = lowest["best_val_loss_se"].as_f64().unwrap();
+    // On small data a winner other than the base is checked against it over 3 folds of the
+    // train and validation rows, by the same rule; with this seed the check runs.
+    let check = &t["confirmation"];
+    assert!(check.is_object(), "{t}");
+    let d = &meta["dataset"];
+    assert_eq!(check["rows"], d["train_rows"].as_u64().unwrap() + d["val_rows"].as_u64().unwrap());
+    assert_eq!(check["folds"], 3);
+    assert_eq!((&check["challenger"]["trial"], &check["base"]["trial"]), (&lowest["number"], &json!(0)));
+    assert_eq!(check["base"]["folds"].as_array().unwrap().len(), 3);
+    let (b, c) = (&check["base"], &check["challenger"]);
+    let base_within = b["val_loss"].as_f64().unwrap() <= c["val_loss"].as_f64().unwrap() + c["se"].as_f64().unwrap();
+    assert!(loss(&trials[0]) > min + se, "the held-out rule shipped the lowest, so the check ran: {t}");
+    assert_eq!(check["shipped"], best);
+    if base_within {
         assert_eq!((best, t["lowest_trial"].as_u64()), (0, lowest["number"].as_u64()), "{t}");
-        assert!(loss(winner) <= min + lowest["best_val_loss_se"].as_f64().unwrap(), "{t}");
-    }
-    let why = t["selected_by"].as_str().unwrap();
-    if lowest["number"] == 0 || trials[0]["state"] != "completed" {
-        assert_eq!(why, "the lowest validation loss");
     } else {
-        assert!(why.starts_with("one_se: "), "{why}");
+        assert_eq!((best as u64, t["lowest_trial"].as_u64()), (lowest["number"].as_u64().unwrap(), None), "{t}");
     }
+    assert!(t["selected_by"].as_str().unwrap().starts_with("one_se"), "{t}");
     assert_eq!(s["selected_by"], t["selected_by"]);
-    // `--selection lowest` runs the same trials and ships the lowest.
+    // `--selection lowest` runs the same trials and ships the lowest, unchecked; so does the
+    // rule without the check (`--confirm-folds 0`).
     let other = tempfile::tempdir().unwrap();
     let l = tune(other.path(), &["--trials", "8", "--warmup-trials", "4", "--selection", "lowest"]);
     assert_eq!(l["best_trial"], lowest["number"]);
     assert!(l["lowest_trial"].is_null());
+    assert!(metadata(l["model_dir"].as_str().unwrap())["tuning"]["confirmation"].is_null());
+    let u = tune(other.path(), &["--trials", "8", "--warmup-trials", "4", "--confirm-folds", "0"]);
+    assert_eq!(u["best_trial"], lowest["number"]);
+    assert!(u["selected_by"].as_str().unwrap().starts_with("one_se: "), "{u}");
+    assert!(metadata(u["model_dir"].as_str().unwrap())["tuning"]["confirmation"].is_null());
     let min = loss(winner);
     let history_best = meta["history"]
         .as_array()
@@ -168,12 +179,31 @@ fn the_http_api_tunes_like_it_trains() {
         (&m["tuning"]["best_trial"], &m["tuning"]["selected_by"])
     );
     assert_eq!(st["tuning"]["selected_by"], "the lowest validation loss");
+    assert!(m["tuning"]["confirmation"].is_null(), "`lowest` ships unchecked: {m}");
+    // With the default rule the worker's search may run the k-fold check; the status then
+    // names the winner it kept, as the bundle does.
+    let mut checked = body.clone();
+    checked["tune"] = json!({"trials": 8, "warmup_trials": 4});
+    let (code, r) = s.json("POST", "/api/ml/tune", Some(checked));
+    assert_eq!(code, 200, "{r}");
+    let st = s.wait(r["task_id"].as_str().unwrap());
+    assert_eq!(st["status"], "completed", "{st}");
+    let (_, m) = s.json("GET", &format!("/api/ml/models/{}", st["model_id"].as_str().unwrap()), None);
+    let t = &m["tuning"];
+    assert_eq!((&st["tuning"]["best_trial"], &st["tuning"]["lowest_trial"]), (&t["best_trial"], &t["lowest_trial"]));
+    assert_eq!(st["tuning"]["selected_by"], t["selected_by"]);
+    assert_eq!(t["confirmation"]["shipped"], t["best_trial"], "with these trials the check runs: {t}");
     // The server's limits hold.
     let mut big = body.clone();
     big["tune"]["trials"] = json!(21);
     let (code, e) = s.json("POST", "/api/ml/tune", Some(big));
     assert_eq!((code, e["error"].as_str()), (422, Some("invalid_config")), "{e}");
     assert!(e["message"].as_str().unwrap().contains("tune.trials"), "{e}");
+    let mut bad = body.clone();
+    bad["tune"]["confirm"] = json!({"folds": 21});
+    let (code, e) = s.json("POST", "/api/ml/tune", Some(bad));
+    assert_eq!(code, 422, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("tune.confirm.folds"), "{e}");
     for (field, value) in [("sampler", "grid"), ("selection", "median")] {
         let mut bad = body.clone();
         bad["tune"][field] = json!(value);
@@ -233,6 +263,13 @@ fn trials_spread_over_workers_through_redis() {
     );
     assert!(m["tuning"]["selected_by"].as_str().is_some_and(|w| !w.contains("unknown")), "{m}");
     assert_eq!(m["tuning"]["best_trial"], s["best_trial"]);
+    // The worker that trained the winner ran the k-fold check when the held-out rule picked a
+    // challenger (which trials run depends on the workers' timing), and the tuner reports it.
+    assert_eq!(m["tuning"]["selected_by"], s["selected_by"]);
+    match m["tuning"]["confirmation"].as_object() {
+        Some(c) => assert_eq!(c["shipped"], s["best_trial"], "{m}"),
+        None => assert_eq!(s["best_trial"], 0, "{m}"),
+    }
     let (_, list) = api.json("GET", "/api/ml/models", None);
     assert_eq!(list.as_array().unwrap().len(), 1, "trials publish no models: {list}");
     for (mut c, _) in workers {

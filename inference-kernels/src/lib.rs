@@ -18,10 +18,15 @@ pub const LEAKY_RELU_SLOPE: f32 = 0.01;
 
 /// Rows per register tile of the batch kernel.
 const TILE_ROWS: usize = 4;
-/// Output columns per register tile (two 128-bit vectors).
+/// Output columns per register tile (two 128-bit vectors, or two 256-bit ones in the AVX build).
 const TILE_COLS: usize = 8;
-/// Output columns per tile for a single row (eight 128-bit accumulators).
+#[cfg(target_arch = "x86_64")]
+const TILE_COLS_AVX: usize = 16;
+/// Output columns per tile for a single row: eight 128-bit accumulators, or eight 256-bit
+/// ones in the AVX build.
 const SINGLE_ROW_TILE_COLS: usize = 32;
+#[cfg(target_arch = "x86_64")]
+const SINGLE_ROW_TILE_COLS_AVX: usize = 64;
 
 /// A dense layer's parameters: `B` stored input-major (`wt[k * out_dim + j]`), bias `b`.
 #[derive(Debug, Clone, Copy)]
@@ -37,16 +42,40 @@ pub struct DenseRef<'a> {
 }
 
 /// `y (rows × out) = x (rows × in) · B + b`.
+///
+/// On x86-64 machines with AVX (checked once, at run time) the same loops run compiled for
+/// 256-bit vectors: twice the lanes of the SSE2 baseline that a portable native build targets.
+/// Still separate multiplies and adds in the same order per output (AVX alone has no fused
+/// multiply-add), so the outputs stay bit-identical to the baseline and to wasm's simd128.
 #[inline(never)]
 pub fn dense(layer: DenseRef<'_>, x: &[f32], rows: usize, y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has AVX, the one feature the function is compiled for.
+        return unsafe { dense_avx(layer, x, rows, y) };
+    }
+    dense_loops::<SINGLE_ROW_TILE_COLS, TILE_COLS>(layer, x, rows, y);
+}
+
+/// [`dense_loops`] compiled for AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn dense_avx(layer: DenseRef<'_>, x: &[f32], rows: usize, y: &mut [f32]) {
+    dense_loops::<SINGLE_ROW_TILE_COLS_AVX, TILE_COLS_AVX>(layer, x, rows, y);
+}
+
+/// The tiles of [`dense`], inlined into each compiled variant (tile widths: `S` for a lone row,
+/// `T` for the row tiles; narrower tiles take what is left).
+#[inline(always)]
+fn dense_loops<const S: usize, const T: usize>(layer: DenseRef<'_>, x: &[f32], rows: usize, y: &mut [f32]) {
     let (k, m) = (layer.in_dim, layer.out_dim);
     let mut r = 0;
     while r + TILE_ROWS <= rows {
-        tile::<TILE_ROWS>(layer, &x[r * k..(r + TILE_ROWS) * k], &mut y[r * m..(r + TILE_ROWS) * m]);
+        tile::<TILE_ROWS, S, T>(layer, &x[r * k..(r + TILE_ROWS) * k], &mut y[r * m..(r + TILE_ROWS) * m]);
         r += TILE_ROWS;
     }
     while r < rows {
-        tile::<1>(layer, &x[r * k..(r + 1) * k], &mut y[r * m..(r + 1) * m]);
+        tile::<1, S, T>(layer, &x[r * k..(r + 1) * k], &mut y[r * m..(r + 1) * m]);
         r += 1;
     }
 }
@@ -54,14 +83,20 @@ pub fn dense(layer: DenseRef<'_>, x: &[f32], rows: usize, y: &mut [f32]) {
 /// R rows at a time. Each column tile keeps its accumulators in registers across the whole
 /// k loop; a lone row takes wider tiles, so more independent add chains hide the latency.
 #[inline(always)]
-fn tile<const R: usize>(layer: DenseRef<'_>, x: &[f32], y: &mut [f32]) {
+fn tile<const R: usize, const S: usize, const T: usize>(layer: DenseRef<'_>, x: &[f32], y: &mut [f32]) {
     let k = layer.in_dim;
     let xs: [&[f32]; R] = std::array::from_fn(|r| &x[r * k..(r + 1) * k]);
     let mut j = 0;
     if R == 1 {
-        j = column_tiles::<R, SINGLE_ROW_TILE_COLS>(layer, &xs, y, j);
+        j = column_tiles::<R, S>(layer, &xs, y, j);
+        if S > SINGLE_ROW_TILE_COLS {
+            j = column_tiles::<R, SINGLE_ROW_TILE_COLS>(layer, &xs, y, j);
+        }
     }
-    j = column_tiles::<R, TILE_COLS>(layer, &xs, y, j);
+    j = column_tiles::<R, T>(layer, &xs, y, j);
+    if T > TILE_COLS {
+        j = column_tiles::<R, TILE_COLS>(layer, &xs, y, j);
+    }
     let (m, wt) = (layer.out_dim, &layer.wt[..k * layer.out_dim]);
     for j in j..m {
         for r in 0..R {
@@ -203,6 +238,39 @@ mod tests {
         let mut w = [0.0, 200.0];
         softmax(&mut w);
         assert_eq!(w, [0.0, 1.0]);
+    }
+
+    #[test]
+    fn the_dispatched_build_gives_the_baseline_build_s_bits() {
+        // `dense` takes the AVX build where the CPU has it; `dense_loops` here is compiled for
+        // this test's baseline target. Predictions must not depend on the machine.
+        #[cfg(target_arch = "x86_64")]
+        if !std::arch::is_x86_feature_detected!("avx") {
+            eprintln!("no AVX on this CPU: both runs take the baseline build");
+        }
+        // Widths that reach every tile of both builds: 64, 32, 16 and 8 columns and the rest.
+        for (k, m, rows) in [
+            (32, 128, 1),
+            (128, 64, 9),
+            (64, 32, 4),
+            (64, 32, 1),
+            (7, 33, 5),
+            (9, 100, 7),
+            (3, 45, 9),
+            (4, 24, 4),
+            (5, 120, 1),
+            (3, 5, 2),
+        ] {
+            let wt: Vec<f32> = (0..k * m).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 311.0).collect();
+            let b: Vec<f32> = (0..m).map(|j| (j as f32 - 3.3) / 7.0).collect();
+            let x: Vec<f32> = (0..rows * k).map(|i| ((i * 104_729 % 997) as f32 - 498.0) / 173.0).collect();
+            let layer = DenseRef { in_dim: k, out_dim: m, wt: &wt, b: &b };
+            let (mut fast, mut base) = (vec![0f32; rows * m], vec![0f32; rows * m]);
+            dense(layer, &x, rows, &mut fast);
+            dense_loops::<SINGLE_ROW_TILE_COLS, TILE_COLS>(layer, &x, rows, &mut base);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast), bits(&base), "k{k} m{m} rows {rows}");
+        }
     }
 
     #[test]

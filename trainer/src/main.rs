@@ -27,6 +27,7 @@ use trainer::queue::redis::RedisQueueOptions;
 use trainer::redis_pool::RedisLink;
 use trainer::server::{Limits, ServerConfig};
 use trainer::store::fs::{FsOptions, FsStore};
+use trainer::tune::confirm::ConfirmOptions;
 use trainer::tune::distributed::Patience;
 use trainer::tune::prune::PruningOptions;
 use trainer::tune::sampler::SamplerKind;
@@ -338,6 +339,13 @@ struct TuneArgs {
     /// beats it by more than one standard error) | lowest.
     #[arg(long, value_parser = json_enum::<Selection>, help = with_default("one_se | lowest", json_name(&Selection::default())))]
     selection: Option<Selection>,
+    /// Before shipping a trial over the base config, check both on this many folds of the train
+    /// and validation rows, by the same one-standard-error rule (0: no check).
+    #[arg(long, value_name = "K", default_value_t = ConfirmOptions::default().folds)]
+    confirm_folds: usize,
+    /// Run that check only when the train and validation rows are at most this many.
+    #[arg(long, value_name = "ROWS", default_value_t = ConfirmOptions::default().max_rows)]
+    confirm_max_rows: usize,
     /// First pruning rung, epochs.
     #[arg(long, default_value_t = PruningOptions::default().min_epochs)]
     min_epochs: usize,
@@ -385,6 +393,7 @@ impl TuneArgs {
             space,
             base_trial: !self.no_base_trial,
             selection: self.selection.unwrap_or_default(),
+            confirm: ConfirmOptions { folds: self.confirm_folds, max_rows: self.confirm_max_rows },
         };
         o.check()?;
         Ok(o)
@@ -818,17 +827,20 @@ fn run_tune(args: &TuneArgs) -> Result<(), TrainingError> {
             );
             eprintln!("searching: {} trials, {} at once", options.trials, options.parallel);
             let cancel = AtomicBool::new(false);
-            let (record, winner) =
+            let (mut record, winner) =
                 tune::search(&checked, &options, &caps, &data, &|p| eprintln!("{}", trial_line(p)), &cancel)?;
+            let rows = data.prepared.train.rows + data.prepared.val.rows;
+            if tune::confirm::wanted(&record, rows) {
+                eprintln!(
+                    "checking trial {} against the base config over {} folds of {rows} rows",
+                    record.best_trial, options.confirm.folds
+                );
+            }
+            let out = tune::ship(&mut record, Some(&checked), winner, &data, &caps, &opts, &mut |_, _| {}, &cancel)?;
             eprintln!(
-                "winner: trial {} (val_loss {:.4}; {}); training it again to save it",
+                "winner: trial {} (val_loss {:.4}; {}); trained again to save it",
                 record.best_trial, record.best_val_loss, record.selected_by
             );
-            let winner = winner.check()?;
-            let trained =
-                trainer::train::train(&data.prepared, winner.config(), &data.device, &mut |_, _| {}, &cancel)?;
-            let mut out = pipeline::finish(winner.config(), &data, trained, &opts)?;
-            tune::attach(&mut out, &record)?;
             let store = FsStore::open_dir(&args.base.models_dir, FsOptions::default())
                 .map_err(|e| trainer::error::StoreError::Backend(format!("{}: {e}", args.base.models_dir.display())))?;
             let m = rt.block_on(trainer::export::publish(&store, out))?;

@@ -86,11 +86,20 @@ pub struct PreparedRun {
 
 /// Load the data, prepare and split it (fitted on the train split only), pick the device.
 pub fn prepare(cfg: &CheckedConfig, opts: &RunOptions) -> Result<PreparedRun, TrainingError> {
+    prepare_table(data::load(cfg.source(), &opts.data)?, cfg, opts, None)
+}
+
+/// [`prepare`] a loaded table, optionally as one fold of k ([`prep::plan`]).
+pub fn prepare_table(
+    table: data::Table,
+    cfg: &CheckedConfig,
+    opts: &RunOptions,
+    fold: Option<prep::split::Fold>,
+) -> Result<PreparedRun, TrainingError> {
     let config = cfg.config();
     let source = config.dataset_path.clone().unwrap_or_else(|| EMBEDDED_SOURCE.to_owned());
     let target = cfg.target_column().unwrap_or(EMBEDDED_TARGET).to_owned();
-    let table = data::load(cfg.source(), &opts.data)?;
-    let plan = prep::plan(&table, config, &target, &source)?;
+    let plan = prep::plan(&table, config, &target, &source, fold)?;
     let test_rows_csv = opts.save_test_rows.then(|| plan.test_rows_csv(&table)).transpose()?;
     let prepared = prep::encode(table, plan)?;
     let (device, device_name) = device::select(config.train_config.device)?;

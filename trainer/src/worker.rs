@@ -200,32 +200,36 @@ async fn execute(ctx: &WorkerContext, claim: &Claim) -> Result<Completion, Train
     let reporter =
         Reporter { queue: ctx.queue.clone(), id: claim.id.clone(), handle: tokio::runtime::Handle::current() };
     let (run, cancel, caps, redis) = (ctx.run.clone(), claim.cancel.clone(), ctx.caps, ctx.redis.clone());
+    let device = ctx.device;
     let done = tokio::task::spawn_blocking(move || -> Result<Finished, TrainingError> {
         let data = pipeline::prepare(&checked, &run)?;
-        let epoch = |r: &inference::record::EpochRecord, total: usize| reporter.epoch(r, total);
+        let mut epoch = |r: &inference::record::EpochRecord, total: usize| reporter.epoch(r, total);
         match job {
             Job::Train => {
-                let trained =
-                    crate::train::train(&data.prepared, checked.config(), &data.device, &mut { epoch }, &cancel)?;
+                let trained = crate::train::train(&data.prepared, checked.config(), &data.device, &mut epoch, &cancel)?;
                 Ok(Finished::Model(Box::new(pipeline::finish(checked.config(), &data, trained, &run)?), None))
             }
-            Job::TrainTuned { tuning } => {
-                let record: TuningRecord = serde_json::from_value(tuning)
+            Job::TrainTuned { tuning, base } => {
+                let mut record: TuningRecord = serde_json::from_value(tuning)
                     .map_err(|e| TrainingError::Engine(format!("unreadable tuning record: {e}")))?;
-                let trained =
-                    crate::train::train(&data.prepared, checked.config(), &data.device, &mut { epoch }, &cancel)?;
-                let mut out = pipeline::finish(checked.config(), &data, trained, &run)?;
-                tune::attach(&mut out, &record)?;
-                Ok(Finished::Model(Box::new(out), None))
+                // The worker's device, as for the task's own config.
+                let base = base
+                    .map(|mut b| {
+                        if let Some(device) = device {
+                            b.train_config.device = device;
+                        }
+                        b.check_with(&caps)
+                    })
+                    .transpose()?;
+                let winner = checked.config().clone();
+                let out = tune::ship(&mut record, base.as_ref(), winner, &data, &caps, &run, &mut epoch, &cancel)?;
+                // The tuner reads the record back: the check may have shipped another trial.
+                Ok(Finished::Model(Box::new(out), serde_json::to_value(&record).ok()))
             }
             Job::Tune { options } => {
-                let (record, winner) =
+                let (mut record, winner) =
                     tune::search(&checked, &options, &caps, &data, &|p| reporter.search(p), &cancel)?;
-                let winner = winner.check_with(&caps)?;
-                let trained =
-                    crate::train::train(&data.prepared, winner.config(), &data.device, &mut |_, _| {}, &cancel)?;
-                let mut out = pipeline::finish(winner.config(), &data, trained, &run)?;
-                tune::attach(&mut out, &record)?;
+                let out = tune::ship(&mut record, Some(&checked), winner, &data, &caps, &run, &mut |_, _| {}, &cancel)?;
                 let summary = serde_json::to_value(tune::TuneProgress::finished(&record)).ok();
                 Ok(Finished::Model(Box::new(out), summary))
             }

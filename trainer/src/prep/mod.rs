@@ -96,12 +96,20 @@ pub struct Plan {
 
 /// Prepare `table` for training on `target_name`: [`plan`], then [`encode`].
 pub fn prepare(table: Table, cfg: &TrainConfig, target_name: &str, source: &str) -> Result<Prepared, TrainingError> {
-    let plan = plan(&table, cfg, target_name, source)?;
+    let plan = plan(&table, cfg, target_name, source, None)?;
     encode(table, plan)
 }
 
-/// Decide and fit everything but the scaler from `table`, on the train rows only.
-pub fn plan(table: &Table, cfg: &TrainConfig, target_name: &str, source: &str) -> Result<Plan, TrainingError> {
+/// Decide and fit everything but the scaler from `table`, on the train rows only. With a
+/// `fold`, the train and validation rows are re-split into that fold of k ([`split::refold`];
+/// the test rows stay as drawn) before anything is fitted.
+pub fn plan(
+    table: &Table,
+    cfg: &TrainConfig,
+    target_name: &str,
+    source: &str,
+    fold: Option<split::Fold>,
+) -> Result<Plan, TrainingError> {
     let target_col = table.column(target_name).ok_or_else(|| DataLoadError::TargetNotFound {
         target: truncate_echo(target_name),
         columns: table.names_hint(),
@@ -197,7 +205,10 @@ pub fn plan(table: &Table, cfg: &TrainConfig, target_name: &str, source: &str) -
             return Err(TrainingError::Unusable("after dropping rows only one class is left".into()));
         }
     }
-    let idx = split::split(keep.len(), strata.as_deref(), cfg.test_size, cfg.val_size, cfg.seed);
+    let mut idx = split::split(keep.len(), strata.as_deref(), cfg.test_size, cfg.val_size, cfg.seed);
+    if let Some(fold) = fold {
+        split::refold(&mut idx, strata.as_deref(), fold, cfg.seed);
+    }
     drop(strata);
     let to_table = |v: Vec<usize>| -> Vec<usize> { v.into_iter().map(|i| target.rows[keep[i]]).collect() };
     let (train_rows, val_rows, test_rows) = (to_table(idx.train), to_table(idx.val), to_table(idx.test));
@@ -565,6 +576,32 @@ mod tests {
     }
 
     #[test]
+    fn a_fold_resplits_train_and_validation_keeps_the_test_rows_and_fits_on_its_train_rows() {
+        let t = table();
+        let cfg = TrainConfig::default();
+        let held = prepare(t.clone(), &cfg, "y", "t.csv").unwrap();
+        let sorted = |mut v: Vec<usize>| {
+            v.sort_unstable();
+            v
+        };
+        let pool = sorted([held.train.table_rows.clone(), held.val.table_rows.clone()].concat());
+        let mut validated = Vec::new();
+        for index in 0..3 {
+            let plan = plan(&t, &cfg, "y", "t.csv", Some(split::Fold { k: 3, index })).unwrap();
+            let p = encode(t.clone(), plan).unwrap();
+            assert_eq!(p.test.table_rows, held.test.table_rows, "fold {index}");
+            assert_eq!(sorted([p.train.table_rows.clone(), p.val.table_rows.clone()].concat()), pool);
+            // Fitted on the fold's own train rows.
+            let ColumnData::Numeric(xs) = &t.columns[0].data else { panic!() };
+            let v: Vec<f64> = p.train.table_rows.iter().map(|&r| f64::from(xs[r])).filter(|v| !v.is_nan()).collect();
+            let FeatureKind::Numeric { fill_value: Some(fill) } = p.preprocessing.features[0].kind else { panic!() };
+            assert!((f64::from(fill) - v.iter().sum::<f64>() / v.len() as f64).abs() < 1e-5, "fold {index}");
+            validated.extend(p.val.table_rows);
+        }
+        assert_eq!(sorted(validated), pool, "each row validates in one fold");
+    }
+
+    #[test]
     fn a_guessed_task_with_a_class_per_row_is_refused_with_the_way_out() {
         // A number column with one stray word reads as text: 60 "classes" in 60 rows.
         let mut csv = String::from("x,y\n");
@@ -666,7 +703,7 @@ mod tests {
             let plan = (0..)
                 .map(|seed| {
                     let cfg = TrainConfig { missing_strategy: strategy, seed, ..TrainConfig::default() };
-                    plan(&t, &cfg, "y", "t.csv").unwrap()
+                    plan(&t, &cfg, "y", "t.csv", None).unwrap()
                 })
                 .find(|p| p.test_rows.contains(&17))
                 .unwrap();

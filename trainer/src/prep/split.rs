@@ -1,4 +1,5 @@
-//! Seeded train/validation/test split, stratified by class for classification.
+//! Seeded train/validation/test split, stratified by class for classification, and k-fold
+//! re-splits of its train and validation rows.
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -48,6 +49,41 @@ pub fn split(n: usize, strata: Option<&[u32]>, test_size: f64, val_size: f64, se
     val.shuffle(&mut rng);
     test.shuffle(&mut rng);
     SplitIndices { train, val, test }
+}
+
+/// One fold of a k-fold partition of the rows a search may see (train and validation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fold {
+    /// Folds in all (≥ 2).
+    pub k: usize,
+    /// The validating fold, `0..k`.
+    pub index: usize,
+}
+
+/// Re-split the train and validation rows of `idx` into `fold.k` folds (stratified with
+/// `strata`): fold `fold.index` validates and the others train. The test rows are untouched,
+/// so no fold ever sees them. The partition depends only on the rows and the seed, so the k
+/// calls of one partition cover every row once.
+pub fn refold(idx: &mut SplitIndices, strata: Option<&[u32]>, fold: Fold, seed: u64) {
+    let mut pool: Vec<usize> = idx.train.iter().chain(&idx.val).copied().collect();
+    pool.sort_unstable();
+    // Its own stream: the folds should not echo the train/validation draw.
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6b66_6f6c_6473);
+    pool.shuffle(&mut rng);
+    if let Some(s) = strata {
+        pool.sort_by_key(|&i| s[i]); // stable: still shuffled within each class
+    }
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for (j, &i) in pool.iter().enumerate() {
+        if j % fold.k == fold.index {
+            val.push(i);
+        } else {
+            train.push(i);
+        }
+    }
+    train.shuffle(&mut rng);
+    val.shuffle(&mut rng);
+    (idx.train, idx.val) = (train, val);
 }
 
 /// Distribute `total` over groups in proportion to `sizes` (largest remainder), never above a size.
@@ -115,5 +151,30 @@ mod tests {
         assert_eq!(allocate(&[3, 3, 3], 2).iter().sum::<usize>(), 2);
         assert_eq!(allocate(&[1, 0, 5], 6), vec![1, 0, 5]);
         assert_eq!(allocate(&[10, 10], 0), vec![0, 0]);
+    }
+
+    #[test]
+    fn folds_partition_the_train_and_validation_rows_by_class_and_leave_the_test_rows() {
+        let labels: Vec<u32> = (0..103).map(|i| u32::from(i % 4 == 0)).collect();
+        let base = split(103, Some(&labels), 0.2, 0.1, 7);
+        let mut seen = Vec::new();
+        for index in 0..3 {
+            let mut f = base.clone();
+            refold(&mut f, Some(&labels), Fold { k: 3, index }, 7);
+            assert_eq!(f.test, base.test);
+            let ones = f.val.iter().filter(|&&i| labels[i] == 1).count();
+            let share = ones as f64 / f.val.len() as f64;
+            assert!((share - 0.25).abs() < 0.06, "fold {index}: {ones} of {} in class 1", f.val.len());
+            let mut all: Vec<usize> = f.train.iter().chain(&f.val).copied().collect();
+            all.sort_unstable();
+            let mut want: Vec<usize> = base.train.iter().chain(&base.val).copied().collect();
+            want.sort_unstable();
+            assert_eq!(all, want, "fold {index} keeps the same rows");
+            seen.extend(f.val);
+        }
+        seen.sort_unstable();
+        let mut want: Vec<usize> = base.train.iter().chain(&base.val).copied().collect();
+        want.sort_unstable();
+        assert_eq!(seen, want, "every row validates in exactly one fold");
     }
 }

@@ -202,6 +202,10 @@ pub enum Job {
     TrainTuned {
         /// The search's record ([`crate::tune::TuningRecord`]).
         tuning: serde_json::Value,
+        /// The base config (trial 0), for the k-fold check of the winner against it
+        /// ([`crate::tune::confirm`]); absent from a tuner that predates the check.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base: Option<Box<TrainConfig>>,
     },
     /// A whole search in the worker's process, then its winner.
     Tune {

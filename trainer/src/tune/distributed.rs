@@ -1,8 +1,9 @@
 //! A search whose trials are tasks on the shared queue (`trainer tune --redis`): this process
 //! samples, keeps up to `parallel` trial tasks in flight, and tells the sampler each result;
 //! workers train the trials and prune them against rungs kept in Redis
-//! ([`super::prune::RedisRungs`]). The winner is then trained once more as an ordinary train
-//! task that records the search, so its bundle is published like any other.
+//! ([`super::prune::RedisRungs`]). The winner is then trained once more as a train task that
+//! records the search, so its bundle is published like any other; the worker that takes it
+//! also runs the k-fold check against the base config ([`super::confirm`]), which holds the data.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -246,7 +247,8 @@ pub async fn search(
     }
     let (record, winner) = study.conclude()?;
     let tuning = serde_json::to_value(&record).map_err(|e| TrainingError::Engine(e.to_string()))?;
-    let spec = TaskSpec { config: winner, job: Job::TrainTuned { tuning } };
+    // The worker that trains the winner holds the data, so it runs the k-fold check too.
+    let spec = TaskSpec { config: winner, job: Job::TrainTuned { tuning, base: Some(Box::new(base.clone())) } };
     let task = link.retry("queue the winner's training", || queue.submit(spec.clone())).await?;
     let done = loop {
         match link.retry("read the winner's status", || queue.get(&task.task_id)).await? {
@@ -268,6 +270,17 @@ pub async fn search(
             done.error.clone().unwrap_or_default()
         )));
     }
+    // The worker's record, which the k-fold check may have changed.
+    let record = match done.tuning.clone().map(serde_json::from_value::<TuningRecord>) {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => {
+            notice(&format!(
+                "the winner's worker sent an unreadable search record ({e}); the published model's metadata has it"
+            ));
+            record
+        }
+        None => record,
+    };
     Ok((record, done))
 }
 

@@ -8,6 +8,7 @@
 //! workers run them ([`distributed`]). The winner's bundle records the search (`tuning`),
 //! beside `tuning.csv` and `tuning.svg`.
 
+pub mod confirm;
 pub mod distributed;
 pub mod prune;
 pub mod report;
@@ -16,7 +17,7 @@ pub mod space;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +53,8 @@ pub struct TuneOptions {
     pub base_trial: bool,
     /// How the winner is chosen from the completed trials.
     pub selection: Selection,
+    /// The k-fold check of a winner other than the base config, on small data ([`confirm`]).
+    pub confirm: confirm::ConfirmOptions,
 }
 
 /// How a search picks the config it ships.
@@ -80,6 +83,7 @@ impl Default for TuneOptions {
             space: SearchSpace::default(),
             base_trial: true,
             selection: Selection::default(),
+            confirm: confirm::ConfirmOptions::default(),
         }
     }
 }
@@ -101,6 +105,12 @@ impl TuneOptions {
         }
         if self.pruning.reduction_factor < 2 || self.pruning.min_epochs == 0 {
             return Err(ConfigError::new("tune.pruning", "needs reduction_factor ≥ 2 and min_epochs ≥ 1"));
+        }
+        if self.confirm.folds > confirm::MAX_FOLDS {
+            return Err(ConfigError::new(
+                "tune.confirm.folds",
+                format!("must be at most {}, got {}", confirm::MAX_FOLDS, self.confirm.folds),
+            ));
         }
         self.space.check()
     }
@@ -171,7 +181,10 @@ pub struct TuningRecord {
     /// Why the winner was chosen, in words.
     #[serde(default)]
     pub selected_by: String,
-    /// Wall seconds of the search (the winner's final training excluded).
+    /// The k-fold check of the winner against the base config, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<confirm::Confirmation>,
+    /// Wall seconds of the search and of the k-fold check (the winner's final training excluded).
     pub seconds: f64,
     /// `trials`, `budget` or `cancelled`: what ended the search.
     pub stopped_by: String,
@@ -344,6 +357,7 @@ impl Study {
             best_val_loss: best.best_val_loss.unwrap_or(f64::NAN),
             lowest_trial: (lowest.number != number).then_some(lowest.number),
             selected_by,
+            confirmation: None,
             options: self.options.clone(),
             trials: self.records.clone(),
             seconds: self.started.elapsed().as_secs_f64(),
@@ -386,6 +400,75 @@ fn select<'r>(records: &'r [TrialRecord], lowest: &'r TrialRecord, options: &Tun
         }
         _ => (lowest, "the lowest validation loss".to_owned()),
     }
+}
+
+/// Ship a finished search's winner: the k-fold check against the base config when it is
+/// wanted ([`confirm`]; `base` is trial 0's config, `None` when unknown), then the training of
+/// the config it keeps on the search's own `data`, evaluated on the test split and recorded
+/// ([`attach`]). `record` is updated by the check.
+#[allow(clippy::too_many_arguments)] // one run's pieces, as `train::train` and `pipeline::finish` take them
+pub fn ship(
+    record: &mut TuningRecord,
+    base: Option<&CheckedConfig>,
+    winner: TrainConfig,
+    data: &PreparedRun,
+    caps: &Caps,
+    run: &crate::pipeline::RunOptions,
+    on_epoch: &mut dyn FnMut(&inference::record::EpochRecord, usize),
+    cancel: &AtomicBool,
+) -> Result<crate::pipeline::Trained, TrainingError> {
+    let rows = data.prepared.train.rows + data.prepared.val.rows;
+    let winner = match base {
+        Some(base) if confirm::wanted(record, rows) => check_winner(record, base, winner, rows, caps, run, cancel)?,
+        _ => winner,
+    };
+    let winner = winner.check_with(caps)?;
+    let trained = crate::train::train(&data.prepared, winner.config(), &data.device, on_epoch, cancel)?;
+    let mut out = crate::pipeline::finish(winner.config(), data, trained, run)?;
+    attach(&mut out, record)?;
+    Ok(out)
+}
+
+/// The k-fold check of [`ship`], on the data loaded again (the search's copy is encoded for its
+/// own split), within what is left of the search's time budget.
+fn check_winner(
+    record: &mut TuningRecord,
+    base: &CheckedConfig,
+    winner: TrainConfig,
+    rows: usize,
+    caps: &Caps,
+    run: &crate::pipeline::RunOptions,
+    cancel: &AtomicBool,
+) -> Result<TrainConfig, TrainingError> {
+    let started = Instant::now();
+    let budget = record.options.budget_seconds;
+    if budget.is_some_and(|b| record.seconds >= b) {
+        return Ok(confirm::skipped(record, "the search spent its budget_seconds", winner));
+    }
+    let deadline = budget.map(|b| started + Duration::from_secs_f64(b - record.seconds));
+    let table = match crate::data::load(base.source(), &run.data) {
+        Ok(t) => t,
+        Err(e) => {
+            record.seconds += started.elapsed().as_secs_f64();
+            return Ok(confirm::skipped(record, &format!("the data could not be read again: {e}"), winner));
+        }
+    };
+    record.seconds += started.elapsed().as_secs_f64(); // the reload; `confirm` counts the folds
+    let run = crate::pipeline::RunOptions { save_test_rows: false, save_split: false, ..run.clone() };
+    confirm::confirm(record, base.config(), winner, rows, &mut |config, fold| {
+        let mut config = config.clone();
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now()).as_secs_f64();
+            if left <= 0.0 {
+                return Err(TrainingError::Unusable("the search's budget_seconds ran out during the check".into()));
+            }
+            config.train_config.max_seconds = Some(config.train_config.max_seconds.map_or(left, |s| s.min(left)));
+        }
+        let checked = config.check_with(caps)?;
+        let data = crate::pipeline::prepare_table(table.clone(), &checked, &run, Some(fold))?;
+        let trained = crate::train::train(&data.prepared, checked.config(), &data.device, &mut |_, _| {}, cancel)?;
+        trained.kept_val_loss.ok_or_else(|| TrainingError::Unusable("a fold has no validation rows".into()))
+    })
 }
 
 /// Record the search in its trained winner: `tuning` in the metadata, and `tuning.csv` and

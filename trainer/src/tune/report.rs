@@ -108,6 +108,7 @@ mod tests {
             best_val_loss: 0.5,
             lowest_trial: None,
             selected_by: "the lowest validation loss".into(),
+            confirmation: None,
             seconds: 1.0,
             stopped_by: "trials".into(),
         };
