@@ -142,6 +142,34 @@ fn predict_on_the_test_rows_reproduces_the_reported_accuracy() {
 }
 
 #[test]
+fn a_json_key_with_surrounding_whitespace_still_matches_its_test_rows_header() {
+    // JSON keys are names as given ("x1\n"); a CSV header is read trimmed ("x1"). Names are
+    // compared by their trim, so the model predicts from its own test_rows.csv.
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<serde_json::Value> = (0..80)
+        .map(|i| {
+            let x = f64::from(i) / 10.0;
+            serde_json::json!({"x1\n": x, " x2": (x * 7.0) % 3.0, "y": if x > 4.0 { "hi" } else { "lo" }})
+        })
+        .collect();
+    let data = dir.path().join("rows.json");
+    std::fs::write(&data, serde_json::to_vec(&rows).unwrap()).unwrap();
+    let models = dir.path().join("models");
+    let s = train(&models, &["--data", data.to_str().unwrap(), "--target", "y", "--epochs", "30", "--save-test-rows"]);
+    let model = models.join(s["model_id"].as_str().unwrap());
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(model.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["preprocessing"]["feature_names"], serde_json::json!(["x1\n", " x2"]));
+    let o = run(trainer().args(["predict", "--model"]).arg(&model).arg("--input").arg(model.join("test_rows.csv")));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).lines().count(),
+        s["test_metrics"]["confusion_matrix"].as_array().map_or(0, |m| {
+            m.iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap() as usize).sum()
+        })
+    );
+}
+
+#[test]
 fn crosscheck_compares_each_engine_with_the_inference_core() {
     // The parity fixtures: a classification case with categories and missing cells, and a regression case.
     for case in ["esg_relu", "esg_gelu", "diabetes_regression"] {

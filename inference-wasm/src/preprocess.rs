@@ -17,7 +17,8 @@ enum Encoder {
 #[derive(Debug, Clone)]
 pub struct Preprocessor {
     names: Vec<String>,
-    /// Feature index by name, for records and columnar input.
+    /// Feature index by name, for records and columnar input; a name with surrounding
+    /// whitespace also by its trim ([`Preprocessor::index_of`]).
     index: HashMap<String, usize>,
     encoders: Vec<Encoder>,
     mean: Vec<f32>,
@@ -50,9 +51,25 @@ impl Preprocessor {
             })
             .collect::<Vec<_>>();
         let numeric_only = encoders.iter().all(|e| matches!(e, Encoder::Numeric { .. }));
+        let mut index: HashMap<String, usize> =
+            p.feature_names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
+        // A name with surrounding whitespace (a JSON key "x\n", say) is also found by its trim,
+        // the way a CSV header is read, unless that trim is, or is shared with, another name.
+        let mut trims: HashMap<&str, Option<usize>> = HashMap::new();
+        for (i, n) in p.feature_names.iter().enumerate() {
+            let t = n.trim();
+            if t != n && !index.contains_key(t) {
+                trims.entry(t).and_modify(|v| *v = None).or_insert(Some(i));
+            }
+        }
+        for (t, i) in trims {
+            if let Some(i) = i {
+                index.insert(t.to_owned(), i);
+            }
+        }
         Self {
             names: p.feature_names.clone(),
-            index: p.feature_names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect(),
+            index,
             encoders,
             mean: p.scaler.mean.clone(),
             scale: p.scaler.scale.clone(),
@@ -70,9 +87,10 @@ impl Preprocessor {
         &self.names
     }
 
-    /// The index of the feature named `name`.
+    /// The index of the feature named `name`, or else named by its trim (names are compared as
+    /// a CSV header's are: surrounding whitespace does not count).
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.index.get(name).copied()
+        self.index.get(name).or_else(|| self.index.get(name.trim())).copied()
     }
 
     /// Whether feature `index` is categorical.
@@ -293,6 +311,35 @@ mod tests {
         };
         p.transform_record(lookup, &mut out).unwrap();
         assert_eq!(out, [0.5, -2.0]);
+    }
+
+    #[test]
+    fn names_with_surrounding_whitespace_are_found_by_their_trim_unless_that_is_ambiguous() {
+        let numeric = |names: &[&str]| {
+            Preprocessor::new(&Preprocessing {
+                feature_names: names.iter().map(|n| n.to_string()).collect(),
+                features: names
+                    .iter()
+                    .map(|n| FeatureSpec { name: n.to_string(), kind: FeatureKind::Numeric { fill_value: None } })
+                    .collect(),
+                missing_strategy: MissingStrategy::Mean,
+                scaler: Scaler { mean: vec![0.0; names.len()], scale: vec![1.0; names.len()] },
+                target_scaler: None,
+                dropped_columns: vec![],
+            })
+        };
+        let p = numeric(&["aé\n", " b", "c"]);
+        assert_eq!(
+            [p.index_of("aé\n"), p.index_of("aé"), p.index_of(" aé "), p.index_of("b")],
+            [Some(0), Some(0), Some(0), Some(1)]
+        );
+        assert_eq!((p.index_of(" c\t"), p.index_of("d")), (Some(2), None));
+        // "x" is a name of its own, and "y " and " y" share a trim: neither is guessed.
+        let p = numeric(&["x ", "x", "y ", " y"]);
+        assert_eq!(
+            [p.index_of("x"), p.index_of("x "), p.index_of("y"), p.index_of(" y")],
+            [Some(1), Some(0), None, Some(3)]
+        );
     }
 
     #[test]

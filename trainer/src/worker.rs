@@ -105,9 +105,12 @@ pub fn run_process(ctx: WorkerContext, concurrency: usize) -> std::io::Result<()
 pub async fn run_task(ctx: &WorkerContext, claim: Claim) {
     let id = claim.id.clone();
     tracing::info!(task_id = %id, attempt = claim.attempt, "task started");
-    let outcome = match execute(ctx, &claim).await {
+    // Counted before the queue records the end: a client that sees the task finished then
+    // finds it counted in /metrics too.
+    match execute(ctx, &claim).await {
         Ok(c) => {
             let model_id = c.model_id.clone();
+            (ctx.on_finished)("completed");
             match ctx.queue.complete(&id, c).await {
                 Ok(true) => {
                     tracing::info!(task_id = %id, model_id = model_id.as_deref().unwrap_or("-"), "task completed")
@@ -124,7 +127,6 @@ pub async fn run_task(ctx: &WorkerContext, claim: Claim) {
                 }
                 Err(e) => tracing::error!(task_id = %id, error = %e, "cannot record the completion"),
             }
-            "completed"
         }
         Err(e) => {
             let kind = e.kind();
@@ -133,17 +135,12 @@ pub async fn run_task(ctx: &WorkerContext, claim: Claim) {
                 e => e.to_string(),
             };
             tracing::warn!(task_id = %id, error = %message, "task failed");
+            (ctx.on_finished)(if kind == crate::queue::CANCELLED { "cancelled" } else { "failed" });
             if let Err(qe) = ctx.queue.fail(&id, TaskFailure { kind: kind.to_owned(), message }).await {
                 tracing::error!(task_id = %id, error = %qe, "cannot record the failure");
             }
-            if kind == crate::queue::CANCELLED {
-                "cancelled"
-            } else {
-                "failed"
-            }
         }
-    };
-    (ctx.on_finished)(outcome);
+    }
 }
 
 /// Reports progress to the queue from the blocking pool.
