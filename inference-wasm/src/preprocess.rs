@@ -51,19 +51,13 @@ impl Preprocessor {
             })
             .collect::<Vec<_>>();
         let numeric_only = encoders.iter().all(|e| matches!(e, Encoder::Numeric { .. }));
-        let mut index: HashMap<String, usize> =
-            p.feature_names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
+        let names = &p.feature_names;
+        let mut index: HashMap<String, usize> = names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
         // A name with surrounding whitespace (a JSON key "x\n", say) is also found by its trim,
-        // the way a CSV header is read, unless that trim is, or is shared with, another name.
-        let mut trims: HashMap<&str, Option<usize>> = HashMap::new();
-        for (i, n) in p.feature_names.iter().enumerate() {
+        // as a CSV header is read, unless that trim is another name or shared by two.
+        for (i, n) in names.iter().enumerate() {
             let t = n.trim();
-            if t != n && !index.contains_key(t) {
-                trims.entry(t).and_modify(|v| *v = None).or_insert(Some(i));
-            }
-        }
-        for (t, i) in trims {
-            if let Some(i) = i {
+            if t != n && !index.contains_key(t) && names.iter().filter(|m| m.trim() == t).count() == 1 {
                 index.insert(t.to_owned(), i);
             }
         }
@@ -87,8 +81,8 @@ impl Preprocessor {
         &self.names
     }
 
-    /// The index of the feature named `name`, or else named by its trim (names are compared as
-    /// a CSV header's are: surrounding whitespace does not count).
+    /// The index of the feature named `name`, or else named by its trim: surrounding whitespace
+    /// does not count, as in a CSV header.
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.index.get(name).or_else(|| self.index.get(name.trim())).copied()
     }
