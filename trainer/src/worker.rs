@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use inference::config::{Caps, DeviceChoice};
+use inference::config::{Caps, DeviceChoice, TrainConfig};
 
 use crate::error::TrainingError;
 use crate::pipeline::{self, RunOptions};
@@ -182,13 +182,17 @@ impl Reporter {
     }
 }
 
-/// Run the task's job on the blocking pool.
-async fn execute(ctx: &WorkerContext, claim: &Claim) -> Result<Completion, TrainingError> {
-    let mut config = claim.spec.config.clone();
-    if let Some(device) = ctx.device {
+/// `config` on the worker's device (`trainer worker --device`), when it names one.
+fn pin_device(mut config: TrainConfig, device: Option<DeviceChoice>) -> TrainConfig {
+    if let Some(device) = device {
         config.train_config.device = device;
     }
-    let checked = config.check_with(&ctx.caps)?;
+    config
+}
+
+/// Run the task's job on the blocking pool.
+async fn execute(ctx: &WorkerContext, claim: &Claim) -> Result<Completion, TrainingError> {
+    let checked = pin_device(claim.spec.config.clone(), ctx.device).check_with(&ctx.caps)?;
     ctx.run.data.admit(checked.source())?;
     let job = claim.spec.job.clone();
     if let Job::Tune { options } = &job {
@@ -209,15 +213,7 @@ async fn execute(ctx: &WorkerContext, claim: &Claim) -> Result<Completion, Train
             Job::TrainTuned { tuning, base } => {
                 let mut record: TuningRecord = serde_json::from_value(tuning)
                     .map_err(|e| TrainingError::Engine(format!("unreadable tuning record: {e}")))?;
-                // The worker's device, as for the task's own config.
-                let base = base
-                    .map(|mut b| {
-                        if let Some(device) = device {
-                            b.train_config.device = device;
-                        }
-                        b.check_with(&caps)
-                    })
-                    .transpose()?;
+                let base = base.map(|b| pin_device(*b, device).check_with(&caps)).transpose()?;
                 let winner = checked.config().clone();
                 let out = tune::ship(&mut record, base.as_ref(), winner, &data, &caps, &run, &mut epoch, &cancel)?;
                 // The tuner reads the record back: the check may have shipped another trial.

@@ -111,30 +111,20 @@ pub fn confirm(
     let mut run = |config: &TrainConfig| -> Result<Vec<MeanLoss>, TrainingError> {
         (0..k).map(|index| fold_loss(config, Fold { k, index })).collect()
     };
-    let base_losses = run(base);
-    let challenger_losses = match &base_losses {
-        Ok(_) => run(&winner),
-        Err(_) => Err(TrainingError::Unusable("not run".into())),
+    let base_losses = match run(base) {
+        Ok(l) => l,
+        Err(e) => return not_run(record, e, winner, start),
     };
-    let (base_losses, challenger_losses) = match (base_losses, challenger_losses) {
-        (Ok(b), Ok(c)) => (b, c),
-        (Err(e @ TrainingError::Cancelled(_)), _) | (_, Err(e @ TrainingError::Cancelled(_))) => return Err(e),
+    let challenger_losses = match run(&winner) {
+        Ok(l) => l,
         // The base trains on every fold and the challenger diverges on one: that is evidence
         // against it, not a reason to skip the check.
-        (Ok(_), Err(e @ TrainingError::NonFiniteLoss { .. })) => {
-            record.selected_by = format!(
-                "one_se over {k} folds: trial {challenger_trial} diverged on a fold ({e}), so the base config \
-                 ships, though trial {challenger_trial} had beaten it on the validation split ({})",
-                record.selected_by
-            );
-            ship_base(record, challenger_trial);
+        Err(e @ TrainingError::NonFiniteLoss { .. }) => {
+            ship_base(record, challenger_trial, &format!("trial {challenger_trial} diverged on a fold ({e})"));
             record.seconds += start.elapsed().as_secs_f64();
             return Ok(base.clone());
         }
-        (Err(e), _) | (_, Err(e)) => {
-            record.seconds += start.elapsed().as_secs_f64();
-            return Ok(skipped(record, &e.to_string(), winner));
-        }
+        Err(e) => return not_run(record, e, winner, start),
     };
     let (b, c) = (FoldLosses::of(0, &base_losses), FoldLosses::of(challenger_trial, &challenger_losses));
     let keep_base = b.val_loss <= c.val_loss + c.se;
@@ -144,12 +134,8 @@ pub fn confirm(
         c.val_loss, c.se, b.val_loss
     );
     if keep_base {
-        record.selected_by = format!(
-            "one_se over {k} folds: the base config is within one standard error of trial {challenger_trial} \
-             ({summary}), though trial {challenger_trial} had beaten it on the validation split ({})",
-            record.selected_by
-        );
-        ship_base(record, challenger_trial);
+        let why = format!("the base config is within one standard error of trial {challenger_trial} ({summary})");
+        ship_base(record, challenger_trial, &why);
     } else {
         record.selected_by.push_str(&format!("; confirmed {summary}"));
     }
@@ -159,13 +145,32 @@ pub fn confirm(
     Ok(if keep_base { base.clone() } else { winner })
 }
 
-/// The base (trial 0) ships instead of `challenger`.
-fn ship_base(record: &mut TuningRecord, challenger: usize) {
+/// The base (trial 0) ships instead of `challenger`, because of `why` (over the folds).
+fn ship_base(record: &mut TuningRecord, challenger: usize, why: &str) {
+    record.selected_by = format!(
+        "one_se over {} folds: {why}, so the base config ships, though trial {challenger} had beaten it on the \
+         validation split ({})",
+        record.options.confirm.folds, record.selected_by
+    );
     record.lowest_trial = record.lowest_trial.or(Some(challenger));
     record.best_trial = 0;
     if let Some(loss) = record.trials.iter().find(|t| t.number == 0).and_then(|t| t.best_val_loss) {
         record.best_val_loss = loss;
     }
+}
+
+/// A fold failed with `e`: a cancel stops the search; anything else leaves the held-out choice.
+fn not_run(
+    record: &mut TuningRecord,
+    e: TrainingError,
+    winner: TrainConfig,
+    start: Instant,
+) -> Result<TrainConfig, TrainingError> {
+    if let TrainingError::Cancelled(_) = e {
+        return Err(e);
+    }
+    record.seconds += start.elapsed().as_secs_f64();
+    Ok(skipped(record, &e.to_string(), winner))
 }
 
 /// The check could not run (`why`): the held-out choice, `winner`, stands, and the record says so.
