@@ -1,8 +1,9 @@
 //! The inference core's hot loops, and nothing else: the dense layer `y = x·B + b` as a
 //! register-tiled GEMM, the hidden activations and softmax.
 //!
-//! Transcendentals come from `libm` everywhere (not the platform's libm, which natively is
-//! glibc's): native and wasm then give bit-identical outputs.
+//! Transcendentals come from [`math`]: straight-line code of exactly rounded operations, the
+//! same on every target (not the platform's libm, which natively is glibc's), so native and
+//! wasm give bit-identical outputs, and loops over them vectorise.
 //!
 //! A crate of its own for one reason: cargo sets optimisation per crate, and the wasm build
 //! wants these loops at `opt-level = 3` (LLVM's vectoriser turns the tiles into simd128) and
@@ -12,6 +13,8 @@
 //! activations are `#[inline]`: a single call gains nothing from the vectoriser).
 //! (Under fat LTO a plain non-`#[inline]` function may still be inlined into a caller and then
 //! be optimised as the caller is, at "z", without the vectoriser.)
+
+pub mod math;
 
 /// Slope of leaky ReLU for x ≤ 0 (PyTorch's default `negative_slope`).
 pub const LEAKY_RELU_SLOPE: f32 = 0.01;
@@ -163,13 +166,13 @@ pub fn leaky_relu(z: f32) -> f32 {
 /// The logistic sigmoid.
 #[inline]
 pub fn sigmoid(z: f32) -> f32 {
-    1.0 / (1.0 + libm::expf(-z))
+    1.0 / (1.0 + math::exp(-z))
 }
 
 /// GELU, the exact erf form (PyTorch's default).
 #[inline]
 pub fn gelu(z: f32) -> f32 {
-    0.5 * z * (1.0 + libm::erff(z * std::f32::consts::FRAC_1_SQRT_2))
+    0.5 * z * (1.0 + math::erf(z * std::f32::consts::FRAC_1_SQRT_2))
 }
 
 /// [`relu`] in place (one loop per activation, so each vectorises).
@@ -187,13 +190,13 @@ pub fn leaky_relu_in_place(y: &mut [f32]) {
 /// tanh.
 #[inline]
 pub fn tanh(z: f32) -> f32 {
-    libm::tanhf(z)
+    math::tanh(z)
 }
 
 /// tanh in place.
 #[inline(never)]
 pub fn tanh_in_place(y: &mut [f32]) {
-    y.iter_mut().for_each(|v| *v = libm::tanhf(*v));
+    y.iter_mut().for_each(|v| *v = tanh(*v));
 }
 
 /// [`sigmoid`] in place.
@@ -218,7 +221,7 @@ pub fn softmax(v: &mut [f32]) {
     let mut sum = 0f32;
     for x in v.iter_mut() {
         let d = *x - max;
-        *x = if d < NEGLIGIBLE { 0.0 } else { libm::expf(d) };
+        *x = if d < NEGLIGIBLE { 0.0 } else { math::exp(d) };
         sum += *x;
     }
     v.iter_mut().for_each(|x| *x /= sum);

@@ -53,8 +53,8 @@ impl Activation {
                 s * (1.0 - s)
             }
             Activation::Gelu => {
-                let cdf = 0.5 * (1.0 + libm::erff(z * std::f32::consts::FRAC_1_SQRT_2));
-                let pdf = libm::expf(-0.5 * z * z) / (2.0 * std::f32::consts::PI).sqrt();
+                let cdf = 0.5 * (1.0 + kernels::math::erf(z * std::f32::consts::FRAC_1_SQRT_2));
+                let pdf = kernels::math::exp(-0.5 * z * z) / (2.0 * std::f32::consts::PI).sqrt();
                 cdf + z * pdf
             }
         }
