@@ -14,6 +14,7 @@ use gemm::{gemm, Parallelism};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use inference::config::OptimizerKind;
 use inference::spec::{Activation, Architecture};
 use inference::Tensor;
 
@@ -170,6 +171,100 @@ macro_rules! per_activation {
     };
 }
 
+/// Defines `fn $name(args)` that runs the `#[inline(always)]` `$imp(args)` compiled for AVX
+/// where the CPU has it (checked once, then cached), so its element loops take 8 lanes where the
+/// SSE2 baseline of a portable build takes 4. AVX alone has no fused multiply-add, and the loops
+/// reduce nothing across lanes, so the results are the same bits either way. (The GEMMs
+/// dispatch on their own, inside `gemm`.)
+macro_rules! avx_dispatch {
+    ($(#[$doc:meta])* fn $name:ident = $imp:ident($($arg:ident: $ty:ty),* $(,)?);) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx($($arg: $ty),*) {
+                $imp($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx") {
+                // SAFETY: the CPU has AVX, the one feature `avx` is compiled for.
+                return unsafe { avx($($arg),*) };
+            }
+            $imp($($arg),*)
+        }
+    };
+}
+
+avx_dispatch! {
+    /// `z += b; d = act(z)·mask`, row by row (`d` is kept in xhat until normalised).
+    fn bias_activation = bias_activation_loops(act: Activation, z: &mut [f32], bias: &[f32], mask: &[f32], d: &mut [f32]);
+}
+
+#[inline(always)]
+fn bias_activation_loops(act: Activation, z: &mut [f32], bias: &[f32], mask: &[f32], d: &mut [f32]) {
+    let h = bias.len();
+    per_activation!(act, a => {
+        for ((zr, mr), dr) in z.chunks_exact_mut(h).zip(mask.chunks_exact(h)).zip(d.chunks_exact_mut(h)) {
+            for (((z, b), m), d) in zr.iter_mut().zip(bias).zip(mr).zip(dr.iter_mut()) {
+                *z += b;
+                *d = a.apply(*z) * m;
+            }
+        }
+    });
+}
+
+avx_dispatch! {
+    /// dz of a hidden layer from dy, through its BatchNorm (coefficients `st`), dropout and activation.
+    fn activation_grad = activation_grad_loops(
+        act: Activation, st: &LayerStats, dz: &mut [f32], dy: &[f32], xhat: &[f32], z: &[f32], mask: &[f32],
+    );
+}
+
+#[inline(always)]
+fn activation_grad_loops(
+    act: Activation,
+    st: &LayerStats,
+    dz: &mut [f32],
+    dy: &[f32],
+    xhat: &[f32],
+    z: &[f32],
+    mask: &[f32],
+) {
+    let h = st.a.len();
+    per_activation!(act, a => {
+        for (((dzrow, dyrow), xrow), (zrow, mrow)) in dz
+            .chunks_exact_mut(h)
+            .zip(dy.chunks_exact(h))
+            .zip(xhat.chunks_exact(h))
+            .zip(z.chunks_exact(h).zip(mask.chunks_exact(h)))
+        {
+            for ((((dz, dy), x), (z, m)), ((ca, c1), c2)) in dzrow
+                .iter_mut()
+                .zip(dyrow)
+                .zip(xrow)
+                .zip(zrow.iter().zip(mrow))
+                .zip(st.a.iter().zip(&st.c1).zip(&st.c2))
+            {
+                *dz = (ca * dy - c1 - x * c2) * m * a.derivative(*z);
+            }
+        }
+    });
+}
+
+avx_dispatch! {
+    /// One optimizer update of every trainable parameter.
+    fn update_params = update_params_loops(c: &StepCoefficients, kind: OptimizerKind, params: &mut [Param]);
+}
+
+#[inline(always)]
+fn update_params_loops(c: &StepCoefficients, kind: OptimizerKind, params: &mut [Param]) {
+    for p in params.iter_mut().filter(|p| p.trainable) {
+        c.apply(kind, &mut p.data, &mut p.grad, &mut p.m, &mut p.v);
+    }
+}
+
 /// Inverted-dropout multipliers (0 with probability `p`, else `keep`) from `rng`, drawn as the
 /// candle path draws them (`rng.random::<f32>() < p` per element, in order) but in bulk: a
 /// block fill yields the same u32 stream as one `next_u32` per element.
@@ -280,14 +375,7 @@ impl Step<'_> {
         share.bits = bits;
         // z += b; d = act(z)·mask, kept in xhat until normalised.
         let bias = self.w(slots.bias);
-        per_activation!(self.arch.activation, a => {
-            for ((zr, mr), dr) in c.z.chunks_exact_mut(h).zip(c.mask.chunks_exact(h)).zip(c.xhat.chunks_exact_mut(h)) {
-                for (((z, b), m), d) in zr.iter_mut().zip(bias).zip(mr).zip(dr.iter_mut()) {
-                    *z += b;
-                    *d = a.apply(*z) * m;
-                }
-            }
-        });
+        bias_activation(self.arch.activation, &mut c.z, &bias[..h], &c.mask, &mut c.xhat);
         share.sums[0].resize(h, 0.0);
         column_sums(&c.xhat, h, &mut share.sums[0]);
         share.layers[li] = c;
@@ -377,25 +465,7 @@ impl Step<'_> {
         let (h, in_dim, rows) = (slots.width, slots.in_dim, share.rows);
         let (st, c) = (&self.stats[li], &share.layers[li]);
         share.dz.resize(rows * h, 0.0);
-        per_activation!(self.arch.activation, a => {
-            for (((dzrow, dyrow), xrow), (zrow, mrow)) in share
-                .dz
-                .chunks_exact_mut(h)
-                .zip(share.dy.chunks_exact(h))
-                .zip(c.xhat.chunks_exact(h))
-                .zip(c.z.chunks_exact(h).zip(c.mask.chunks_exact(h)))
-            {
-                for ((((dz, dy), x), (z, m)), ((ca, c1), c2)) in dzrow
-                    .iter_mut()
-                    .zip(dyrow)
-                    .zip(xrow)
-                    .zip(zrow.iter().zip(mrow))
-                    .zip(st.a.iter().zip(&st.c1).zip(&st.c2))
-                {
-                    *dz = (ca * dy - c1 - x * c2) * m * a.derivative(*z);
-                }
-            }
-        });
+        activation_grad(self.arch.activation, st, &mut share.dz, &share.dy, &c.xhat, &c.z, &c.mask);
         let mut grads = std::mem::take(&mut share.grads);
         grads[slots.weight].resize(h * in_dim, 0.0);
         grads[slots.bias].resize(h, 0.0);
@@ -590,9 +660,7 @@ impl FusedMlp {
         let kind = self.optimizer.kind;
         // On the caller's thread: split between the two threads, the parameters' cache lines
         // moved between cores every step (batch 32 fell from 410k to 249k samples/s).
-        for p in self.params.iter_mut().filter(|p| p.trainable) {
-            c.apply(kind, &mut p.data, &mut p.grad, &mut p.m, &mut p.v);
-        }
+        update_params(&c, kind, &mut self.params);
     }
 
     /// Eval-mode outputs (no dropout, running statistics), `rows × output_dim`, in chunks of
@@ -795,6 +863,54 @@ mod tests {
                     assert!(diff <= 1e-5, "{act:?} {name}: {diff}");
                 }
             }
+        }
+    }
+
+    /// The AVX builds of the element loops give the baseline build's bits: training must not
+    /// depend on the machine beyond what `gemm` itself chooses.
+    #[test]
+    fn the_dispatched_loops_give_the_baseline_loops_bits() {
+        #[cfg(target_arch = "x86_64")]
+        if !std::arch::is_x86_feature_detected!("avx") {
+            eprintln!("no AVX on this CPU: both runs take the baseline build");
+        }
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        // 13 columns × 7 rows: full vectors of either width and a scalar tail in every row.
+        let (h, rows) = (13, 7);
+        let wave = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n).map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 - 1001.0) / 157.0).collect()
+        };
+        let (z0, bias, mask, dy, xhat) =
+            (wave(rows * h, 1), wave(h, 2), wave(rows * h, 3), wave(rows * h, 4), wave(rows * h, 5));
+        let st = LayerStats { a: wave(h, 6), c1: wave(h, 7), c2: wave(h, 8), ..LayerStats::default() };
+        for act in Activation::ALL {
+            let (mut z_fast, mut d_fast) = (z0.clone(), vec![0f32; rows * h]);
+            let (mut z_base, mut d_base) = (z0.clone(), vec![0f32; rows * h]);
+            bias_activation(act, &mut z_fast, &bias, &mask, &mut d_fast);
+            bias_activation_loops(act, &mut z_base, &bias, &mask, &mut d_base);
+            assert_eq!((bits(&z_fast), bits(&d_fast)), (bits(&z_base), bits(&d_base)), "{act:?} forward");
+            let (mut fast, mut base) = (vec![0f32; rows * h], vec![0f32; rows * h]);
+            activation_grad(act, &st, &mut fast, &dy, &xhat, &z0, &mask);
+            activation_grad_loops(act, &st, &mut base, &dy, &xhat, &z0, &mask);
+            assert_eq!(bits(&fast), bits(&base), "{act:?} backward");
+        }
+        for kind in [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::Adamw] {
+            let settings = OptimizerSettings { kind, lr: 0.01, weight_decay: 1e-3 };
+            let param = || Param {
+                data: wave(37, 9),
+                grad: wave(37, 10),
+                m: wave(37, 11),
+                v: wave(37, 12).iter().map(|v| v.abs()).collect(),
+                trainable: true,
+            };
+            let (mut fast, mut base) = (vec![param()], vec![param()]);
+            for step in 1..=3 {
+                let c = StepCoefficients::at(&settings, step);
+                update_params(&c, kind, &mut fast);
+                update_params_loops(&c, kind, &mut base);
+            }
+            assert_eq!(bits(&fast[0].data), bits(&base[0].data), "{kind:?}");
+            assert_eq!(bits(&fast[0].v), bits(&base[0].v), "{kind:?}");
         }
     }
 

@@ -90,6 +90,7 @@ impl StepCoefficients {
 
     /// One update of `w` (with moments `m`, `v`; `v` unused by SGD) from gradient `g`,
     /// in place; `g` receives the coupled decay.
+    #[inline(always)] // into the AVX build of `cpu::update_params`
     pub fn apply(&self, kind: OptimizerKind, w: &mut [f32], g: &mut [f32], m: &mut [f32], v: &mut [f32]) {
         if self.coupled_decay {
             g.iter_mut().zip(w.iter()).for_each(|(g, w)| *g += w * self.weight_decay);
