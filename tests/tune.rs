@@ -318,3 +318,106 @@ fn an_interrupted_distributed_search_cancels_its_queued_trials() {
     let left: usize = redis::cmd("SCARD").arg("trainer:unfinished").query(&mut con).unwrap();
     assert_eq!(left, 0, "no trial is left for workers to run for nobody");
 }
+
+use trainer::error::QueueError;
+use trainer::queue::{Claim, Completion, Progress, TaskFailure, TaskQueue, TaskSpec, TaskStatus};
+
+/// The in-process queue, keeping every progress report a worker sends.
+struct Recording {
+    inner: trainer::queue::local::LocalQueue,
+    reports: std::sync::Mutex<Vec<Progress>>,
+}
+
+#[async_trait::async_trait]
+impl TaskQueue for Recording {
+    async fn submit(&self, spec: TaskSpec) -> Result<TaskStatus, QueueError> {
+        self.inner.submit(spec).await
+    }
+    async fn claim(&self, worker: &str, wait: Duration) -> Result<Option<Claim>, QueueError> {
+        self.inner.claim(worker, wait).await
+    }
+    async fn progress(&self, id: &str, p: Progress) -> Result<(), QueueError> {
+        self.reports.lock().unwrap().push(p.clone());
+        self.inner.progress(id, p).await
+    }
+    async fn complete(&self, id: &str, c: Completion) -> Result<bool, QueueError> {
+        self.inner.complete(id, c).await
+    }
+    async fn fail(&self, id: &str, f: TaskFailure) -> Result<(), QueueError> {
+        self.inner.fail(id, f).await
+    }
+    async fn cancel(&self, id: &str) -> Result<TaskStatus, QueueError> {
+        self.inner.cancel(id).await
+    }
+    async fn get(&self, id: &str) -> Result<Option<TaskStatus>, QueueError> {
+        self.inner.get(id).await
+    }
+    async fn unfinished(&self) -> Result<usize, QueueError> {
+        self.inner.unfinished().await
+    }
+    async fn shut_down(&self) {
+        self.inner.shut_down().await
+    }
+}
+
+#[test]
+fn a_tune_task_s_status_follows_its_stages_through_the_check_and_the_winner_s_training() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use trainer::queue::Job;
+
+    let models = tempfile::tempdir().unwrap();
+    let queue = Arc::new(Recording {
+        inner: trainer::queue::local::LocalQueue::new(None, Default::default()).unwrap(),
+        reports: Default::default(),
+    });
+    let store = trainer::store::fs::FsStore::open_dir(models.path(), trainer::store::fs::FsOptions::default()).unwrap();
+    let config = serde_json::from_value(json!({"dataset_path": fixture("iris.csv"), "target_column": "species",
+        "train_config": {"epochs": 30}}))
+    .unwrap();
+    // The trials of the HTTP test above, with which the k-fold check runs.
+    let options = serde_json::from_value(json!({"trials": 8, "warmup_trials": 4})).unwrap();
+    let ctx = trainer::worker::WorkerContext {
+        queue: queue.clone(),
+        store: Arc::new(store),
+        run: trainer::pipeline::RunOptions { data: Default::default(), save_test_rows: false, save_split: false },
+        caps: Default::default(),
+        device: None,
+        redis: None,
+        on_finished: Arc::new(|_| {}),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let status = rt.block_on(async {
+        let task = queue.submit(TaskSpec { config, job: Job::Tune { options: Box::new(options) } }).await.unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker = tokio::spawn(trainer::worker::run(ctx, "w".into(), stop.clone()));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            let s = queue.get(&task.task_id).await.unwrap().unwrap();
+            if s.status.is_finished() || Instant::now() > deadline {
+                break s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        worker.await.unwrap();
+        status
+    });
+    assert_eq!(serde_json::to_value(status.status).unwrap(), "completed", "{status:?}");
+    assert_eq!(status.tuning.as_ref().unwrap()["stage"], "finished", "{status:?}");
+    let reports = queue.reports.lock().unwrap();
+    let stages: Vec<String> =
+        reports.iter().map(|p| p.tuning.as_ref().unwrap()["stage"].as_str().unwrap().to_owned()).collect();
+    let rank = |s: &str| ["searching", "checking", "training_winner"].iter().position(|x| *x == s).unwrap();
+    assert!(stages.windows(2).all(|w| rank(&w[0]) <= rank(&w[1])), "stages go forward: {stages:?}");
+    assert_eq!(stages.iter().filter(|s| *s == "searching").count(), 8, "one report per trial: {stages:?}");
+    let checking: Vec<_> = reports.iter().filter(|p| p.tuning.as_ref().unwrap()["stage"] == "checking").collect();
+    assert_eq!(checking.len(), 1, "{stages:?}");
+    assert!(checking[0].message.contains("checking on 3 folds"), "{}", checking[0].message);
+    // The winner's training reports its epochs, naming the trial the check kept.
+    let last = reports.last().unwrap();
+    let shipped = &status.tuning.as_ref().unwrap()["best_trial"];
+    assert_eq!(&last.tuning.as_ref().unwrap()["best_trial"], shipped);
+    assert!(last.current_epoch > 0 && last.message.contains("training the winner"), "{}", last.message);
+    assert!(last.message.contains(&format!("(trial {shipped})")), "{}", last.message);
+}

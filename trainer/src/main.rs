@@ -836,7 +836,8 @@ fn run_tune(args: &TuneArgs) -> Result<(), TrainingError> {
                     record.best_trial, options.confirm.folds
                 );
             }
-            let out = tune::ship(&mut record, Some(&checked), winner, &data, &caps, &opts, &mut |_, _| {}, &cancel)?;
+            let winner = tune::settle(&mut record, Some(&checked), winner, &data, &caps, &opts, &cancel)?;
+            let out = tune::ship(&record, winner, &data, &caps, &opts, &mut |_, _| {}, &cancel)?;
             eprintln!(
                 "winner: trial {} (val_loss {:.4}; {}); trained again to save it",
                 record.best_trial, record.best_val_loss, record.selected_by
@@ -881,7 +882,7 @@ fn run_tune(args: &TuneArgs) -> Result<(), TrainingError> {
         }
     };
     let best = record.trials.iter().find(|t| t.number == record.best_trial);
-    let progress = TuneProgress::finished(&record);
+    let progress = TuneProgress::concluded(&record, tune::TuneStage::Finished);
     match &model_dir {
         Some(dir) => out!("model {model_id} saved to {}", dir.display()),
         None => out!("model {model_id} published to the shared store"),

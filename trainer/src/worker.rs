@@ -13,7 +13,7 @@ use crate::pipeline::{self, RunOptions};
 use crate::queue::{Claim, Completion, Job, Progress, TaskFailure, TaskQueue};
 use crate::redis_pool::Pool;
 use crate::store::ModelStore;
-use crate::tune::{self, TrialRecord, TuneProgress, TuningRecord};
+use crate::tune::{self, TrialRecord, TuneProgress, TuneStage, TuningRecord};
 
 /// What every task of a worker shares.
 #[derive(Clone)]
@@ -170,6 +170,24 @@ impl Reporter {
         });
     }
 
+    /// A concluded search's progress at its stage: `doing`, then the winner's epoch once it trains.
+    fn concluded(&self, p: &TuneProgress, doing: &str, epoch: Option<(usize, usize)>) {
+        let winner = p.best_trial.map_or_else(String::new, |t| format!(" (trial {t})"));
+        let message = match epoch {
+            Some((e, total)) => format!("Tuning... {doing}{winner} (Epoch {e}/{total})"),
+            None => format!("Tuning... {doing}{winner}"),
+        };
+        let (current_epoch, total_epochs) = epoch.unwrap_or_default();
+        self.send(Progress {
+            current_epoch,
+            total_epochs,
+            progress: 99,
+            message,
+            metrics: serde_json::json!({}),
+            tuning: serde_json::to_value(p).ok(),
+        });
+    }
+
     fn search(&self, p: &TuneProgress) {
         self.send(Progress {
             current_epoch: 0,
@@ -214,16 +232,29 @@ async fn execute(ctx: &WorkerContext, claim: &Claim) -> Result<Completion, Train
                 let mut record: TuningRecord = serde_json::from_value(tuning)
                     .map_err(|e| TrainingError::Engine(format!("unreadable tuning record: {e}")))?;
                 let base = base.map(|b| pin_device(*b, device).check_with(&caps)).transpose()?;
-                let winner = checked.config().clone();
-                let out = tune::ship(&mut record, base.as_ref(), winner, &data, &caps, &run, &mut epoch, &cancel)?;
+                let winner =
+                    tune::settle(&mut record, base.as_ref(), checked.config().clone(), &data, &caps, &run, &cancel)?;
+                let out = tune::ship(&record, winner, &data, &caps, &run, &mut epoch, &cancel)?;
                 // The tuner reads the record back: the check may have shipped another trial.
                 Ok(Finished::Model(Box::new(out), serde_json::to_value(&record).ok()))
             }
             Job::Tune { options } => {
                 let (mut record, winner) =
                     tune::search(&checked, &options, &caps, &data, &|p| reporter.search(p), &cancel)?;
-                let out = tune::ship(&mut record, Some(&checked), winner, &data, &caps, &run, &mut |_, _| {}, &cancel)?;
-                let summary = serde_json::to_value(tune::TuneProgress::finished(&record)).ok();
+                let rows = data.prepared.train.rows + data.prepared.val.rows;
+                if tune::confirm::wanted(&record, rows) {
+                    let doing =
+                        format!("checking on {} folds against the base config: the winner", options.confirm.folds);
+                    reporter.concluded(&TuneProgress::concluded(&record, TuneStage::Checking), &doing, None);
+                }
+                let winner = tune::settle(&mut record, Some(&checked), winner, &data, &caps, &run, &cancel)?;
+                let training = TuneProgress::concluded(&record, TuneStage::TrainingWinner);
+                reporter.concluded(&training, "training the winner", None);
+                let mut epoch = |r: &inference::record::EpochRecord, total: usize| {
+                    reporter.concluded(&training, "training the winner", Some((r.epoch, total)));
+                };
+                let out = tune::ship(&record, winner, &data, &caps, &run, &mut epoch, &cancel)?;
+                let summary = serde_json::to_value(TuneProgress::concluded(&record, TuneStage::Finished)).ok();
                 Ok(Finished::Model(Box::new(out), summary))
             }
             Job::Trial { trial } => {

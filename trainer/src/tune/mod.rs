@@ -190,9 +190,27 @@ pub struct TuningRecord {
     pub stopped_by: String,
 }
 
+/// What a tune task is doing, as its status shows it (`tuning.stage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TuneStage {
+    /// Running trials.
+    #[default]
+    Searching,
+    /// The k-fold check of the held-out winner against the base config.
+    Checking,
+    /// Training the shipped winner again, to save it.
+    TrainingWinner,
+    /// Done: the winner is saved.
+    Finished,
+}
+
 /// Progress of a search, as a task's status shows it (`tuning`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TuneProgress {
+    /// What the task is doing now.
+    #[serde(default)]
+    pub stage: TuneStage,
     /// Trials finished.
     pub trials_done: usize,
     /// Of which pruned.
@@ -218,6 +236,7 @@ impl TuneProgress {
     pub fn of(trials: &[TrialRecord], planned: usize) -> Self {
         let best = best_of(trials);
         Self {
+            stage: TuneStage::Searching,
             trials_done: trials.len(),
             pruned: trials.iter().filter(|t| t.state == TrialState::Pruned).count(),
             failed: trials.iter().filter(|t| t.state == TrialState::Failed).count(),
@@ -229,9 +248,10 @@ impl TuneProgress {
         }
     }
 
-    /// The final progress of a finished search: its winner, not merely the lowest loss.
-    pub fn finished(record: &TuningRecord) -> Self {
+    /// The progress of a concluded search at `stage`: its winner, not merely the lowest loss.
+    pub fn concluded(record: &TuningRecord, stage: TuneStage) -> Self {
         Self {
+            stage,
             best_val_loss: Some(record.best_val_loss),
             best_trial: Some(record.best_trial),
             lowest_trial: record.lowest_trial,
@@ -402,14 +422,29 @@ fn select<'r>(records: &'r [TrialRecord], lowest: &'r TrialRecord, options: &Tun
     }
 }
 
-/// Ship a finished search's winner: the k-fold check against the base config when it is
-/// wanted ([`confirm`]; `base` is trial 0's config, `None` when unknown), then the training of
-/// the config it keeps on the search's own `data`, evaluated on the test split and recorded
-/// ([`attach`]). `record` is updated by the check.
-#[allow(clippy::too_many_arguments)] // one run's pieces, as `train::train` and `pipeline::finish` take them
-pub fn ship(
+/// The winner a finished search ships: the held-out choice `winner`, or the base config when
+/// the k-fold check against it ([`confirm`]; `base` is trial 0's config, `None` when unknown)
+/// is wanted and says so. `record` is updated by the check.
+pub fn settle(
     record: &mut TuningRecord,
     base: Option<&CheckedConfig>,
+    winner: TrainConfig,
+    data: &PreparedRun,
+    caps: &Caps,
+    run: &crate::pipeline::RunOptions,
+    cancel: &AtomicBool,
+) -> Result<TrainConfig, TrainingError> {
+    let rows = data.prepared.train.rows + data.prepared.val.rows;
+    match base {
+        Some(base) if confirm::wanted(record, rows) => check_winner(record, base, winner, rows, caps, run, cancel),
+        _ => Ok(winner),
+    }
+}
+
+/// Ship the [`settle`]d winner: train it on the search's own `data`, evaluate it on the test
+/// split and record the search in it ([`attach`]).
+pub fn ship(
+    record: &TuningRecord,
     winner: TrainConfig,
     data: &PreparedRun,
     caps: &Caps,
@@ -417,11 +452,6 @@ pub fn ship(
     on_epoch: &mut dyn FnMut(&inference::record::EpochRecord, usize),
     cancel: &AtomicBool,
 ) -> Result<crate::pipeline::Trained, TrainingError> {
-    let rows = data.prepared.train.rows + data.prepared.val.rows;
-    let winner = match base {
-        Some(base) if confirm::wanted(record, rows) => check_winner(record, base, winner, rows, caps, run, cancel)?,
-        _ => winner,
-    };
     let winner = winner.check_with(caps)?;
     let trained = crate::train::train(&data.prepared, winner.config(), &data.device, on_epoch, cancel)?;
     let mut out = crate::pipeline::finish(winner.config(), data, trained, run)?;
@@ -429,7 +459,7 @@ pub fn ship(
     Ok(out)
 }
 
-/// The k-fold check of [`ship`], on the data loaded again (the search's copy is encoded for its
+/// The k-fold check of [`settle`], on the data loaded again (the search's copy is encoded for its
 /// own split), within what is left of the search's time budget.
 fn check_winner(
     record: &mut TuningRecord,
