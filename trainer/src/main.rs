@@ -829,7 +829,7 @@ fn run_tune(args: &TuneArgs) -> Result<(), TrainingError> {
             let cancel = AtomicBool::new(false);
             let (mut record, winner) =
                 tune::search(&checked, &options, &caps, &data, &|p| eprintln!("{}", trial_line(p)), &cancel)?;
-            let rows = data.prepared.train.rows + data.prepared.val.rows;
+            let rows = tune::check_rows(&data);
             if tune::confirm::wanted(&record, rows) {
                 eprintln!(
                     "checking trial {} against the base config over {} folds of {rows} rows",

@@ -241,7 +241,7 @@ async fn execute(ctx: &WorkerContext, claim: &Claim) -> Result<Completion, Train
             Job::Tune { options } => {
                 let (mut record, winner) =
                     tune::search(&checked, &options, &caps, &data, &|p| reporter.search(p), &cancel)?;
-                let rows = data.prepared.train.rows + data.prepared.val.rows;
+                let rows = tune::check_rows(&data);
                 if tune::confirm::wanted(&record, rows) {
                     let doing =
                         format!("checking on {} folds against the base config: the winner", options.confirm.folds);

@@ -191,7 +191,7 @@ pub struct TuningRecord {
 }
 
 /// What a tune task is doing, as its status shows it (`tuning.stage`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TuneStage {
     /// Running trials.
@@ -434,11 +434,16 @@ pub fn settle(
     run: &crate::pipeline::RunOptions,
     cancel: &AtomicBool,
 ) -> Result<TrainConfig, TrainingError> {
-    let rows = data.prepared.train.rows + data.prepared.val.rows;
+    let rows = check_rows(data);
     match base {
         Some(base) if confirm::wanted(record, rows) => check_winner(record, base, winner, rows, caps, run, cancel),
         _ => Ok(winner),
     }
+}
+
+/// The rows the k-fold check of [`settle`] folds: the search's train and validation rows.
+pub fn check_rows(data: &PreparedRun) -> usize {
+    data.prepared.train.rows + data.prepared.val.rows
 }
 
 /// Ship the [`settle`]d winner: train it on the search's own `data`, evaluate it on the test
