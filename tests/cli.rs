@@ -399,3 +399,19 @@ fn hidden_none_trains_a_linear_model_and_bad_widths_say_why() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("`x` is not a width: give widths like 128,64, or none"), "{}", stderr(&o));
 }
+
+#[test]
+fn without_test_rows_the_metrics_are_null_not_zero() {
+    let models = tempfile::tempdir().unwrap();
+    let args = ["--data", &fixture("iris.csv"), "--target", "species", "--epochs", "2", "--test-size", "0"];
+    let s = train(models.path(), &args);
+    assert!(s["test_metrics"].is_null(), "{}", s["test_metrics"]);
+    let dir = std::path::Path::new(s["model_dir"].as_str().unwrap());
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("metadata.json")).unwrap()).unwrap();
+    assert!(meta["test_metrics"].is_null(), "{}", meta["test_metrics"]);
+    assert!(meta["warnings"].to_string().contains("no test rows"), "{}", meta["warnings"]);
+    // The bundle still loads and predicts.
+    let o = run(trainer().args(["predict", "--features", "5.1,3.5,1.4,0.2", "--json", "--model"]).arg(dir));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("predicted_class"), "{}", stdout(&o));
+}

@@ -32,6 +32,16 @@ fn router_with(api_key: Option<&str>, mlflow_model: Option<&str>) -> (axum::Rout
     b.metadata.model_id = ID.into();
     std::fs::create_dir(dir.path().join(ID)).unwrap();
     std::fs::write(dir.path().join(ID).join(BUNDLE_FILE), b.to_safetensors().unwrap()).unwrap();
+    (router_over_dir(dir.path(), api_key, mlflow_model, Limits::default()), dir)
+}
+
+/// A router over the models in `dir`, with `limits`.
+fn router_over_dir(
+    dir: &std::path::Path,
+    api_key: Option<&str>,
+    mlflow_model: Option<&str>,
+    limits: Limits,
+) -> axum::Router {
     let config = ServerConfig {
         host: "127.0.0.1".into(),
         port: 0,
@@ -41,17 +51,17 @@ fn router_with(api_key: Option<&str>, mlflow_model: Option<&str>) -> (axum::Rout
         web_dir: None,
         mlflow_model: mlflow_model.map(str::to_owned),
         run: RunOptions {
-            data: DataContext { data_dir: Some(dir.path().to_owned()), ..DataContext::default() },
+            data: DataContext { data_dir: Some(dir.to_owned()), ..DataContext::default() },
             ..RunOptions::default()
         },
         caps: Caps::default(),
-        limits: Limits::default(),
+        limits,
         workers: 0,
         max_trials: 10,
     };
-    let store = FsStore::open_dir(dir.path(), FsOptions::default()).unwrap();
+    let store = FsStore::open_dir(dir, FsOptions::default()).unwrap();
     let queue = LocalQueue::new(None, LocalOptions::default()).unwrap();
-    (router(AppState::new(config, Arc::new(store), Arc::new(queue))), dir)
+    router(AppState::new(config, Arc::new(store), Arc::new(queue)))
 }
 
 async fn call(
@@ -399,4 +409,42 @@ async fn mlflow_ping_is_ready_only_when_its_model_loads() {
     let (s, v) = call(&app, "GET", "/ping", None, None).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
     assert_eq!(v["error_code"], "RESOURCE_DOES_NOT_EXIST", "MLflow's error shape: {v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_stops_its_explanations() {
+    // A model with a 100-row background: one explained row costs ~10^5 forward rows.
+    let models = tempfile::tempdir().unwrap();
+    common::train(models.path(), &["--epochs", "1"]);
+    let limits = Limits {
+        request: inference::request::Limits {
+            max_explain_rows: 10_000,
+            max_explain_evals: u64::MAX,
+            ..inference::request::Limits::default()
+        },
+        max_heavy_predicts: 1,
+        ..Limits::default()
+    };
+    let app = router_over_dir(models.path(), None, None, limits);
+    // Minutes of explanations, for a client that leaves after a second.
+    let slow = json!({"features": vec![ROW; 5_000], "explain": {"method": "permutation", "permutations": 64}});
+    let abandoned = tokio::spawn({
+        let app = app.clone();
+        async move { call(&app, "POST", "/api/ml/predict", Some(slow), None).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    abandoned.abort();
+    // One heavy slot: this explanation runs only once the abandoned one has given it back.
+    let quick = json!({"features": ROW, "explain": true});
+    let (s, v) = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        call(&app, "POST", "/api/ml/predict", Some(quick), None),
+    )
+    .await
+    .expect("the abandoned explanations kept the only heavy slot");
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["explanation"]["values"].is_object(), "{v}");
+    let res = app.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    let text = String::from_utf8(axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    assert!(text.contains("predicts_cancelled_total 1"), "{text}");
 }

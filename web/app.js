@@ -551,7 +551,7 @@ function renderCard() {
   for (const w of meta.warnings ?? []) facts.push(['Warning', w]);
   $('card-facts').replaceChildren(...facts.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
 
-  const tm = meta.test_metrics;
+  const tm = meta.test_metrics ?? {}; // null when the run had no test rows
   const metrics = Object.entries(tm).filter(([, v]) => typeof v === 'number');
   $('metrics').replaceChildren(
     ...metrics.map(([k, v]) =>

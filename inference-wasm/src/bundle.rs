@@ -379,7 +379,7 @@ mod tests {
             task_type: TaskType::Classification,
             architecture: arch,
             config: TrainConfig::default(),
-            test_metrics: TestMetrics::Classification(ClassificationMetrics {
+            test_metrics: Some(TestMetrics::Classification(ClassificationMetrics {
                 accuracy: 1.0,
                 precision: 1.0,
                 recall: 1.0,
@@ -388,7 +388,7 @@ mod tests {
                 recall_macro: 1.0,
                 f1_macro: 1.0,
                 confusion_matrix: vec![vec![1, 0], vec![0, 1]],
-            }),
+            })),
             preprocessing: Preprocessing {
                 feature_names: vec!["x".into(), "c".into()],
                 features: vec![

@@ -261,6 +261,10 @@ pub enum RequestError {
     /// A protocol feature this implementation does not offer.
     #[error("{0}")]
     NotImplemented(String),
+    /// The caller gave up before the answer was ready ([`crate::request::Request::answer_unless`];
+    /// only a server raises it, for a client that has gone).
+    #[error("the request was cancelled before its explanations were done")]
+    Cancelled,
 }
 
 impl From<crate::json::JsonError> for RequestError {
@@ -284,6 +288,7 @@ impl RequestError {
             Self::TooCostly { .. } => "explain_too_costly",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::NotImplemented(_) => "not_implemented",
+            Self::Cancelled => "cancelled",
         }
     }
 

@@ -435,7 +435,7 @@ mod tests {
             task_type: TaskType::Regression,
             architecture: arch,
             config: TrainConfig::default(),
-            test_metrics: TestMetrics::Regression(RegressionMetrics { mae: 0.0, rmse: 0.0, r2: 1.0 }),
+            test_metrics: Some(TestMetrics::Regression(RegressionMetrics { mae: 0.0, rmse: 0.0, r2: 1.0 })),
             preprocessing: Preprocessing {
                 feature_names: names.clone(),
                 features: names

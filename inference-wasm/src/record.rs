@@ -128,8 +128,8 @@ pub struct Metadata {
     pub architecture: Architecture,
     /// The configuration that produced this model (`train_config` in format 1).
     pub config: TrainConfig,
-    /// Scores on the test split.
-    pub test_metrics: TestMetrics,
+    /// Scores on the test split; `null` when the run had no test rows (`test_size` 0).
+    pub test_metrics: Option<TestMetrics>,
     /// Prediction-time preprocessing.
     pub preprocessing: Preprocessing,
     /// Class labels in class-index order (classification only).
@@ -167,7 +167,8 @@ struct Record {
     saved_at: String,
     #[serde(alias = "train_config")]
     config: TrainConfig,
-    test_metrics: TestMetrics,
+    #[serde(default)]
+    test_metrics: Option<TestMetrics>,
     #[serde(default)]
     explain: Option<ExplainRecord>,
     history: Vec<EpochRecord>,

@@ -131,7 +131,7 @@ pub fn run(
 }
 
 /// The warning of a run without a test split.
-pub const NO_TEST_ROWS: &str = "test_size is 0: there are no test rows, so test_metrics are not meaningful";
+pub const NO_TEST_ROWS: &str = "test_size is 0: there are no test rows, so test_metrics is null";
 
 /// Evaluate a trained network on the test split (the only place the test split is used) and
 /// assemble what export needs: metadata, tensors, the explanation background and the curves.
@@ -142,7 +142,8 @@ pub fn finish(
     opts: &RunOptions,
 ) -> Result<Trained, TrainingError> {
     let (prepared, source) = (&data.prepared, &data.source);
-    let test_metrics = test_metrics(trained.model.as_ref(), prepared)?;
+    // No test rows, no scores: zeros would read as a model that is always wrong.
+    let test_metrics = (prepared.test.rows > 0).then(|| test_metrics(trained.model.as_ref(), prepared)).transpose()?;
     let mut warnings = prepared.warnings.clone();
     if prepared.test.rows == 0 {
         warnings.push(NO_TEST_ROWS.into());

@@ -381,6 +381,19 @@ impl<'a> Request<'a> {
 
     /// Predict every row with `model` and encode the protocol's answer.
     pub fn answer(&self, model: &Model, limits: &Limits) -> Result<Reply, RequestError> {
+        self.answer_unless(model, limits, || false)
+    }
+
+    /// As [`Request::answer`], but explanations stop before their next row once `cancelled()`
+    /// says so ([`RequestError::Cancelled`]): a server's client that has gone, so a disconnect
+    /// does not leave seconds of work running for nobody. (Generic, so `answer`'s `|| false`
+    /// compiles the check away in wasm.)
+    pub fn answer_unless(
+        &self,
+        model: &Model,
+        limits: &Limits,
+        cancelled: impl Fn() -> bool,
+    ) -> Result<Reply, RequestError> {
         if let Parsed::Oip(env) = &self.parsed {
             let (body, header, rows) = oip::answer(env, &self.text, self.tail, model, limits.max_rows)?;
             let content_type = if header.is_some() { "application/octet-stream" } else { JSON };
@@ -401,7 +414,14 @@ impl<'a> Request<'a> {
                     return Err(RequestError::TooCostly { cost, limit: limits.max_explain_evals });
                 }
                 let n = model.num_features();
-                (0..rows.rows).map(|r| model.explain(&rows.x[r * n..(r + 1) * n], &opts)).collect()
+                let mut explained = Vec::with_capacity(rows.rows);
+                for r in 0..rows.rows {
+                    if cancelled() {
+                        return Err(RequestError::Cancelled);
+                    }
+                    explained.push(model.explain(&rows.x[r * n..(r + 1) * n], &opts));
+                }
+                explained
             }
             None => Vec::new(),
         };
@@ -443,6 +463,7 @@ impl RequestError {
             // Every protocol: the server's documented answer to a request past its size limits.
             (_, Self::TooManyRows { .. } | Self::TooCostly { .. }) => 413,
             (Protocol::ApiMl, Self::NotImplemented(_)) => 501,
+            (_, Self::Cancelled) => 503,
             _ => 400,
         }
     }

@@ -4,6 +4,7 @@
 //! Bodies over [`OFFLOAD_BYTES`] are answered on the blocking pool, a bounded number at once,
 //! so large batches never stall the async workers (and `/health`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -56,16 +57,20 @@ pub async fn serve_as(
     };
     // Explanations cost thousands of forward rows per row: always off the async workers.
     if body.bytes.len() <= OFFLOAD_BYTES && !explain_route && !asks_explain(&body) {
-        return respond(&state, protocol, url_model, &body, explain_route).await;
+        return respond(&state, protocol, url_model, &body, explain_route, &AtomicBool::new(false)).await;
     }
     let Ok(permit) = state.heavy_predicts.clone().acquire_owned().await else {
         return ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is stopping")
             .into_response();
     };
     let handle = tokio::runtime::Handle::current();
+    // hyper drops this future when the client disconnects; the guard then stops the
+    // explanations at their next row, and the permit comes back.
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let _cancel_on_drop = CancelOnDrop(cancelled.clone());
     let task = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        handle.block_on(respond(&state, protocol, url_model, &body, explain_route))
+        handle.block_on(respond(&state, protocol, url_model, &body, explain_route, &cancelled))
     });
     task.await.unwrap_or_else(|e| {
         tracing::error!(error = %e, "predict task failed");
@@ -73,6 +78,15 @@ pub async fn serve_as(
             .in_protocol(protocol)
             .into_response()
     })
+}
+
+/// Sets its flag when dropped: with the handler's future, or at its end.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Whether the body may ask for explanations (a cheap byte scan; the parser decides).
@@ -86,13 +100,19 @@ async fn respond(
     url_model: Option<String>,
     body: &RawBody,
     explain_route: bool,
+    cancelled: &AtomicBool,
 ) -> Response {
-    match answer(state, protocol, url_model, body, explain_route).await {
+    match answer(state, protocol, url_model, body, explain_route, cancelled).await {
         Ok(reply) => {
             state.telemetry.predicted(reply.rows);
             reply_response(reply)
         }
-        Err(e) => e.in_protocol(protocol).into_response(),
+        Err(e) => {
+            if e.kind == "cancelled" {
+                state.telemetry.cancelled();
+            }
+            e.in_protocol(protocol).into_response()
+        }
     }
 }
 
@@ -102,6 +122,7 @@ async fn answer(
     url_model: Option<String>,
     body: &RawBody,
     explain_route: bool,
+    cancelled: &AtomicBool,
 ) -> Result<Reply, ApiError> {
     // A model the URL names is found first: an unknown one is a 404 whatever the body holds.
     let by_url = match url_model.as_deref().filter(|id| *id != LATEST) {
@@ -126,5 +147,6 @@ async fn answer(
             state.store.open(&id).await?
         }
     };
-    req.answer(&loaded.model, &state.config.limits.request).map_err(|e| ApiError::request(e, protocol))
+    req.answer_unless(&loaded.model, &state.config.limits.request, || cancelled.load(Ordering::Relaxed))
+        .map_err(|e| ApiError::request(e, protocol))
 }

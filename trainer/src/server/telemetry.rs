@@ -1,5 +1,6 @@
-//! Prometheus metrics (requests and latency by route and status, predictions, trainings by
-//! outcome), recorded by a middleware and rendered in the text exposition format.
+//! Prometheus metrics (requests and latency by route and status, predictions, predicts
+//! cancelled by a client leaving, trainings by outcome), recorded by a middleware and rendered in
+//! the text exposition format.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -28,6 +29,7 @@ struct Series {
 pub struct Telemetry {
     requests: Mutex<BTreeMap<(String, String, u16), Series>>,
     predictions: AtomicU64,
+    cancelled: AtomicU64,
     trainings: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -47,6 +49,11 @@ impl Telemetry {
     /// Count `n` predicted rows.
     pub fn predicted(&self, n: usize) {
         self.predictions.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Count a predict whose client went away before its explanations were done.
+    pub fn cancelled(&self) {
+        self.cancelled.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Count a finished training by outcome.
@@ -82,6 +89,9 @@ impl Telemetry {
         let _ = writeln!(out, "# HELP predictions_total Rows predicted.");
         let _ = writeln!(out, "# TYPE predictions_total counter");
         let _ = writeln!(out, "predictions_total {}", self.predictions.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP predicts_cancelled_total Predicts stopped because their client went away.");
+        let _ = writeln!(out, "# TYPE predicts_cancelled_total counter");
+        let _ = writeln!(out, "predicts_cancelled_total {}", self.cancelled.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP trainings_total Finished trainings by outcome.");
         let _ = writeln!(out, "# TYPE trainings_total counter");
         let t = self.trainings.lock().unwrap_or_else(|p| p.into_inner());
