@@ -141,6 +141,53 @@ pub struct FusedMlp {
     step: i32,
     /// Batch gathering and the running loss.
     batch: HostBatch,
+    /// The next step's dropout masks, drawn during this one's backward pass.
+    ahead: MasksAhead,
+}
+
+/// Dropout masks drawn one step ahead. With one share (batches under [`MIN_SPLIT_ROWS`]) the
+/// helper thread is idle through the backward pass, and drawing a layer's masks took longer
+/// than its forward GEMM, so the caller waited on it; now the helper draws the next step's
+/// masks while the caller runs the backward pass.
+#[derive(Default)]
+struct MasksAhead {
+    /// Where in which stream, and for how many rows, `masks` were drawn; `None` when there
+    /// are none. A step uses them only if its own start matches, so a reseeded or moved
+    /// stream, or a batch of another size, draws afresh and the weights stay the same bits.
+    key: Option<MaskKey>,
+    /// One rows × width buffer per hidden layer.
+    masks: Vec<Vec<f32>>,
+    bits: Vec<u32>,
+}
+
+/// A dropout stream's position and the batch rows the masks cover.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct MaskKey {
+    seed: [u8; 32],
+    stream: u64,
+    word_pos: u128,
+    rows: usize,
+}
+
+impl MaskKey {
+    fn at(rng: &ChaCha8Rng, rows: usize) -> Self {
+        Self { seed: rng.get_seed(), stream: rng.get_stream(), word_pos: rng.get_word_pos(), rows }
+    }
+}
+
+impl MasksAhead {
+    /// Draw the masks of a one-share step of `rows` rows that starts at `rng`: layer after
+    /// layer, each rows × width in row order, as [`Step::forward_linear`] draws them.
+    fn draw(&mut self, rng: &ChaCha8Rng, rows: usize, widths: &[usize], p: f32) {
+        self.masks.resize_with(widths.len(), Vec::new);
+        let (mut rng, start, mut before) = (rng.clone(), rng.get_word_pos(), 0);
+        for (mask, &h) in self.masks.iter_mut().zip(widths) {
+            mask.resize(rows * h, 0.0);
+            rng.set_word_pos(start + (rows * before) as u128);
+            dropout_mask(&mut rng, p, 1.0 / (1.0 - p), &mut self.bits, mask);
+            before += h;
+        }
+    }
 }
 
 /// Sum over rows of a rows × cols matrix.
@@ -295,8 +342,11 @@ struct Step<'a> {
     rng: &'a ChaCha8Rng,
     team: &'a Team,
     /// One share and a second thread: the helper draws each layer's dropout masks while the
-    /// caller runs its GEMM (batch 32: 410k -> 431k samples/s).
+    /// caller runs its GEMM (batch 32: 410k -> 431k samples/s), unless it drew them during
+    /// the step before ([`MasksAhead`]: 459k-479k -> 484k-506k samples/s).
     nested: bool,
+    /// The share's masks are in place already ([`MasksAhead`]).
+    masks_ready: bool,
 }
 
 impl Step<'_> {
@@ -366,7 +416,9 @@ impl Step<'_> {
                 mask.fill(1.0);
             }
         };
-        if self.nested {
+        if self.masks_ready {
+            gemm();
+        } else if self.nested {
             self.team.join(gemm, masks);
         } else {
             gemm();
@@ -487,6 +539,16 @@ fn sum_shares(shares: &[Share], out: &mut [f32], part: impl Fn(&Share) -> &[f32]
     }
 }
 
+/// Σ over shares of each one's partial gradient of parameter `index` into `grad`. One share's
+/// buffer is swapped in whole: copying the weight gradients was most of a batch-32 step's
+/// memmove.
+fn take_grads(shares: &mut [Share], grad: &mut Vec<f32>, index: usize) {
+    match shares {
+        [one] => std::mem::swap(grad, &mut one.grads[index]),
+        _ => sum_shares(shares, grad, |s| &s.grads[index]),
+    }
+}
+
 /// Threads for the fused step: two when the rayon budget (`RAYON_NUM_THREADS`, which the CLI
 /// sets to 1 unless told otherwise) allows them.
 fn default_threads() -> usize {
@@ -550,6 +612,7 @@ impl FusedMlp {
             optimizer,
             step: 0,
             batch: HostBatch::default(),
+            ahead: MasksAhead::default(),
         })
     }
 
@@ -581,6 +644,16 @@ impl FusedMlp {
             s.rows = half.min(rows - s.start);
         }
         let start_rng = rng.clone();
+        let nested = n_shares == 1 && self.team.threads() > 1;
+        let p = self.arch.dropout_rate as f32;
+        let draw_ahead = nested && p > 0.0;
+        let masks_ready = draw_ahead && self.ahead.key == Some(MaskKey::at(rng, rows));
+        if masks_ready {
+            for (c, m) in self.shares[0].layers.iter_mut().zip(&mut self.ahead.masks) {
+                std::mem::swap(&mut c.mask, m);
+            }
+        }
+        self.ahead.key = None;
         let shares = &mut self.shares[..n_shares];
         macro_rules! step {
             () => {
@@ -593,7 +666,8 @@ impl FusedMlp {
                     batch_rows: rows,
                     rng: &start_rng,
                     team: &self.team,
-                    nested: n_shares == 1 && self.team.threads() > 1,
+                    nested,
+                    masks_ready,
                 }
             };
         }
@@ -624,32 +698,45 @@ impl FusedMlp {
             rng.set_word_pos(start_rng.get_word_pos() + drawn as u128);
         }
 
-        step!().run(shares, |s, sh| s.output(sh, y));
-        let loss: f64 = shares.iter().map(|s| s.loss).sum();
-        for index in [self.layout.out_weight, self.layout.out_bias] {
-            sum_shares(shares, &mut self.params[index].grad, |s| &s.grads[index]);
-        }
+        let mut backward = || {
+            step!().run(shares, |s, sh| s.output(sh, y));
+            let loss: f64 = shares.iter().map(|s| s.loss).sum();
+            for index in [self.layout.out_weight, self.layout.out_bias] {
+                take_grads(shares, &mut self.params[index].grad, index);
+            }
 
-        for li in (0..n_hidden).rev() {
-            let slots = self.layout.hidden[li];
-            step!().run(shares, |s, sh| s.batch_norm_sums(sh, li));
-            sum_shares(shares, &mut self.params[slots.gamma].grad, |s| &s.sums[0]);
-            sum_shares(shares, &mut self.params[slots.beta].grad, |s| &s.sums[1]);
-            // dx̂ = inv_std/B·(B·dy·γ − Σdy·γ − x̂·Σdy·γ·x̂) = a·dy − c1 − x̂·c2 per column, with
-            // a = inv_std·γ, c1 = a·dβ/B and c2 = a·dγ/B.
-            let st = &mut self.stats[li];
-            let (gamma, dgamma, dbeta) =
-                (&self.params[slots.gamma].data, &self.params[slots.gamma].grad, &self.params[slots.beta].grad);
-            for j in 0..slots.width {
-                st.a[j] = st.inv_std[j] * gamma[j];
-                st.c1[j] = st.a[j] * dbeta[j] / bf;
-                st.c2[j] = st.a[j] * dgamma[j] / bf;
+            for li in (0..n_hidden).rev() {
+                let slots = self.layout.hidden[li];
+                step!().run(shares, |s, sh| s.batch_norm_sums(sh, li));
+                sum_shares(shares, &mut self.params[slots.gamma].grad, |s| &s.sums[0]);
+                sum_shares(shares, &mut self.params[slots.beta].grad, |s| &s.sums[1]);
+                // dx̂ = inv_std/B·(B·dy·γ − Σdy·γ − x̂·Σdy·γ·x̂) = a·dy − c1 − x̂·c2 per column, with
+                // a = inv_std·γ, c1 = a·dβ/B and c2 = a·dγ/B.
+                let st = &mut self.stats[li];
+                let (gamma, dgamma, dbeta) =
+                    (&self.params[slots.gamma].data, &self.params[slots.gamma].grad, &self.params[slots.beta].grad);
+                for j in 0..slots.width {
+                    st.a[j] = st.inv_std[j] * gamma[j];
+                    st.c1[j] = st.a[j] * dbeta[j] / bf;
+                    st.c2[j] = st.a[j] * dgamma[j] / bf;
+                }
+                step!().run(shares, |s, sh| s.backward_linear(sh, li));
+                for index in [slots.weight, slots.bias] {
+                    take_grads(shares, &mut self.params[index].grad, index);
+                }
             }
-            step!().run(shares, |s, sh| s.backward_linear(sh, li));
-            for index in [slots.weight, slots.bias] {
-                sum_shares(shares, &mut self.params[index].grad, |s| &s.grads[index]);
-            }
-        }
+            loss
+        };
+        let loss = if draw_ahead {
+            let (mut ahead, next) = (std::mem::take(&mut self.ahead), rng.clone());
+            let (widths, mut loss) = (&self.arch.hidden_dims, 0.0);
+            self.team.join(|| loss = backward(), || ahead.draw(&next, rows, widths, p));
+            ahead.key = Some(MaskKey::at(&next, rows));
+            self.ahead = ahead;
+            loss
+        } else {
+            backward()
+        };
         loss / rows as f64
     }
 
@@ -971,6 +1058,30 @@ mod tests {
             (Trainable::export(&f).unwrap(), rng.get_word_pos())
         };
         assert_eq!(train(1), train(2), "rows {rows}");
+    }
+
+    /// Masks drawn a step ahead are used only by the step they were drawn for: a batch of
+    /// another size, or a reseeded stream, gives the weights one thread gives.
+    #[test]
+    fn masks_drawn_ahead_change_no_weight() {
+        let x = batch(40, 5);
+        let classes: Vec<u32> = (0..40).map(|i| i % 3).collect();
+        let a = arch(Activation::Relu, 3);
+        let init = Mlp::new(&a, &mut ChaCha8Rng::seed_from_u64(1), &Device::Cpu).unwrap().export().unwrap();
+        let train = |threads: usize| {
+            let mut f = FusedMlp::with_threads(&a, &init, adam(1e-2, 0.0, OptimizerKind::Adam), threads).unwrap();
+            let mut rng = ChaCha8Rng::seed_from_u64(3);
+            for (step, rows) in [40, 40, 33, 40, 40, 40].into_iter().enumerate() {
+                if step == 4 {
+                    rng = ChaCha8Rng::seed_from_u64(4);
+                }
+                let targets = BatchTargets::Classes(&classes[..rows]);
+                f.forward_backward(&x[..rows * 5], rows, &targets, &mut rng);
+                f.apply_gradients();
+            }
+            (Trainable::export(&f).unwrap(), rng.get_word_pos())
+        };
+        assert_eq!(train(1), train(2));
     }
 
     /// Evaluation in chunks gives every row what it gets alone, across the chunk boundary.
