@@ -176,16 +176,46 @@ impl MaskKey {
 }
 
 impl MasksAhead {
-    /// Draw the masks of a one-share step of `rows` rows that starts at `rng`: layer after
-    /// layer, each rows × width in row order, as [`Step::forward_linear`] draws them.
-    fn draw(&mut self, rng: &ChaCha8Rng, rows: usize, widths: &[usize], p: f32) {
-        self.masks.resize_with(widths.len(), Vec::new);
-        let (mut rng, start, mut before) = (rng.clone(), rng.get_word_pos(), 0);
-        for (mask, &h) in self.masks.iter_mut().zip(widths) {
-            mask.resize(rows * h, 0.0);
-            rng.set_word_pos(start + (rows * before) as u128);
-            dropout_mask(&mut rng, p, 1.0 / (1.0 - p), &mut self.bits, mask);
-            before += h;
+    /// Draw every layer's masks of a one-share step from `stream`.
+    fn draw(&mut self, stream: &MaskStream<'_>) {
+        self.masks.resize_with(stream.widths.len(), Vec::new);
+        for (li, mask) in self.masks.iter_mut().enumerate() {
+            mask.resize(stream.batch_rows * stream.widths[li], 0.0);
+            stream.fill(li, 0, &mut self.bits, mask);
+        }
+    }
+}
+
+/// Where a step's dropout masks come from: its stream from the step's start, layer after
+/// layer, each `batch_rows × width` in row order (the candle path's order). The one place
+/// that fixes which bits a mask gets, whichever thread or step draws it.
+struct MaskStream<'a> {
+    start: &'a ChaCha8Rng,
+    widths: &'a [usize],
+    batch_rows: usize,
+    p: f32,
+}
+
+impl MaskStream<'_> {
+    /// Hidden layer `li`'s inverted-dropout multipliers (0 with probability `p`, else
+    /// 1/(1−p)) for the rows from `first_row` on, as many as `mask` holds. Drawn as the candle
+    /// path draws them (`rng.random::<f32>() < p` per element, in order) but in bulk: a block
+    /// fill yields the same u32 stream as one `next_u32` per element.
+    fn fill(&self, li: usize, first_row: usize, bits: &mut Vec<u32>, mask: &mut [f32]) {
+        let (p, keep) = (self.p, 1.0 / (1.0 - self.p));
+        if p <= 0.0 {
+            mask.fill(1.0);
+            return;
+        }
+        let before: usize = self.widths[..li].iter().sum();
+        let mut rng = self.start.clone();
+        rng.set_word_pos(self.start.get_word_pos() + (self.batch_rows * before + first_row * self.widths[li]) as u128);
+        bits.resize(mask.len(), 0);
+        rng.fill(&mut bits[..]);
+        // rand's f32 from a u32: the top 24 bits times 2⁻²⁴.
+        const SCALE: f32 = 1.0 / (1u32 << 24) as f32;
+        for (m, b) in mask.iter_mut().zip(bits.iter()) {
+            *m = if (b >> 8) as f32 * SCALE < p { 0.0 } else { keep };
         }
     }
 }
@@ -312,23 +342,6 @@ fn update_params_loops(c: &StepCoefficients, kind: OptimizerKind, params: &mut [
     }
 }
 
-/// Inverted-dropout multipliers (0 with probability `p`, else `keep`) from `rng`, drawn as the
-/// candle path draws them (`rng.random::<f32>() < p` per element, in order) but in bulk: a
-/// block fill yields the same u32 stream as one `next_u32` per element.
-fn dropout_mask(rng: &mut ChaCha8Rng, p: f32, keep: f32, bits: &mut Vec<u32>, mask: &mut [f32]) {
-    if p <= 0.0 {
-        mask.fill(1.0);
-        return;
-    }
-    bits.resize(mask.len(), 0);
-    rng.fill(&mut bits[..]);
-    // rand's f32 from a u32: the top 24 bits times 2⁻²⁴.
-    const SCALE: f32 = 1.0 / (1u32 << 24) as f32;
-    for (m, b) in mask.iter_mut().zip(bits.iter()) {
-        *m = if (b >> 8) as f32 * SCALE < p { 0.0 } else { keep };
-    }
-}
-
 /// What every share's phase reads: the weights and the batch-wide statistics so far.
 struct Step<'a> {
     arch: &'a Architecture,
@@ -406,15 +419,13 @@ impl Step<'_> {
         // This share's masks at their place in the candle path's stream (layer after layer,
         // each rows × width in row order).
         let mut masks = || {
-            let p = self.arch.dropout_rate as f32;
-            if p > 0.0 {
-                let before: usize = self.layout.hidden[..li].iter().map(|s| s.width).sum();
-                let mut rng = self.rng.clone();
-                rng.set_word_pos(self.rng.get_word_pos() + (self.batch_rows * before + share.start * h) as u128);
-                dropout_mask(&mut rng, p, 1.0 / (1.0 - p), &mut bits, mask);
-            } else {
-                mask.fill(1.0);
-            }
+            let stream = MaskStream {
+                start: self.rng,
+                widths: &self.arch.hidden_dims,
+                batch_rows: self.batch_rows,
+                p: self.arch.dropout_rate as f32,
+            };
+            stream.fill(li, share.start, &mut bits, mask);
         };
         if self.masks_ready {
             gemm();
@@ -729,8 +740,9 @@ impl FusedMlp {
         };
         let loss = if draw_ahead {
             let (mut ahead, next) = (std::mem::take(&mut self.ahead), rng.clone());
-            let (widths, mut loss) = (&self.arch.hidden_dims, 0.0);
-            self.team.join(|| loss = backward(), || ahead.draw(&next, rows, widths, p));
+            let stream = MaskStream { start: &next, widths: &self.arch.hidden_dims, batch_rows: rows, p };
+            let mut loss = 0.0;
+            self.team.join(|| loss = backward(), || ahead.draw(&stream));
             ahead.key = Some(MaskKey::at(&next, rows));
             self.ahead = ahead;
             loss
