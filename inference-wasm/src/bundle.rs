@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use crate::error::BundleError;
+use crate::name_map::NameMap;
 use crate::spec::{Architecture, FeatureKind, ModelSpec, TaskType, READABLE_VERSIONS};
 use crate::weights::{self, Container};
 
@@ -108,7 +109,7 @@ impl Default for LoadOptions {
 #[derive(Debug)]
 pub(crate) struct Verified {
     pub spec: ModelSpec,
-    pub tensors: BTreeMap<String, Tensor>,
+    pub tensors: NameMap<Tensor>,
 }
 
 /// Read a self-contained `model.safetensors`: the verified parts and the embedded metadata JSON.
@@ -127,13 +128,13 @@ pub(crate) fn load_parts(weights: &[u8], metadata_json: &str, opts: LoadOptions)
 fn verify(container: Container<'_>, metadata_json: &str, opts: LoadOptions) -> Result<Verified, BundleError> {
     let spec = parse_spec(metadata_json)?;
     if opts.verify_hash {
-        // BTreeMap order is the hash's sorted-name order; the stored bytes are already little-endian.
-        let actual = sha256_hex(container.tensors.values().map(|raw| raw.bytes));
+        // NameMap order is the hash's sorted-name order; the stored bytes are already little-endian.
+        let actual = sha256_hex(container.tensors.iter().map(|(_, raw)| raw.bytes));
         if actual != spec.weights_sha256 {
             return Err(BundleError::HashMismatch { expected: spec.weights_sha256.clone(), actual });
         }
     }
-    let mut tensors = BTreeMap::new();
+    let mut tensors = NameMap::default();
     for (name, raw) in container.tensors {
         if raw.dtype != "F32" {
             return Err(BundleError::Dtype { name, dtype: raw.dtype });
@@ -142,7 +143,8 @@ fn verify(container: Container<'_>, metadata_json: &str, opts: LoadOptions) -> R
         if let Some(index) = data.iter().position(|v| !v.is_finite()) {
             return Err(BundleError::NonFinite { name, index });
         }
-        tensors.insert(name, Tensor { shape: raw.shape, data });
+        // The container's names are unique already.
+        let _ = tensors.insert(name, Tensor { shape: raw.shape, data });
     }
     // Metadata first: it bounds the architecture before any per-layer work.
     check_metadata(&spec)?;
@@ -159,15 +161,15 @@ fn verify(container: Container<'_>, metadata_json: &str, opts: LoadOptions) -> R
     }
     // Every expected name is present, so any surplus is an unexpected tensor.
     if tensors.len() != expected.len() {
-        let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-        let extra = tensors.keys().find(|k| !known.contains(k.as_str())).cloned().unwrap_or_default();
-        return Err(BundleError::UnexpectedTensor(extra));
+        // A linear scan: at most MAX_HIDDEN_LAYERS × 6 + 2 expected names.
+        let extra = tensors.iter().map(|(name, _)| name).find(|k| !expected.iter().any(|(n, _)| n == k));
+        return Err(BundleError::UnexpectedTensor(extra.unwrap_or_default().to_owned()));
     }
     // BatchNorm divides by √(running_var + eps).
     let eps = spec.architecture.batch_norm_eps;
     for i in 0..spec.architecture.hidden_dims.len() {
         let name = hidden_tensor_name(i, "bn.running_var");
-        if let Some(index) = tensors[&name].data.iter().position(|&v| f64::from(v) + eps <= 0.0) {
+        if let Some(index) = tensors[name.as_str()].data.iter().position(|&v| f64::from(v) + eps <= 0.0) {
             return Err(BundleError::Inconsistent(format!("`{name}`[{index}] is negative: a variance cannot be")));
         }
     }
@@ -305,13 +307,13 @@ mod writer {
         /// Load a single `model.safetensors` whose header carries the metadata.
         pub fn from_bytes(bytes: &[u8]) -> Result<Self, BundleError> {
             let (verified, json) = load_bytes(bytes, LoadOptions::default())?;
-            Ok(Bundle { metadata: parse_full(&json)?, tensors: verified.tensors })
+            Ok(Bundle { metadata: parse_full(&json)?, tensors: verified.tensors.into_iter().collect() })
         }
 
         /// Load the two-file layout: safetensors weights and `metadata.json`.
         pub fn from_parts(weights: &[u8], metadata_json: &str) -> Result<Self, BundleError> {
             let verified = load_parts(weights, metadata_json, LoadOptions::default())?;
-            Ok(Bundle { metadata: parse_full(metadata_json)?, tensors: verified.tensors })
+            Ok(Bundle { metadata: parse_full(metadata_json)?, tensors: verified.tensors.into_iter().collect() })
         }
 
         /// Serialise as one self-contained `model.safetensors` (metadata embedded in the header).

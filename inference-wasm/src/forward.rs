@@ -3,8 +3,8 @@
 //! LLVM vectorises: SSE/AVX natively, simd128 on wasm32).
 
 use crate::bundle::{hidden_tensor_name, Tensor};
+use crate::name_map::NameMap;
 use crate::spec::{Activation, Architecture};
-use std::collections::BTreeMap;
 
 /// One dense layer y = act(x·Wᵀ + b), with W stored transposed (`wt[k * out + j]`).
 #[derive(Debug, Clone)]
@@ -43,7 +43,7 @@ const BLOCK_ROWS: usize = 64;
 
 impl Network {
     /// Build from verified tensors, folding each hidden BatchNorm into the following Linear.
-    pub fn new(arch: &Architecture, tensors: &BTreeMap<String, Tensor>) -> Self {
+    pub(crate) fn new(arch: &Architecture, tensors: &NameMap<Tensor>) -> Self {
         let get = |name: &str| &tensors[name].data;
         let mut layers = Vec::with_capacity(arch.hidden_dims.len() + 1);
         // Affine step (s, t) left by the previous BatchNorm: z = s ⊙ a + t.

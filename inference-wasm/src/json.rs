@@ -7,6 +7,7 @@
 //! scripts/build-wasm.sh: the derived `ModelSpec` reader alone cost 12.6 KB gzip; see
 //! ARCHITECTURE.md for the totals.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -47,18 +48,31 @@ pub(crate) struct Members<'a> {
 
 struct MembersVisitor;
 
+/// Members checked for repeats by scanning, before a set takes over.
+const LINEAR_CHECK: usize = 32;
+
 impl<'de> Visitor<'de> for MembersVisitor {
     type Value = Vec<(String, &'de RawValue)>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let duplicate = |k: &str| serde::de::Error::custom(format_args!("duplicate field `{}`", truncate_echo(k)));
         let mut items: Vec<(String, &'de RawValue)> = Vec::new();
         while let Some((k, v)) = map.next_entry::<String, &'de RawValue>()? {
-            if items.iter().any(|(seen, _)| *seen == k) {
-                return Err(serde::de::Error::custom(format_args!("duplicate field `{}`", truncate_echo(&k))));
+            // A scan while the object is small (every envelope and spec object)...
+            if items.len() < LINEAR_CHECK && items.iter().any(|(seen, _)| *seen == k) {
+                return Err(duplicate(&k));
             }
             items.push((k, v));
+        }
+        // ...and one pass with a set for a large one, so a hostile body of a million keys
+        // costs linear time, not a quadratic scan.
+        if items.len() > LINEAR_CHECK {
+            let mut seen = HashSet::with_capacity(items.len());
+            if let Some((k, _)) = items.iter().find(|(k, _)| !seen.insert(k.as_str())) {
+                return Err(duplicate(k));
+            }
         }
         Ok(items)
     }
@@ -149,5 +163,19 @@ mod tests {
         assert!(e.contains("duplicate field `a`"), "{e}");
         let e = value::<u64>(m.get("a").unwrap(), "a").unwrap_err().to_string();
         assert!(e.contains("`a`: invalid type"), "{e}");
+    }
+
+    #[test]
+    fn a_repeat_anywhere_in_a_large_object_is_refused() {
+        let keys: Vec<String> = (0..5000).map(|i| format!("\"k{i}\": {i}")).collect();
+        let json = format!("{{{}}}", keys.join(","));
+        let m = Members::parse(&json).unwrap();
+        assert_eq!((m.get("k0").map(RawValue::get), m.get("k4999").map(RawValue::get)), (Some("0"), Some("4999")));
+        for (at, repeat) in [(10, "k3"), (40, "k39"), (4000, "k3999"), (4999, "k0")] {
+            let mut with_repeat = keys.clone();
+            with_repeat.insert(at, format!("\"{repeat}\": 0"));
+            let e = Members::parse(&format!("{{{}}}", with_repeat.join(","))).err().unwrap().to_string();
+            assert!(e.contains(&format!("duplicate field `{repeat}`")), "{at}: {e}");
+        }
     }
 }

@@ -15,6 +15,7 @@ pub mod explain;
 pub mod forward;
 mod json;
 pub mod model;
+mod name_map;
 pub mod preprocess;
 #[cfg(feature = "train")]
 pub mod record;

@@ -9,13 +9,13 @@
 //! `bench/wasm`). Writing still goes through the crate ([`crate::Bundle::to_safetensors`]),
 //! and a test checks this reader against it.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use crate::error::BundleError;
+use crate::error::{truncate_echo, BundleError};
+use crate::name_map::NameMap;
 
 /// The same cap the `safetensors` crate applies, so a length prefix cannot claim gigabytes.
 const MAX_HEADER_BYTES: u64 = 100_000_000;
@@ -34,8 +34,8 @@ pub(crate) struct RawTensor<'a> {
 /// A parsed container: the `__metadata__` strings and the tensors by name.
 #[derive(Debug)]
 pub(crate) struct Container<'a> {
-    pub metadata: BTreeMap<String, String>,
-    pub tensors: BTreeMap<String, RawTensor<'a>>,
+    pub metadata: NameMap<String>,
+    pub tensors: NameMap<RawTensor<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -47,8 +47,33 @@ struct TensorInfo {
 
 /// The header object: `__metadata__` plus one entry per tensor, in file order.
 struct Header {
-    metadata: Option<BTreeMap<String, String>>,
+    metadata: Option<Metadata>,
     tensors: Vec<(String, TensorInfo)>,
+}
+
+/// The `__metadata__` object: string values, each key once.
+struct Metadata(NameMap<String>);
+
+impl<'de> Deserialize<'de> for Metadata {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MetadataVisitor;
+        impl<'de> Visitor<'de> for MetadataVisitor {
+            type Value = Metadata;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of strings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Metadata, A::Error> {
+                let mut strings = NameMap::default();
+                while let Some((key, value)) = map.next_entry::<String, String>()? {
+                    strings.insert(key, value).map_err(|(key, _)| {
+                        de::Error::custom(format_args!("`__metadata__` has key `{}` twice", truncate_echo(&key)))
+                    })?;
+                }
+                Ok(Metadata(strings))
+            }
+        }
+        deserializer.deserialize_map(MetadataVisitor)
+    }
 }
 
 impl<'de> Deserialize<'de> for Header {
@@ -145,15 +170,15 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Container<'_>, BundleError> {
         return Err(invalid(format!("tensors cover {end} bytes of a {}-byte data buffer", data.len())));
     }
 
-    let mut tensors = BTreeMap::new();
+    let mut tensors = NameMap::default();
     for (name, info) in infos {
         let (start, stop) = info.data_offsets;
         let raw = RawTensor { dtype: info.dtype, shape: info.shape, bytes: &data[start..stop] };
-        if tensors.insert(name, raw).is_some() {
-            return Err(invalid("duplicate tensor name"));
-        }
+        tensors
+            .insert(name, raw)
+            .map_err(|(name, _)| invalid(format!("tensor `{}` is named twice", truncate_echo(&name))))?;
     }
-    Ok(Container { metadata: metadata.unwrap_or_default(), tensors })
+    Ok(Container { metadata: metadata.map(|m| m.0).unwrap_or_default(), tensors })
 }
 
 #[cfg(test)]
@@ -179,9 +204,9 @@ mod tests {
             file(&[("b", vec![2, 3], (0..6).map(|i| i as f32).collect()), ("a", vec![1], vec![7.5])], Some(meta));
         let c = read(&bytes).unwrap();
         assert_eq!(c.metadata["bundle"], "{\"a\": 1}");
-        assert_eq!(c.tensors.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(c.tensors.iter().map(|(name, _)| name).collect::<Vec<_>>(), ["a", "b"]);
         let reference = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        for (name, t) in &c.tensors {
+        for (name, t) in c.tensors.iter() {
             let r = reference.tensor(name).unwrap();
             assert_eq!((t.dtype.as_str(), t.shape.as_slice(), t.bytes), ("F32", r.shape(), r.data()));
         }
@@ -191,7 +216,7 @@ mod tests {
     fn no_metadata_and_no_tensors_are_fine() {
         let bytes = file(&[], None);
         let c = read(&bytes).unwrap();
-        assert!(c.metadata.is_empty() && c.tensors.is_empty());
+        assert!(c.metadata.len() == 0 && c.tensors.len() == 0);
     }
 
     /// A file with the given header text and data bytes.
@@ -229,8 +254,9 @@ mod tests {
                     ),
                     &[0; 8],
                 ),
-                "duplicate tensor",
+                "tensor `a` is named twice",
             ),
+            (with_header(&t(r#""__metadata__":{"k":"1","k":"2"}"#), &[]), "`__metadata__` has key `k` twice"),
             (with_header(&t(r#""__metadata__":{"k":1}"#), &[]), "invalid header JSON"),
             (with_header(&t(r#""__metadata__":{},"__metadata__":{}"#), &[]), "duplicate field"),
         ];

@@ -9,6 +9,7 @@
 //! `outputs` selection honoured; `binary_data` outputs come after the JSON header.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
@@ -211,10 +212,12 @@ pub(crate) fn parse(text: &str, tail: &[u8]) -> Result<Envelope, RequestError> {
                     ));
                 }
                 let name: String = value(o.required("name", "an output")?, "name")?;
-                if outputs.iter().any(|seen| seen.name == name) {
-                    return Err(invalid(format!("output `{}` is requested twice", truncate_echo(&name))));
-                }
                 outputs.push(Output { name, binary: p.binary_data.unwrap_or(binary_default) });
+            }
+            // One pass with a set: a scan per output was quadratic in a hostile list.
+            let mut seen = HashSet::with_capacity(outputs.len());
+            if let Some(o) = outputs.iter().find(|o| !seen.insert(o.name.as_str())) {
+                return Err(invalid(format!("output `{}` is requested twice", truncate_echo(&o.name))));
             }
             // As Triton: no output named means every output.
             (!outputs.is_empty()).then_some(outputs)
@@ -780,5 +783,22 @@ mod tests {
         assert!(parse(text, &[0u8; 12]).unwrap_err().to_string().contains("4 bytes follow"));
         assert!(parse(r#"{"inputs": []}"#, &[]).is_err());
         assert!(parse(r#"{"inputs": [{"name": "x", "shape": [1], "datatype": "FP8", "data": [1]}]}"#, &[]).is_err());
+    }
+
+    #[test]
+    fn an_output_requested_twice_is_refused_wherever_it_repeats() {
+        let input = r#"{"name": "input", "shape": [1], "datatype": "FP32", "data": [1]}"#;
+        let with = |names: &[String]| {
+            let outputs: Vec<String> = names.iter().map(|n| format!(r#"{{"name": "{n}"}}"#)).collect();
+            format!(r#"{{"inputs": [{input}], "outputs": [{}]}}"#, outputs.join(","))
+        };
+        let mut names: Vec<String> = (0..1000).map(|i| format!("o{i}")).collect();
+        let env = parse(&with(&names), &[]).unwrap();
+        assert_eq!(env.outputs.map(|o| o.len()), Some(1000));
+        names.push("o999".into());
+        let e = parse(&with(&names), &[]).unwrap_err().to_string();
+        assert!(e.contains("output `o999` is requested twice"), "{e}");
+        let e = parse(&with(&["probabilities".into(), "probabilities".into()]), &[]).unwrap_err().to_string();
+        assert!(e.contains("output `probabilities` is requested twice"), "{e}");
     }
 }
