@@ -161,7 +161,11 @@ pub fn load(key: &str, opts: &RedisOptions, max_bytes: u64) -> Result<Table, Dat
                     names
                 }
             };
-            fields.sort_by_key(|(k, _)| order.iter().position(|o| o == k).unwrap_or(usize::MAX));
+            // Ranks by name (a name listed twice keeps its first place): a scan of `order` per
+            // comparison was quadratic in a wide hash.
+            let rank: std::collections::HashMap<&str, usize> =
+                order.iter().enumerate().rev().map(|(i, name)| (name.as_str(), i)).collect();
+            fields.sort_by_key(|(k, _)| rank.get(k.as_str()).copied().unwrap_or(usize::MAX));
             let mut obj = serde_json::Map::new();
             for (col, raw) in fields {
                 let v: serde_json::Value = serde_json::from_slice(&raw)
