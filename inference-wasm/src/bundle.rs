@@ -115,7 +115,7 @@ pub(crate) struct Verified {
 /// Read a self-contained `model.safetensors`: the verified parts and the embedded metadata JSON.
 pub(crate) fn load_bytes(bytes: &[u8], opts: LoadOptions) -> Result<(Verified, String), BundleError> {
     let mut container = weights::read(bytes)?;
-    let json = container.metadata.remove(METADATA_KEY).ok_or(BundleError::MissingMetadata)?;
+    let json = container.bundle_json.take().ok_or(BundleError::MissingMetadata)?;
     Ok((verify(container, &json, opts)?, json))
 }
 

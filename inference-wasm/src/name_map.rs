@@ -1,5 +1,5 @@
-//! A small map from names to values, kept sorted by name: a bundle's tensors and its
-//! safetensors `__metadata__` strings.
+//! A small map from names to values, kept sorted by name: a bundle's tensors (at most
+//! `weights::MAX_TENSORS`, so inserting in place stays cheap).
 //!
 //! Why not a `BTreeMap`: a bundle holds a few dozen tensors, found by binary search just as
 //! well, and the B-tree's node code was 100 of the 445 wasm functions V8 compiled lazily to

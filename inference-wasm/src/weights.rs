@@ -14,6 +14,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use crate::bundle::METADATA_KEY;
 use crate::error::{truncate_echo, BundleError};
 use crate::name_map::NameMap;
 
@@ -31,10 +32,10 @@ pub(crate) struct RawTensor<'a> {
     pub bytes: &'a [u8],
 }
 
-/// A parsed container: the `__metadata__` strings and the tensors by name.
+/// A parsed container: the bundle's metadata JSON (`__metadata__.bundle`) and the tensors by name.
 #[derive(Debug)]
 pub(crate) struct Container<'a> {
-    pub metadata: NameMap<String>,
+    pub bundle_json: Option<String>,
     pub tensors: NameMap<RawTensor<'a>>,
 }
 
@@ -51,8 +52,9 @@ struct Header {
     tensors: Vec<(String, TensorInfo)>,
 }
 
-/// The `__metadata__` object: string values, each key once.
-struct Metadata(NameMap<String>);
+/// The `__metadata__` object's `bundle` entry, the one a reader needs. Every value must be a
+/// string, as the format says; the other keys are read past in one pass, whatever their count.
+struct Metadata(Option<String>);
 
 impl<'de> Deserialize<'de> for Metadata {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -63,13 +65,13 @@ impl<'de> Deserialize<'de> for Metadata {
                 f.write_str("an object of strings")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Metadata, A::Error> {
-                let mut strings = NameMap::default();
+                let mut bundle = None;
                 while let Some((key, value)) = map.next_entry::<String, String>()? {
-                    strings.insert(key, value).map_err(|(key, _)| {
-                        de::Error::custom(format_args!("`__metadata__` has key `{}` twice", truncate_echo(&key)))
-                    })?;
+                    if key == METADATA_KEY && bundle.replace(value).is_some() {
+                        return Err(de::Error::custom(format_args!("`__metadata__` has `{METADATA_KEY}` twice")));
+                    }
                 }
-                Ok(Metadata(strings))
+                Ok(Metadata(bundle))
             }
         }
         deserializer.deserialize_map(MetadataVisitor)
@@ -178,7 +180,7 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Container<'_>, BundleError> {
             .insert(name, raw)
             .map_err(|(name, _)| invalid(format!("tensor `{}` is named twice", truncate_echo(&name))))?;
     }
-    Ok(Container { metadata: metadata.map(|m| m.0).unwrap_or_default(), tensors })
+    Ok(Container { bundle_json: metadata.and_then(|m| m.0), tensors })
 }
 
 #[cfg(test)]
@@ -203,7 +205,7 @@ mod tests {
         let bytes =
             file(&[("b", vec![2, 3], (0..6).map(|i| i as f32).collect()), ("a", vec![1], vec![7.5])], Some(meta));
         let c = read(&bytes).unwrap();
-        assert_eq!(c.metadata["bundle"], "{\"a\": 1}");
+        assert_eq!(c.bundle_json.as_deref(), Some("{\"a\": 1}"));
         assert_eq!(c.tensors.iter().map(|(name, _)| name).collect::<Vec<_>>(), ["a", "b"]);
         let reference = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         for (name, t) in c.tensors.iter() {
@@ -216,7 +218,7 @@ mod tests {
     fn no_metadata_and_no_tensors_are_fine() {
         let bytes = file(&[], None);
         let c = read(&bytes).unwrap();
-        assert!(c.metadata.len() == 0 && c.tensors.len() == 0);
+        assert!(c.bundle_json.is_none() && c.tensors.len() == 0);
     }
 
     /// A file with the given header text and data bytes.
@@ -256,7 +258,7 @@ mod tests {
                 ),
                 "tensor `a` is named twice",
             ),
-            (with_header(&t(r#""__metadata__":{"k":"1","k":"2"}"#), &[]), "`__metadata__` has key `k` twice"),
+            (with_header(&t(r#""__metadata__":{"bundle":"1","k":"2","bundle":"3"}"#), &[]), "has `bundle` twice"),
             (with_header(&t(r#""__metadata__":{"k":1}"#), &[]), "invalid header JSON"),
             (with_header(&t(r#""__metadata__":{},"__metadata__":{}"#), &[]), "duplicate field"),
         ];
@@ -264,6 +266,15 @@ mod tests {
             let err = read(&bytes).unwrap_err().to_string();
             assert!(err.contains(needle), "expected `{needle}` in: {err}");
         }
+    }
+
+    #[test]
+    fn the_bundle_entry_is_found_among_many_metadata_keys() {
+        // In descending order: a map kept sorted by insertion would move every entry each time.
+        let mut keys: Vec<String> = (0..50_000).rev().map(|i| format!(r#""k{i:05}":"v""#)).collect();
+        keys.insert(25_000, r#""bundle":"{}""#.into());
+        let header = format!(r#"{{"__metadata__":{{{}}}}}"#, keys.join(","));
+        assert_eq!(read(&with_header(&header, &[])).unwrap().bundle_json.as_deref(), Some("{}"));
     }
 
     #[test]
